@@ -1,0 +1,111 @@
+"""Multi-head attention (Vaswani et al. 2017) behind the zoo contract."""
+
+import math
+
+import keras
+from keras import ops
+
+from zoo.attention.base import Attention, register
+
+
+@register("multi_head", aliases=("mha", "multihead"))
+class MultiHeadAttention(Attention):
+    """Multi-head scaled dot-product attention with its own projections.
+
+    ``head_h = softmax(Q_h K_h^T / sqrt(key_dim)) V_h`` with ``Q_h = q W^Q_h``,
+    ``K_h = k W^K_h``, ``V_h = v W^V_h``; the heads are concatenated and projected by ``W^O``.
+    The weights have the same shapes and names as ``keras.layers.MultiHeadAttention``'s, so
+    weights copy across. Unlike Keras's layer, masks are honoured however the inputs were
+    produced, and fully masked rows give zeros.
+
+    Args:
+        num_heads: Number of heads.
+        key_dim: Size of each head's queries and keys; ``None`` means ``dim_q // num_heads``.
+        value_dim: Size of each head's values; ``None`` means ``key_dim``.
+        output_dim: Size of the output; ``None`` means the query size.
+        use_bias: Biases in the four projections.
+        kernel_initializer: Initializer of the projections.
+        bias_initializer: Initializer of the biases.
+        kernel_regularizer: Regularizer of the projections.
+        dropout: Dropout rate on the attention weights.
+        seed: Dropout seed.
+        **kwargs: Keras layer arguments.
+
+    Returns weights of shape ``(batch, num_heads, Tq, Tv)``.
+
+    Example:
+        >>> import numpy as np
+        >>> layer = MultiHeadAttention(num_heads=2)
+        >>> ctx, w = layer.attend(query=np.ones((1, 3, 8), "float32"),
+        ...                       value=np.ones((1, 5, 8), "float32"))
+        >>> tuple(ctx.shape), tuple(w.shape)
+        ((1, 3, 8), (1, 2, 3, 5))
+    """
+
+    has_heads = True
+
+    def __init__(self, num_heads=8, key_dim=None, value_dim=None, output_dim=None,
+                 use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, dropout=0.0, seed=None, **kwargs):
+        super().__init__(dropout=dropout, seed=seed, **kwargs)
+        for nm, val in (("num_heads", num_heads), ("key_dim", key_dim),
+                        ("value_dim", value_dim), ("output_dim", output_dim)):
+            if val is not None and int(val) < 1:
+                raise ValueError(f"{nm} must be a positive integer, got {val}")
+        self.num_heads = int(num_heads)
+        self.key_dim = None if key_dim is None else int(key_dim)
+        self.value_dim = None if value_dim is None else int(value_dim)
+        self.output_dim = None if output_dim is None else int(output_dim)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+
+    def _output_dim(self, query_dim, value_dim):
+        return self.output_dim or query_dim
+
+    def _projection(self, equation, output_shape, bias_axes, name):
+        return keras.layers.EinsumDense(
+            equation, output_shape=output_shape, bias_axes=bias_axes if self.use_bias else None,
+            kernel_initializer=self.kernel_initializer, bias_initializer=self.bias_initializer,
+            kernel_regularizer=self.kernel_regularizer, dtype=self.dtype_policy, name=name)
+
+    def build_weights(self, query_dim, key_dim, value_dim):
+        h = self.num_heads
+        kd = self.key_dim or query_dim // h
+        if kd < 1:
+            raise ValueError(f"{self._label()}: query size {query_dim} is smaller than "
+                             f"num_heads={h}; set key_dim")
+        vd = self.value_dim or kd
+        self._head_key_dim, self._head_value_dim = kd, vd
+        self.query_dense = self._projection("abc,cde->abde", (None, h, kd), "de", "query")
+        self.query_dense.build((None, None, query_dim))
+        self.key_dense = self._projection("abc,cde->abde", (None, h, kd), "de", "key")
+        self.key_dense.build((None, None, key_dim))
+        self.value_dense = self._projection("abc,cde->abde", (None, h, vd), "de", "value")
+        self.value_dense.build((None, None, value_dim))
+        self.output_dense = self._projection(
+            "abcd,cde->abe", (None, self._output_dim(query_dim, value_dim)), "e",
+            "attention_output")
+        self.output_dense.build((None, None, h, vd))
+        self._scale_value = 1.0 / math.sqrt(kd)
+
+    def _prepare(self, key, value):
+        return {"keys": self.key_dense(key),  # (batch, Tv, H, kd)
+                "values": self.value_dense(value)}  # (batch, Tv, H, vd)
+
+    def _score(self, query, memory, state):
+        q = self.query_dense(query) * ops.cast(self._scale_value, query.dtype)  # (b, Tq, H, kd)
+        return ops.einsum("aecd,abcd->acbe", memory["keys"], q)  # (batch, H, Tq, Tv)
+
+    def _combine(self, weights, memory):
+        heads = ops.einsum("acbe,aecd->abcd", weights, memory["values"])  # (batch, Tq, H, vd)
+        return self.output_dense(heads)
+
+    def get_config(self):
+        return {**super().get_config(), "num_heads": self.num_heads, "key_dim": self.key_dim,
+                "value_dim": self.value_dim, "output_dim": self.output_dim,
+                "use_bias": self.use_bias,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer)}

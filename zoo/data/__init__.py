@@ -1,0 +1,51 @@
+"""Data: embedded corpora (readers and pipelines arrive with the translator)."""
+
+import gzip
+import os
+
+_CORPORA = os.path.join(os.path.dirname(__file__), "corpora")
+
+
+def corpus_path(name: str, filename: str) -> str:
+    """Path of a file of a corpus shipped inside the package.
+
+    Args:
+        name: Corpus folder, e.g. ``"anki_spa_eng"``.
+        filename: File in it, e.g. ``"spa-eng.20k.tsv.gz"``.
+
+    Returns:
+        An absolute path.
+
+    Raises:
+        FileNotFoundError: Naming what is shipped.
+    """
+    path = os.path.join(_CORPORA, name, filename)
+    if not os.path.exists(path):
+        shipped = sorted(os.listdir(_CORPORA)) if os.path.isdir(_CORPORA) else []
+        raise FileNotFoundError(f"No embedded corpus file {name}/{filename}; shipped corpora: "
+                                f"{', '.join(shipped) or 'none'}")
+    return path
+
+
+def anki_spa_eng_pairs(limit=None):
+    """The embedded Anki/Tatoeba Spanish-English pairs as (spanish, english) tuples.
+
+    Args:
+        limit: Keep the first ``limit`` pairs (file order); all 20,000 if None.
+
+    Returns:
+        A list of ``(spanish, english)`` string pairs (CC-BY 2.0 FR, tatoeba.org and
+        manythings.org/anki; see ``corpora/anki_spa_eng/ATTRIBUTION.md``).
+    """
+    path = corpus_path("anki_spa_eng", "spa-eng.20k.tsv.gz")
+    pairs = []
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) < 2 or not parts[0].strip() or not parts[1].strip():
+                raise ValueError(f"{path}:{lineno}: expected 'english<TAB>spanish', got "
+                                 f"{line[:80]!r}")
+            pairs.append((parts[1], parts[0]))
+            if limit is not None and len(pairs) >= limit:
+                break
+    return pairs
