@@ -406,9 +406,12 @@ def masked_softmax(scores, mask, axis=-1):
         Weights in ``scores.dtype``; a row with no True entry is all zeros (never NaN).
     """
     s = ops.cast(scores, "float32")
-    mask = ops.broadcast_to(mask, ops.shape(s))
-    s = ops.where(mask, s, ops.full_like(s, _MASK_FILL))
-    weights = ops.softmax(s, axis=axis) * ops.cast(mask, "float32")
+    s = ops.where(mask, s, _MASK_FILL)
+    # exp(fill - max) underflows to exactly 0 in float32, so masked keys already get weight
+    # and gradient 0; only rows with no key left (uniform over the fill) need zeroing, and a
+    # (.., 1) factor does that without another full-size tensor.
+    any_key = ops.any(mask, axis=axis, keepdims=True)
+    weights = ops.softmax(s, axis=axis) * ops.cast(any_key, "float32")
     return ops.cast(weights, scores.dtype)
 
 
