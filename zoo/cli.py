@@ -41,8 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "Spanish-English pairs, translate, plot the attention")
     d.add_argument("--attention", default="additive",
                    help="attention variant (see `zoo attention`); default: additive")
-    d.add_argument("--pairs", type=int, default=6000, help="training pairs (default 6000)")
-    d.add_argument("--epochs", type=int, default=8, help="training epochs (default 8)")
+    d.add_argument("--pairs", type=int, default=9000, help="training pairs (default 9000)")
+    d.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
     d.add_argument("--out", default="zoo-demo", help="output folder (default ./zoo-demo)")
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=_cmd_demo)

@@ -80,7 +80,7 @@ def build_model(attention, src_vocab, tgt_vocab, units=128, embed=96):
     return model, parts, layer
 
 
-def run(attention: str = "additive", num_pairs: int = 6000, epochs: int = 8,
+def run(attention: str = "additive", num_pairs: int = 9000, epochs: int = 20,
         max_words: int = 7, out_dir: str = "zoo-demo", seed: int = 0) -> dict:
     """Trains, translates and plots; returns the figures it printed.
 
@@ -116,7 +116,7 @@ def run(attention: str = "additive", num_pairs: int = 6000, epochs: int = 8,
                       for _, e in train], "int32")
     model, parts, layer = build_model(attention, len(src_vocab), len(tgt_vocab))
     model.compile(
-        optimizer=keras.optimizers.Adam(2e-3, clipnorm=1.0),
+        optimizer=keras.optimizers.Adam(4e-3, clipnorm=1.0),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0))
     print(f"zoo demo: attention={attention!r} ({type(layer).__name__}), {len(train)} "
           f"Spanish->English pairs (Anki/Tatoeba, CC-BY), vocab {len(src_vocab)}/"
