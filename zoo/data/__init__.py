@@ -1,7 +1,11 @@
-"""Data: embedded corpora (readers and pipelines arrive with the translator)."""
+"""Data: corpus readers, tokenizers, tf.data pipelines and the embedded corpora."""
 
 import gzip
 import os
+
+from zoo.data.readers import DataError, Pairs, read_jsonl, read_pairs, read_parallel, read_tsv
+from zoo.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, SentencePieceTokenizer
+from zoo.data.pipeline import encode_sources, make_dataset
 
 _CORPORA = os.path.join(os.path.dirname(__file__), "corpora")
 

@@ -1,0 +1,150 @@
+"""Subword tokenizer: SentencePiece, learned with the ``sentencepiece`` trainer, run by
+tensorflow-text inside TF graphs.
+
+The same model file is read by ``tensorflow_text.SentencepieceTokenizer`` (training input
+pipelines, the exported SavedModel) and by the ``sentencepiece`` package (host-side, without
+TensorFlow), so every runtime produces the same ids.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Iterable, Optional
+
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+
+
+class SentencePieceTokenizer:
+    """A SentencePiece model with fixed special ids: pad 0, unk 1, bos 2, eos 3.
+
+    Args:
+        model: The serialized SentencePiece model (the bytes of a ``.model`` file).
+
+    Example:
+        >>> tok = SentencePieceTokenizer.train(["a cat sat", "a dog sat"] * 50, vocab_size=20)
+        >>> ids = tok.tokenize(["a cat sat"])            # tf.RaggedTensor (1, None)
+        >>> tok.detokenize(ids).numpy()[0].decode()
+        'a cat sat'
+    """
+
+    pad_id, unk_id, bos_id, eos_id = PAD_ID, UNK_ID, BOS_ID, EOS_ID
+
+    def __init__(self, model: bytes):
+        if not isinstance(model, (bytes, bytearray)) or not model:
+            raise ValueError("SentencePieceTokenizer needs the bytes of a SentencePiece model")
+        self.model = bytes(model)
+        self._tf = None
+        self._sp = None
+        sp = self.processor
+        specials = (sp.pad_id(), sp.unk_id(), sp.bos_id(), sp.eos_id())
+        if specials != (PAD_ID, UNK_ID, BOS_ID, EOS_ID):
+            raise ValueError(f"SentencePiece model has special ids (pad, unk, bos, eos) = "
+                             f"{specials}; zoo needs (0, 1, 2, 3): train it with "
+                             f"SentencePieceTokenizer.train or pad_id=0 unk_id=1 bos_id=2 eos_id=3")
+
+    # ------------------------------------------------------------------ learning
+    @classmethod
+    def train(cls, texts: Iterable[str], vocab_size: int = 8000, model_type: str = "unigram",
+              character_coverage: float = 1.0, max_sentences: int = 2_000_000,
+              seed: int = 0) -> "SentencePieceTokenizer":
+        """Learns a tokenizer from raw text.
+
+        Args:
+            texts: Sentences (for a joint vocabulary pass both languages).
+            vocab_size: Size of the vocabulary; lowered automatically when the text is too
+                small to support it (``hard_vocab_limit=False``).
+            model_type: ``"unigram"`` or ``"bpe"``.
+            character_coverage: Fraction of characters covered (1.0 for Latin scripts).
+            max_sentences: Sentences sampled for training.
+            seed: Not used by SentencePiece's trainer (it is deterministic for a given input);
+                kept for a uniform signature.
+
+        Returns:
+            A :class:`SentencePieceTokenizer`.
+        """
+        import sentencepiece as spm
+
+        if int(vocab_size) < 8:
+            raise ValueError(f"vocab_size must be at least 8, got {vocab_size}")
+        if model_type not in ("unigram", "bpe"):
+            raise ValueError(f"model_type must be 'unigram' or 'bpe', got {model_type!r}")
+        texts = [t for t in texts if t and t.strip()]
+        if not texts:
+            raise ValueError("cannot learn a tokenizer from no text")
+        buf = io.BytesIO()
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(texts), model_writer=buf, vocab_size=int(vocab_size),
+            model_type=model_type, character_coverage=character_coverage,
+            pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
+            hard_vocab_limit=False, input_sentence_size=max_sentences,
+            shuffle_input_sentence=True, minloglevel=2, num_threads=os.cpu_count() or 1)
+        return cls(buf.getvalue())
+
+    # ------------------------------------------------------------------ running
+    @property
+    def processor(self):
+        """The ``sentencepiece.SentencePieceProcessor`` (host-side, no TensorFlow)."""
+        if self._sp is None:
+            import sentencepiece as spm
+
+            self._sp = spm.SentencePieceProcessor(model_proto=self.model)
+        return self._sp
+
+    @property
+    def tf_tokenizer(self):
+        """The ``tensorflow_text.SentencepieceTokenizer`` (runs inside graphs)."""
+        if self._tf is None:
+            import tensorflow as tf
+            import tensorflow_text as tf_text
+
+            # Created eagerly even when first used inside a graph (a tf.data map): the
+            # resource must outlive that graph.
+            with tf.init_scope():
+                self._tf = tf_text.SentencepieceTokenizer(model=self.model, out_type=tf.int32)
+        return self._tf
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.processor.get_piece_size())
+
+    def tokenize(self, texts):
+        """Strings -> ``tf.RaggedTensor`` of int32 ids ``(batch, None)`` (no bos/eos)."""
+        import tensorflow as tf
+
+        texts = tf.convert_to_tensor(texts, tf.string)
+        return self.tf_tokenizer.tokenize(texts)
+
+    def detokenize(self, ids):
+        """Ids ``(batch, length)`` (dense, padded, or ragged) -> strings ``(batch,)``.
+
+        Padding, bos and eos are dropped, and everything after the first eos is ignored.
+        """
+        import tensorflow as tf
+
+        if not isinstance(ids, tf.RaggedTensor):
+            ids = tf.convert_to_tensor(ids, tf.int32)
+            # Keep tokens before the first eos, drop pad/bos.
+            before_eos = tf.math.cumsum(tf.cast(ids == EOS_ID, tf.int32), axis=-1) == 0
+            keep = tf.logical_and(before_eos, ids > BOS_ID)
+            ids = tf.ragged.boolean_mask(ids, keep)
+        else:
+            ids = tf.ragged.boolean_mask(ids, ids > EOS_ID)
+        return self.tf_tokenizer.detokenize(ids)
+
+    def id_to_piece(self, ids):
+        return [self.processor.id_to_piece(int(i)) for i in ids]
+
+    # ------------------------------------------------------------------ files
+    def save(self, path: str) -> str:
+        """Writes the ``.model`` file (readable by ``sentencepiece`` and tensorflow-text)."""
+        with open(path, "wb") as f:
+            f.write(self.model)
+        return path
+
+    @classmethod
+    def load(cls, path: str) -> "SentencePieceTokenizer":
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path}: no such tokenizer model file")
+        with open(path, "rb") as f:
+            return cls(f.read())

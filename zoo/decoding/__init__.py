@@ -1,0 +1,23 @@
+"""One decoding engine for every model, over a step-function protocol.
+
+A model exposes ``step_fn(token_ids (batch,), state) -> (logits (batch, vocab), state,
+weights (batch, S))`` where ``state`` is any nest of tensors whose leading axis is the batch.
+The engine knows nothing else about the model. Strategies:
+
+* :class:`Greedy` - arg-max at each step.
+* :class:`BeamSearch` - beam size, GNMT length and coverage penalties, min/max length, n-best,
+  early stop.
+* :class:`Sampling` - temperature, top-k, top-p (nucleus).
+
+Every strategy returns a :class:`DecodingResult` of the same shapes: tokens
+``(batch, n, max_length)``, scores ``(batch, n)``, lengths ``(batch, n)`` and attention
+``(batch, n, max_length, S)`` (``n`` = 1 for greedy, ``n_best`` for beam search,
+``num_samples`` for sampling). The loops are ``keras.ops.while_loop`` with constant shapes and
+mask-blend writes into preallocated buffers, so they run eagerly, inside ``tf.function``
+(one graph), with XLA, and convert to ONNX.
+"""
+
+from zoo.decoding.search import (BeamSearch, DecodingResult, Greedy, Sampling, Strategy,
+                                 REGISTRY, get)
+
+__all__ = ["BeamSearch", "DecodingResult", "Greedy", "REGISTRY", "Sampling", "Strategy", "get"]

@@ -1,0 +1,374 @@
+"""Greedy, beam search and sampling over ``step_fn(tokens, state) -> (logits, state, weights)``."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import keras
+from keras import ops
+
+from zoo.registry import Registry
+
+# Large negative instead of -inf: finite arithmetic (no inf - inf = NaN) in every dtype we use
+# for scores (float32).
+NEG = -1e9
+
+
+class DecodingResult(NamedTuple):
+    """What every strategy returns.
+
+    Attributes:
+        tokens: ``(batch, n, max_length)`` int32; after eos comes padding.
+        scores: ``(batch, n)`` float32, best first: the log-probability, or for beam search
+            the score it ranked by (with length/coverage penalties).
+        lengths: ``(batch, n)`` int32, tokens up to and including eos.
+        attention: ``(batch, n, max_length, S)`` float32 attention weights of each step.
+    """
+
+    tokens: Any
+    scores: Any
+    lengths: Any
+    attention: Any
+
+
+class Strategy:
+    """Base of the decoding strategies (plain Python objects with a config)."""
+
+    def __call__(self, step_fn, state, batch_size, memory_length, max_length, bos_id, eos_id,
+                 pad_id=0, min_length=0, memory_mask=None) -> DecodingResult:
+        """Decodes.
+
+        Args:
+            step_fn: ``(token_ids (batch,), state) -> (logits, state, weights)``.
+            state: Initial state nest, leading axis ``batch_size``.
+            batch_size: Batch size (int or scalar tensor).
+            memory_length: ``S``, the length of the attention weights.
+            max_length: Maximum generated tokens (eos included); a Python int.
+            bos_id: First input token.
+            eos_id: End token.
+            pad_id: Written after eos.
+            min_length: Eos is forbidden before this many tokens.
+            memory_mask: ``(batch, S)`` bool, the valid source positions (coverage penalty).
+
+        Returns:
+            A :class:`DecodingResult`.
+        """
+        raise NotImplementedError
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+REGISTRY = Registry("decoding strategy", Strategy)
+
+
+def get(identifier, **kwargs) -> Strategy:
+    """A strategy from a name (``"greedy"``, ``"beam"``, ``"sampling"``), config or instance."""
+    if isinstance(identifier, Strategy):
+        return identifier
+    if isinstance(identifier, str):
+        return REGISTRY.get_class(identifier)(**kwargs)
+    return REGISTRY.get(identifier, **kwargs)
+
+
+def _check_lengths(max_length, min_length):
+    if not isinstance(max_length, int) or max_length < 1:
+        raise ValueError(f"max_length must be a positive Python int, got {max_length!r}")
+    if min_length < 0 or min_length > max_length:
+        raise ValueError(f"min_length must be in [0, max_length={max_length}], got {min_length}")
+
+
+def _log_probs(logits, step, min_length, eos_id):
+    logp = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
+    if min_length:
+        vocab = ops.shape(logp)[-1]
+        is_eos = ops.equal(ops.arange(vocab), eos_id)  # (V,)
+        logp = ops.where(ops.logical_and(is_eos, step < min_length), NEG, logp)
+    return logp
+
+
+def _write(buffer, step, values):
+    """buffer[:, step] = values with a position mask (no scatter, no one_hot of a scalar)."""
+    length = ops.shape(buffer)[1]
+    here = ops.equal(ops.arange(length), step)  # (L,)
+    shape = [1, -1] + [1] * (len(buffer.shape) - 2)
+    return ops.where(ops.reshape(here, shape), ops.expand_dims(values, 1), buffer)
+
+
+@REGISTRY.register("greedy")
+class Greedy(Strategy):
+    """Arg-max decoding.
+
+    Example:
+        >>> import numpy as np
+        >>> from keras import ops
+        >>> table = np.log(np.array([[.1, .2, .7], [.8, .1, .1]], "float32"))
+        >>> def step_fn(tokens, state):  # token 2 first, then eos (0)
+        ...     t = state["t"]
+        ...     return ops.take(table, t, axis=0), {"t": t + 1}, ops.ones((1, 1))
+        >>> r = Greedy()(step_fn, {"t": ops.zeros((1,), "int32")}, 1, 1, 4, bos_id=1,
+        ...              eos_id=0, pad_id=0)
+        >>> r.tokens.numpy().tolist(), r.lengths.numpy().tolist()
+        ([[[2, 0, 0, 0]]], [[2]])
+    """
+
+    def __call__(self, step_fn, state, batch_size, memory_length, max_length, bos_id, eos_id,
+                 pad_id=0, min_length=0, memory_mask=None):
+        _check_lengths(max_length, min_length)
+        b = batch_size
+        init = (ops.convert_to_tensor(0, "int32"),
+                ops.full((b,), bos_id, "int32"), state,
+                ops.zeros((b, max_length), "int32"),
+                ops.zeros((b,), "float32"),
+                ops.zeros((b,), "int32"),
+                ops.zeros((b,), "bool"),
+                ops.zeros((b, max_length, memory_length), "float32"))
+
+        def cond(t, prev, st, tokens, scores, lengths, finished, attn):
+            return ops.logical_and(t < max_length, ops.logical_not(ops.all(finished)))
+
+        def body(t, prev, st, tokens, scores, lengths, finished, attn):
+            logits, st, w = step_fn(prev, st)
+            logp = _log_probs(logits, t, min_length, eos_id)
+            tok = ops.cast(ops.argmax(logp, axis=-1), "int32")
+            tok = ops.where(finished, pad_id, tok)
+            gained = ops.take_along_axis(logp, ops.expand_dims(tok, -1), axis=-1)[:, 0]
+            alive = ops.logical_not(finished)
+            scores = scores + ops.where(alive, gained, 0.0)
+            lengths = lengths + ops.cast(alive, "int32")
+            tokens = _write(tokens, t, tok)
+            w = ops.where(ops.expand_dims(alive, -1), ops.cast(w, "float32"), 0.0)
+            attn = _write(attn, t, w)
+            finished = ops.logical_or(finished, ops.equal(tok, eos_id))
+            return t + 1, tok, st, tokens, scores, lengths, finished, attn
+
+        out = ops.while_loop(cond, body, init, maximum_iterations=max_length)
+        _, _, _, tokens, scores, lengths, _, attn = out
+        return DecodingResult(tokens[:, None], scores[:, None], lengths[:, None],
+                              attn[:, None])
+
+
+def _gather_batch(tree, indices):
+    return keras.tree.map_structure(lambda x: ops.take(x, indices, axis=0), tree)
+
+
+def _tile(tree, times):
+    """(batch, ...) -> (batch * times, ...), each row repeated ``times`` times in a block."""
+    return keras.tree.map_structure(lambda x: ops.repeat(x, times, axis=0), tree)
+
+
+@REGISTRY.register("beam", aliases=("beam_search",))
+class BeamSearch(Strategy):
+    """Beam search with the GNMT length and coverage penalties (Wu et al. 2016).
+
+    Candidates are ranked by ``log P(y) / lp(y) + cp(y)`` with
+    ``lp = ((5 + |y|) / 6) ** length_penalty`` and
+    ``cp = coverage_penalty * sum_i log(min(sum_t a_ti, 1))`` over valid source positions.
+    Finished hypotheses stay in the beam and compete with the live ones; the search ends when
+    every beam has finished (or at ``max_length``), or with ``early_stop`` as soon as the best
+    hypothesis of every sentence has finished.
+
+    Args:
+        beam_size: Hypotheses kept per sentence.
+        length_penalty: GNMT ``alpha``; 0 ranks by log-probability.
+        coverage_penalty: GNMT ``beta``; 0 disables it.
+        n_best: Hypotheses returned per sentence (<= beam_size).
+        early_stop: Stop when the best hypothesis of every sentence has finished.
+
+    Example:
+        >>> s = BeamSearch(beam_size=4, length_penalty=0.6, n_best=2)
+        >>> s.get_config()["beam_size"]
+        4
+    """
+
+    def __init__(self, beam_size=4, length_penalty=0.0, coverage_penalty=0.0, n_best=1,
+                 early_stop=True):
+        if int(beam_size) < 1:
+            raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+        if not 1 <= int(n_best) <= int(beam_size):
+            raise ValueError(f"n_best must be in [1, beam_size={beam_size}], got {n_best}")
+        if length_penalty < 0 or coverage_penalty < 0:
+            raise ValueError("length_penalty and coverage_penalty must be >= 0")
+        self.beam_size, self.n_best = int(beam_size), int(n_best)
+        self.length_penalty, self.coverage_penalty = float(length_penalty), float(coverage_penalty)
+        self.early_stop = bool(early_stop)
+
+    def get_config(self):
+        return {"beam_size": self.beam_size, "length_penalty": self.length_penalty,
+                "coverage_penalty": self.coverage_penalty, "n_best": self.n_best,
+                "early_stop": self.early_stop}
+
+    def _rank(self, logprob, lengths, coverage, mask):
+        score = logprob
+        if self.length_penalty:
+            lp = ops.power((5.0 + ops.cast(lengths, "float32")) / 6.0, self.length_penalty)
+            score = score / lp
+        if self.coverage_penalty:
+            cov = ops.log(ops.clip(coverage, 1e-10, 1.0))  # (..., S)
+            cov = ops.sum(ops.where(mask, cov, 0.0), axis=-1)
+            score = score + self.coverage_penalty * cov
+        return score
+
+    def __call__(self, step_fn, state, batch_size, memory_length, max_length, bos_id, eos_id,
+                 pad_id=0, min_length=0, memory_mask=None):
+        _check_lengths(max_length, min_length)
+        b, k = batch_size, self.beam_size
+        bk = b * k
+        state = _tile(state, k)
+        if memory_mask is None:
+            memory_mask = ops.ones((b, memory_length), "bool")
+        mask = ops.reshape(_tile(ops.cast(memory_mask, "bool"), k), (b, k, 1, -1))
+        # Only beam 0 is live at the start, so the first expansion has no duplicates.
+        first = ops.concatenate([ops.zeros((1,), "float32"),
+                                 ops.full((k - 1,), NEG, "float32")])
+        init = (ops.convert_to_tensor(0, "int32"),
+                ops.full((bk,), bos_id, "int32"), state,
+                ops.zeros((bk, max_length), "int32"),
+                ops.tile(ops.expand_dims(first, 0), (b, 1)),  # log-probs (b, k)
+                ops.zeros((b, k), "int32"),  # lengths
+                ops.zeros((b, k), "bool"),  # finished
+                ops.zeros((bk, max_length, memory_length), "float32"),
+                ops.zeros((b, k, memory_length), "float32"),  # coverage
+                ops.zeros((b, k), "float32"))  # ranking scores
+
+        def cond(t, prev, st, tokens, logprob, lengths, finished, attn, cov, score):
+            if self.early_stop:
+                done = ops.all(finished[:, 0])  # beams are sorted by score
+            else:
+                done = ops.all(finished)
+            return ops.logical_and(t < max_length, ops.logical_not(done))
+
+        def body(t, prev, st, tokens, logprob, lengths, finished, attn, cov, score):
+            logits, st, w = step_fn(prev, st)
+            logp = _log_probs(logits, t, min_length, eos_id)
+            vocab = ops.shape(logp)[-1]
+            logp = ops.reshape(logp, (b, k, vocab))
+            w = ops.reshape(ops.cast(w, "float32"), (b, k, -1))
+            fin = ops.expand_dims(finished, -1)  # (b, k, 1)
+            # A finished hypothesis has one continuation, pad, at no cost.
+            is_pad = ops.equal(ops.arange(vocab), pad_id)
+            step_logp = ops.where(fin, ops.where(is_pad, 0.0, NEG), logp)
+            cand_logprob = ops.expand_dims(logprob, -1) + step_logp  # (b, k, V)
+            cand_len = lengths + ops.cast(ops.logical_not(finished), "int32")  # (b, k)
+            new_cov = cov + ops.where(fin, 0.0, w)  # (b, k, S)
+            cand_score = self._rank(cand_logprob, ops.expand_dims(cand_len, -1),
+                                    ops.expand_dims(new_cov, 2), mask)  # (b, k, V)
+            top_score, top_idx = ops.top_k(ops.reshape(cand_score, (b, -1)), k)  # (b, k)
+            beam = top_idx // vocab
+            tok = ops.cast(top_idx % vocab, "int32")
+            flat = ops.reshape(beam + ops.expand_dims(ops.arange(b) * k, -1), (-1,))
+            logprob = ops.take_along_axis(ops.reshape(cand_logprob, (b, -1)), top_idx, axis=1)
+            lengths = ops.take_along_axis(cand_len, beam, axis=1)
+            was_finished = ops.take_along_axis(finished, beam, axis=1)
+            cov = ops.take(ops.reshape(new_cov, (bk, -1)), flat, axis=0)
+            cov = ops.reshape(cov, (b, k, -1))
+            st = _gather_batch(st, flat)
+            tokens = _write(ops.take(tokens, flat, axis=0), t, ops.reshape(tok, (-1,)))
+            w_sel = ops.take(ops.reshape(w, (bk, -1)), flat, axis=0)
+            alive = ops.reshape(ops.logical_not(was_finished), (-1, 1))
+            attn = _write(ops.take(attn, flat, axis=0), t, ops.where(alive, w_sel, 0.0))
+            finished = ops.logical_or(was_finished, ops.equal(tok, eos_id))
+            return (t + 1, ops.reshape(tok, (-1,)), st, tokens, logprob, lengths, finished,
+                    attn, cov, top_score)
+
+        out = ops.while_loop(cond, body, init, maximum_iterations=max_length)
+        _, _, _, tokens, _, lengths, _, attn, _, score = out
+        n = self.n_best
+        tokens = ops.reshape(tokens, (b, k, max_length))[:, :n]
+        attn = ops.reshape(attn, (b, k, max_length, -1))[:, :n]
+        return DecodingResult(tokens, score[:, :n], lengths[:, :n], attn)
+
+
+@REGISTRY.register("sampling", aliases=("sample",))
+class Sampling(Strategy):
+    """Ancestral sampling with temperature, top-k and top-p (nucleus) filtering.
+
+    Args:
+        temperature: Divides the logits (> 0).
+        top_k: Keep the ``top_k`` most likely tokens (0: all).
+        top_p: Keep the smallest set of tokens whose probability reaches ``top_p`` (1: all).
+        num_samples: Samples per input, returned as ``n`` (unsorted).
+        seed: Integer seed; the same seed gives the same samples.
+
+    Example:
+        >>> Sampling(temperature=0.7, top_p=0.9).get_config()["top_p"]
+        0.9
+    """
+
+    def __init__(self, temperature=1.0, top_k=0, top_p=1.0, num_samples=1, seed=None):
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if int(top_k) < 0:
+            raise ValueError(f"top_k must be >= 0, got {top_k}")
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        if int(num_samples) < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        self.temperature, self.top_k, self.top_p = float(temperature), int(top_k), float(top_p)
+        self.num_samples, self.seed = int(num_samples), seed
+        # Created here, not per call: a tf.function may only create variables once.
+        self._seed_generator = keras.random.SeedGenerator(seed)
+
+    def get_config(self):
+        return {"temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p,
+                "num_samples": self.num_samples, "seed": self.seed}
+
+    def filter_logits(self, logits):
+        """Temperature, then top-k, then top-p; filtered entries get a large negative value."""
+        logits = ops.cast(logits, "float32") / self.temperature
+        if self.top_k:
+            kth = ops.top_k(logits, min(self.top_k, logits.shape[-1] or self.top_k))[0][:, -1:]
+            logits = ops.where(logits < kth, NEG, logits)
+        if self.top_p < 1.0:
+            sorted_logits = ops.flip(ops.sort(logits, axis=-1), axis=-1)  # descending
+            probs = ops.softmax(sorted_logits, axis=-1)
+            before = ops.cumsum(probs, axis=-1) - probs  # mass of strictly better tokens
+            # The smallest logit still kept: the last sorted one whose preceding mass < p.
+            keep = before < self.top_p
+            threshold = ops.min(ops.where(keep, sorted_logits, 1e9), axis=-1, keepdims=True)
+            logits = ops.where(logits < threshold, NEG, logits)
+        return logits
+
+    def __call__(self, step_fn, state, batch_size, memory_length, max_length, bos_id, eos_id,
+                 pad_id=0, min_length=0, memory_mask=None):
+        _check_lengths(max_length, min_length)
+        n = self.num_samples
+        b = batch_size * n
+        state = _tile(state, n)
+        seed = self._seed_generator
+        init = (ops.convert_to_tensor(0, "int32"), ops.full((b,), bos_id, "int32"), state,
+                ops.zeros((b, max_length), "int32"), ops.zeros((b,), "float32"),
+                ops.zeros((b,), "int32"), ops.zeros((b,), "bool"),
+                ops.zeros((b, max_length, memory_length), "float32"))
+
+        def cond(t, prev, st, tokens, scores, lengths, finished, attn):
+            return ops.logical_and(t < max_length, ops.logical_not(ops.all(finished)))
+
+        def body(t, prev, st, tokens, scores, lengths, finished, attn):
+            logits, st, w = step_fn(prev, st)
+            logp = _log_probs(logits, t, min_length, eos_id)
+            filtered = self.filter_logits(logp)
+            # Gumbel-max: the arg-max of logits + Gumbel noise is a sample of softmax(logits).
+            u = keras.random.uniform(ops.shape(filtered), minval=1e-9, maxval=1.0, seed=seed)
+            tok = ops.cast(ops.argmax(filtered - ops.log(-ops.log(u)), axis=-1), "int32")
+            tok = ops.where(finished, pad_id, tok)
+            gained = ops.take_along_axis(logp, ops.expand_dims(tok, -1), axis=-1)[:, 0]
+            alive = ops.logical_not(finished)
+            scores = scores + ops.where(alive, gained, 0.0)
+            lengths = lengths + ops.cast(alive, "int32")
+            tokens = _write(tokens, t, tok)
+            attn = _write(attn, t, ops.where(ops.expand_dims(alive, -1),
+                                             ops.cast(w, "float32"), 0.0))
+            finished = ops.logical_or(finished, ops.equal(tok, eos_id))
+            return t + 1, tok, st, tokens, scores, lengths, finished, attn
+
+        out = ops.while_loop(cond, body, init, maximum_iterations=max_length)
+        _, _, _, tokens, scores, lengths, _, attn = out
+        return DecodingResult(ops.reshape(tokens, (batch_size, n, max_length)),
+                              ops.reshape(scores, (batch_size, n)),
+                              ops.reshape(lengths, (batch_size, n)),
+                              ops.reshape(attn, (batch_size, n, max_length, -1)))

@@ -1,0 +1,270 @@
+"""RNN encoder and attentional RNN decoder (Bahdanau and Luong styles)."""
+
+import keras
+from keras import ops
+
+import zoo.attention
+from zoo.layers.embedding import TokenEmbedding
+
+
+def _cell(kind, units, dtype, name):
+    if kind == "gru":
+        return keras.layers.GRUCell(units, dtype=dtype, name=name, reset_after=True)
+    if kind == "lstm":
+        return keras.layers.LSTMCell(units, dtype=dtype, name=name)
+    raise ValueError(f"cell must be 'gru' or 'lstm', got {kind!r}")
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class RNNEncoder(keras.layers.Layer):
+    """Embedding + stacked (bi)directional GRU/LSTM.
+
+    Args:
+        vocab_size: Source vocabulary size (id 0 is padding).
+        embedding_dim: Embedding size.
+        units: Units per direction.
+        num_layers: Stacked recurrent layers.
+        cell: ``"gru"`` or ``"lstm"``.
+        bidirectional: Run each layer in both directions and concatenate.
+        dropout: Dropout on embeddings and between layers.
+        **kwargs: Keras layer arguments.
+
+    Returns (from ``call``):
+        ``{"outputs": (batch, S, units * directions), "mask": (batch, S) bool,
+        "final": (batch, units * directions)}`` (``final``: the last states of the top layer).
+
+    Example:
+        >>> import numpy as np
+        >>> enc = RNNEncoder(vocab_size=20, embedding_dim=8, units=6)
+        >>> m = enc(np.array([[4, 5, 3, 0]]))
+        >>> tuple(m["outputs"].shape), tuple(m["final"].shape)
+        ((1, 4, 12), (1, 12))
+    """
+
+    def __init__(self, vocab_size, embedding_dim=256, units=256, num_layers=1, cell="gru",
+                 bidirectional=True, dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if int(num_layers) < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        self.vocab_size, self.embedding_dim, self.units = int(vocab_size), int(embedding_dim), int(units)
+        self.num_layers, self.cell, self.bidirectional = int(num_layers), cell, bool(bidirectional)
+        self.dropout = float(dropout)
+        _cell(cell, 1, None, "check")
+        self.embedding = TokenEmbedding(self.vocab_size, self.embedding_dim,
+                                        dtype=self.dtype_policy, name="embedding")
+        rnn_cls = keras.layers.GRU if cell == "gru" else keras.layers.LSTM
+        self.rnns = []
+        for i in range(self.num_layers):
+            rnn = rnn_cls(self.units, return_sequences=True, return_state=True,
+                          dtype=self.dtype_policy, name=f"rnn_{i}")
+            if self.bidirectional:
+                rnn = keras.layers.Bidirectional(rnn, dtype=self.dtype_policy, name=f"birnn_{i}")
+            self.rnns.append(rnn)
+        self.drop = keras.layers.Dropout(self.dropout)
+
+    @property
+    def output_dim(self):
+        return self.units * (2 if self.bidirectional else 1)
+
+    def build(self, input_shape=None):
+        self.embedding.build()
+        dim = self.embedding_dim
+        for rnn in self.rnns:
+            rnn.build((None, None, dim))
+            dim = self.output_dim
+        self.built = True
+
+    def call(self, ids, training=None):
+        mask = ops.not_equal(ids, 0)
+        x = self.drop(self.embedding(ids), training=training)
+        for i, rnn in enumerate(self.rnns):
+            out = rnn(x, mask=mask, training=training)
+            x, states = out[0], out[1:]
+            if i + 1 < self.num_layers:
+                x = self.drop(x, training=training)
+        per_dir = len(states) // (2 if self.bidirectional else 1)
+        # GRU: [h] per direction; LSTM: [h, c]: keep the h of each direction.
+        final = ops.concatenate([states[0], states[per_dir]], -1) if self.bidirectional \
+            else states[0]
+        return {"outputs": x, "mask": mask, "final": final}
+
+    def get_config(self):
+        return {**super().get_config(), "vocab_size": self.vocab_size,
+                "embedding_dim": self.embedding_dim, "units": self.units,
+                "num_layers": self.num_layers, "cell": self.cell,
+                "bidirectional": self.bidirectional, "dropout": self.dropout}
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class RNNDecoder(keras.layers.Layer):
+    """GRU/LSTM decoder with any zoo attention.
+
+    Two wirings (one ``step`` serves teacher forcing and decoding):
+
+    * ``attention_position="before"`` (Bahdanau et al. 2015): the previous hidden state
+      queries the memory; ``[embedding; context]`` feeds the cell; the output layer sees
+      ``[hidden; context; embedding]``.
+    * ``"after"`` (Luong et al. 2015): the cell runs first (fed ``[embedding;
+      previous attentional state]`` when ``input_feeding``), its output queries the memory,
+      and ``tanh(W [context; hidden])`` is the attentional state the output layer sees.
+
+    Args:
+        vocab_size: Target vocabulary size.
+        embedding_dim: Embedding size.
+        units: Cell size.
+        attention: Any name, config or instance from ``zoo.attention``.
+        attention_position: ``"before"`` or ``"after"`` (see above).
+        input_feeding: Luong input feeding (``"after"`` only).
+        cell: ``"gru"`` or ``"lstm"``.
+        dropout: Dropout on embeddings and before the output layer.
+        bridge: Initialise the cell state from the encoder's ``final`` state through a
+            ``tanh`` projection (else zeros).
+        **kwargs: Keras layer arguments.
+
+    Example:
+        >>> import numpy as np
+        >>> enc = RNNEncoder(vocab_size=20, embedding_dim=8, units=6)
+        >>> dec = RNNDecoder(vocab_size=20, embedding_dim=8, units=10, attention="additive")
+        >>> memory = enc(np.array([[4, 5, 3]]))
+        >>> tuple(dec(np.array([[2, 7]]), memory).shape)
+        (1, 2, 20)
+    """
+
+    def __init__(self, vocab_size, embedding_dim=256, units=512, attention="additive",
+                 attention_position="before", input_feeding=True, cell="gru", dropout=0.0,
+                 bridge=True, **kwargs):
+        super().__init__(**kwargs)
+        if attention_position not in ("before", "after"):
+            raise ValueError(f"attention_position must be 'before' (Bahdanau) or 'after' "
+                             f"(Luong), got {attention_position!r}")
+        self.vocab_size, self.embedding_dim, self.units = int(vocab_size), int(embedding_dim), int(units)
+        self.attention_position, self.input_feeding = attention_position, bool(input_feeding)
+        self.cell_kind, self.dropout, self.bridge = cell, float(dropout), bool(bridge)
+        self.attention = zoo.attention.get(attention)
+        self.embedding = TokenEmbedding(self.vocab_size, self.embedding_dim,
+                                        dtype=self.dtype_policy, name="embedding")
+        self.cell = _cell(cell, self.units, self.dtype_policy, "cell")
+        self.drop = keras.layers.Dropout(self.dropout)
+        self.output_layer = keras.layers.Dense(self.vocab_size, dtype=self.dtype_policy,
+                                               name="logits")
+        self.bridge_layer = keras.layers.Dense(self.units, activation="tanh",
+                                               dtype=self.dtype_policy, name="bridge")
+        self.attentional = keras.layers.Dense(self.units, activation="tanh", use_bias=False,
+                                              dtype=self.dtype_policy, name="attentional")
+
+    @property
+    def _feeds(self):
+        return self.attention_position == "after" and self.input_feeding
+
+    def build(self, target_ids_shape=None, memory_shape=None):
+        """Creates the weights for the memory dict's shapes (``outputs``, ``final``)."""
+        memory_dim = memory_shape["outputs"][-1]
+        final_dim = memory_shape["final"][-1] if "final" in memory_shape else memory_dim
+        self.embedding.build()
+        self.attention.build((None, None, self.units), (None, None, memory_dim))
+        ctx_dim = self.attention.compute_output_shape(
+            (None, 1, self.units), (None, 1, memory_dim))[-1]
+        if self.attention_position == "before":
+            cell_in = self.embedding_dim + ctx_dim
+            out_in = self.units + ctx_dim + self.embedding_dim
+        else:
+            cell_in = self.embedding_dim + (self.units if self._feeds else 0)
+            out_in = self.units
+            self.attentional.build((None, ctx_dim + self.units))
+        self.cell.build((None, cell_in))
+        if self.bridge:
+            self.bridge_layer.build((None, final_dim or memory_dim))
+        self.output_layer.build((None, out_in))
+        self._memory_dim = memory_dim
+        self.built = True
+
+    # ------------------------------------------------------------------ state
+    def initial_state(self, memory, max_length=None):
+        """Decoder state from the encoder memory (``max_length`` is unused by RNNs)."""
+        outputs, mask = memory["outputs"], memory["mask"]
+        batch, src_len = ops.shape(outputs)[0], ops.shape(outputs)[1]
+        if self.bridge:
+            h = self.bridge_layer(memory["final"])
+        else:
+            h = ops.zeros((batch, self.units), self.compute_dtype)
+        cell = {"h": h}
+        if self.cell_kind == "lstm":
+            cell["c"] = ops.zeros_like(h)
+        state = {"cell": cell,
+                 "memory": self.attention.prepare(value=outputs, value_mask=mask),
+                 "attention": self.attention.initial_state(batch, src_len,
+                                                           dtype=self.compute_dtype)}
+        if self._feeds:
+            state["feed"] = ops.zeros((batch, self.units), self.compute_dtype)
+        return state
+
+    def _cell_call(self, x, cell_state, training):
+        states = [cell_state["h"]] + ([cell_state["c"]] if "c" in cell_state else [])
+        h, new = self.cell(x, states, training=training)
+        new = new if isinstance(new, (list, tuple)) else [new]
+        out = {"h": new[0]}
+        if "c" in cell_state:
+            out["c"] = new[1]
+        return h, out
+
+    def _step_core(self, emb, state, training):
+        """One step from an embedded token: returns (features, weights, state)."""
+        memory = state["memory"]
+        new_state = dict(state)
+        if self.attention_position == "before":
+            ctx, weights, att = self.attention.step(state["cell"]["h"], memory,
+                                                    state["attention"], training=training)
+            h, cell = self._cell_call(ops.concatenate([emb, ops.cast(ctx, emb.dtype)], -1),
+                                      state["cell"], training)
+            features = ops.concatenate([h, ops.cast(ctx, h.dtype), emb], -1)
+        else:
+            x = ops.concatenate([emb, state["feed"]], -1) if self._feeds else emb
+            h, cell = self._cell_call(x, state["cell"], training)
+            ctx, weights, att = self.attention.step(h, memory, state["attention"],
+                                                    training=training)
+            features = self.attentional(ops.concatenate([ops.cast(ctx, h.dtype), h], -1))
+            if self._feeds:
+                new_state["feed"] = features
+        new_state["cell"], new_state["attention"] = cell, att
+        if self.attention.has_heads:
+            weights = ops.mean(weights, axis=1)  # (batch, S)
+        return features, weights, new_state
+
+    def _logits(self, features, training):
+        return ops.cast(self.output_layer(self.drop(features, training=training)), "float32")
+
+    def step(self, token_ids, state, training=False):
+        """One decoding step: token ids ``(batch,)`` -> (logits (batch, V), state, weights)."""
+        emb = self.embedding(token_ids)  # (batch, E)
+        features, weights, state = self._step_core(emb, state, training)
+        return self._logits(features, training), state, weights
+
+    def call(self, target_ids, memory, training=None):
+        """Teacher forcing: a scan of ``_step_core`` over the target, then one output layer."""
+        emb = self.drop(self.embedding(target_ids), training=training)  # (batch, T, E)
+        state = self.initial_state(memory)
+        memory_state = state.pop("memory")
+
+        def body(carry, emb_t):
+            s, _, _ = carry
+            feats, w, s2 = self._step_core(emb_t, {**s, "memory": memory_state}, training)
+            s2 = {k: v for k, v in s2.items() if k != "memory"}
+            out = (s2, feats, ops.cast(w, "float32"))
+            return out, out  # keras.ops.scan on TF: outputs mirror the carry
+
+        batch, src_len = ops.shape(target_ids)[0], ops.shape(memory["outputs"])[1]
+        feat_dim = self.units if self.attention_position == "after" else (
+            self.output_layer.kernel.shape[0])
+        init = (state, ops.zeros((batch, feat_dim), self.compute_dtype),
+                ops.zeros((batch, src_len), "float32"))
+        _, (_, feats, _) = ops.scan(body, init, ops.transpose(emb, (1, 0, 2)))
+        feats = ops.transpose(feats, (1, 0, 2))  # (batch, T, F)
+        return self._logits(feats, training)
+
+    def get_config(self):
+        return {**super().get_config(), "vocab_size": self.vocab_size,
+                "embedding_dim": self.embedding_dim, "units": self.units,
+                "attention": keras.saving.serialize_keras_object(self.attention),
+                "attention_position": self.attention_position,
+                "input_feeding": self.input_feeding, "cell": self.cell_kind,
+                "dropout": self.dropout, "bridge": self.bridge}

@@ -1,0 +1,240 @@
+"""Transformer encoder and decoder (pre-norm) with a fixed-size key/value cache for decoding."""
+
+import keras
+from keras import ops
+
+import zoo.attention
+from zoo.layers.embedding import TokenEmbedding
+
+
+class _FeedForward(keras.layers.Layer):
+    def __init__(self, dim, ff_dim, dropout, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = keras.layers.Dense(ff_dim, activation="relu", dtype=self.dtype_policy,
+                                        name="inner")
+        self.outer = keras.layers.Dense(dim, dtype=self.dtype_policy, name="outer")
+        self.drop = keras.layers.Dropout(dropout)
+        self.dim, self.ff_dim = dim, ff_dim
+
+    def build(self, input_shape=None):
+        self.inner.build((None, self.dim))
+        self.outer.build((None, self.ff_dim))
+        self.built = True
+
+    def call(self, x, training=None):
+        return self.outer(self.drop(self.inner(x), training=training))
+
+
+def _norm(dtype, name):
+    return keras.layers.LayerNormalization(epsilon=1e-6, dtype=dtype, name=name)
+
+
+class _Base(keras.layers.Layer):
+    def __init__(self, vocab_size, dim=256, num_layers=3, num_heads=8, ff_dim=1024,
+                 dropout=0.1, attention_dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        for nm, v in (("vocab_size", vocab_size), ("dim", dim), ("num_layers", num_layers),
+                      ("num_heads", num_heads), ("ff_dim", ff_dim)):
+            if int(v) < 1:
+                raise ValueError(f"{nm} must be a positive integer, got {v}")
+        if int(dim) % int(num_heads):
+            raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
+        self.vocab_size, self.dim, self.num_layers = int(vocab_size), int(dim), int(num_layers)
+        self.num_heads, self.ff_dim = int(num_heads), int(ff_dim)
+        self.dropout, self.attention_dropout = float(dropout), float(attention_dropout)
+        self.embedding = TokenEmbedding(self.vocab_size, self.dim, positional=True,
+                                        dtype=self.dtype_policy, name="embedding")
+        self.drop = keras.layers.Dropout(self.dropout)
+        self.final_norm = _norm(self.dtype_policy, "final_norm")
+
+    def _mha(self, name):
+        return zoo.attention.get("multi_head", num_heads=self.num_heads,
+                                 dropout=self.attention_dropout, dtype=self.dtype_policy,
+                                 name=name)
+
+    def _ffn(self, name):
+        return _FeedForward(self.dim, self.ff_dim, self.dropout, dtype=self.dtype_policy,
+                            name=name)
+
+    def get_config(self):
+        return {**super().get_config(), "vocab_size": self.vocab_size, "dim": self.dim,
+                "num_layers": self.num_layers, "num_heads": self.num_heads,
+                "ff_dim": self.ff_dim, "dropout": self.dropout,
+                "attention_dropout": self.attention_dropout}
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class TransformerEncoder(_Base):
+    """Pre-norm Transformer encoder (Vaswani et al. 2017; Xiong et al. 2020 for pre-norm).
+
+    Args:
+        vocab_size: Source vocabulary size (id 0 is padding).
+        dim: Model size.
+        num_layers: Encoder layers.
+        num_heads: Attention heads.
+        ff_dim: Feed-forward inner size.
+        dropout: Residual, embedding and feed-forward dropout.
+        attention_dropout: Dropout on attention weights.
+        **kwargs: Keras layer arguments.
+
+    Returns (from ``call``): ``{"outputs": (batch, S, dim), "mask": (batch, S) bool}``.
+
+    Example:
+        >>> import numpy as np
+        >>> enc = TransformerEncoder(vocab_size=20, dim=8, num_layers=1, num_heads=2, ff_dim=16)
+        >>> tuple(enc(np.array([[4, 5, 3, 0]]))["outputs"].shape)
+        (1, 4, 8)
+    """
+
+    def __init__(self, vocab_size, dim=256, num_layers=3, num_heads=8, ff_dim=1024,
+                 dropout=0.1, attention_dropout=0.0, **kwargs):
+        super().__init__(vocab_size, dim, num_layers, num_heads, ff_dim, dropout,
+                         attention_dropout, **kwargs)
+        self.blocks = [{"norm1": _norm(self.dtype_policy, f"l{i}_norm1"),
+                        "attn": self._mha(f"l{i}_self_attention"),
+                        "norm2": _norm(self.dtype_policy, f"l{i}_norm2"),
+                        "ffn": self._ffn(f"l{i}_ffn")} for i in range(self.num_layers)]
+
+    @property
+    def output_dim(self):
+        return self.dim
+
+    def build(self, input_shape=None):
+        self.embedding.build()
+        for b in self.blocks:
+            b["norm1"].build((None, None, self.dim))
+            b["attn"].build((None, None, self.dim), (None, None, self.dim))
+            b["norm2"].build((None, None, self.dim))
+            b["ffn"].build()
+        self.final_norm.build((None, None, self.dim))
+        self.built = True
+
+    def call(self, ids, training=None):
+        mask = ops.not_equal(ids, 0)
+        x = self.drop(self.embedding(ids), training=training)
+        for b in self.blocks:
+            y = b["norm1"](x)
+            # Masks go in explicitly: an implicit Keras mask would not survive the residual.
+            y = b["attn"](query=y, value=y, query_mask=mask, value_mask=mask, training=training)
+            x = x + self.drop(y, training=training)
+            x = x + self.drop(b["ffn"](b["norm2"](x), training=training), training=training)
+        return {"outputs": self.final_norm(x), "mask": mask}
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class TransformerDecoder(_Base):
+    """Pre-norm Transformer decoder; its step keeps a fixed-size key/value cache.
+
+    The cache holds ``max_length`` positions per layer, written in place with a position
+    mask, so the decoding loop has constant shapes (compiles once; exports to ONNX/TFLite).
+
+    Args:
+        vocab_size: Target vocabulary size.
+        dim, num_layers, num_heads, ff_dim, dropout, attention_dropout: As the encoder's.
+        tie_embeddings: Use the embedding matrix as the output projection.
+        **kwargs: Keras layer arguments.
+
+    Example:
+        >>> import numpy as np
+        >>> enc = TransformerEncoder(vocab_size=20, dim=8, num_layers=1, num_heads=2, ff_dim=16)
+        >>> dec = TransformerDecoder(vocab_size=20, dim=8, num_layers=1, num_heads=2, ff_dim=16)
+        >>> tuple(dec(np.array([[2, 7]]), enc(np.array([[4, 5, 3]]))).shape)
+        (1, 2, 20)
+    """
+
+    def __init__(self, vocab_size, dim=256, num_layers=3, num_heads=8, ff_dim=1024,
+                 dropout=0.1, attention_dropout=0.0, tie_embeddings=True, **kwargs):
+        super().__init__(vocab_size, dim, num_layers, num_heads, ff_dim, dropout,
+                         attention_dropout, **kwargs)
+        self.tie_embeddings = bool(tie_embeddings)
+        self.blocks = [{"norm1": _norm(self.dtype_policy, f"l{i}_norm1"),
+                        "self_attn": self._mha(f"l{i}_self_attention"),
+                        "norm2": _norm(self.dtype_policy, f"l{i}_norm2"),
+                        "cross_attn": self._mha(f"l{i}_cross_attention"),
+                        "norm3": _norm(self.dtype_policy, f"l{i}_norm3"),
+                        "ffn": self._ffn(f"l{i}_ffn")} for i in range(self.num_layers)]
+        self.output_layer = None if self.tie_embeddings else keras.layers.Dense(
+            self.vocab_size, dtype=self.dtype_policy, name="logits")
+
+    def build(self, target_ids_shape=None, memory_shape=None):
+        memory_dim = memory_shape["outputs"][-1]
+        self.embedding.build()
+        d = self.dim
+        for b in self.blocks:
+            for k in ("norm1", "norm2", "norm3"):
+                b[k].build((None, None, d))
+            b["self_attn"].build((None, None, d), (None, None, d))
+            b["cross_attn"].build((None, None, d), (None, None, memory_dim))
+            b["ffn"].build()
+        self.final_norm.build((None, None, d))
+        if self.output_layer is not None:
+            self.output_layer.build((None, d))
+        self.built = True
+
+    def _logits(self, x):
+        if self.output_layer is not None:
+            return ops.cast(self.output_layer(x), "float32")
+        return ops.cast(ops.matmul(x, ops.transpose(ops.cast(self.embedding.embeddings,
+                                                            x.dtype))), "float32")
+
+    def call(self, target_ids, memory, training=None):
+        mask = ops.not_equal(target_ids, 0)
+        mem, mem_mask = memory["outputs"], memory["mask"]
+        x = self.drop(self.embedding(target_ids), training=training)
+        for b in self.blocks:
+            y = b["norm1"](x)
+            y = b["self_attn"](query=y, value=y, query_mask=mask, value_mask=mask,
+                               use_causal_mask=True, training=training)
+            x = x + self.drop(y, training=training)
+            y = b["cross_attn"](query=b["norm2"](x), value=mem, query_mask=mask,
+                                value_mask=mem_mask, training=training)
+            x = x + self.drop(y, training=training)
+            x = x + self.drop(b["ffn"](b["norm3"](x), training=training), training=training)
+        return self._logits(self.final_norm(x))
+
+    def initial_state(self, memory, max_length):
+        """Empty self-attention caches of ``max_length`` positions and projected memories."""
+        batch = ops.shape(memory["outputs"])[0]
+        heads, kd = self.num_heads, self.dim // self.num_heads
+        state = {"index": ops.zeros((batch,), "int32"), "layers": []}
+        for b in self.blocks:
+            cache = ops.zeros((batch, int(max_length), heads, kd), self.compute_dtype)
+            state["layers"].append({
+                "keys": cache, "values": cache,
+                "memory": b["cross_attn"].prepare(value=memory["outputs"],
+                                                  value_mask=memory["mask"])})
+        return state
+
+    def step(self, token_ids, state, training=False):
+        """One token per sequence; writes its keys/values at ``state["index"]``."""
+        index = state["index"]  # (batch,)
+        x = self.embedding(ops.expand_dims(token_ids, 1), positions=ops.expand_dims(index, 1))
+        x = x[:, 0, :]  # (batch, dim)
+        max_len = ops.shape(state["layers"][0]["keys"])[1]
+        positions = ops.expand_dims(ops.arange(max_len, dtype="int32"), 0)  # (1, L)
+        here = ops.equal(positions, ops.expand_dims(index, 1))  # (batch, L)
+        visible = ops.less_equal(positions, ops.expand_dims(index, 1))
+        here4 = ops.expand_dims(ops.expand_dims(here, -1), -1)  # (batch, L, 1, 1)
+        new_layers, weights = [], None
+        for b, layer in zip(self.blocks, state["layers"]):
+            y = b["norm1"](x)
+            new = b["self_attn"].prepare(value=ops.expand_dims(y, 1))  # (batch, 1, H, kd)
+            # Mask-blend into the preallocated cache: constant shapes, no scatter.
+            keys = ops.where(here4, ops.cast(new["keys"], layer["keys"].dtype), layer["keys"])
+            values = ops.where(here4, ops.cast(new["values"], layer["values"].dtype),
+                               layer["values"])
+            ctx, _, _ = b["self_attn"].step(
+                y, {"keys": keys, "values": values, "mask": visible}, {}, training=training)
+            x = x + self.drop(ctx, training=training)
+            ctx, w, _ = b["cross_attn"].step(b["norm2"](x), layer["memory"], {},
+                                              training=training)
+            x = x + self.drop(ctx, training=training)
+            x = x + self.drop(b["ffn"](b["norm3"](x), training=training), training=training)
+            new_layers.append({"keys": keys, "values": values, "memory": layer["memory"]})
+            weights = w
+        logits = self._logits(self.final_norm(x))
+        # Last layer's cross-attention, averaged over heads: (batch, S).
+        return logits, {"index": index + 1, "layers": new_layers}, ops.mean(weights, axis=1)
+
+    def get_config(self):
+        return {**super().get_config(), "tie_embeddings": self.tie_embeddings}

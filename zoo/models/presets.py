@@ -1,0 +1,109 @@
+"""Prebuilt model presets, as data: ``{name: {"class", "description", "config"}}``.
+
+``config`` holds the encoder and decoder configs without the vocabulary size (it comes from the
+tokenizer). ``Translator.from_preset(name, tokenizer, **overrides)`` builds one.
+"""
+
+import copy
+import difflib
+
+_RNN_ENC = {"class_name": "RNNEncoder",
+            "config": {"embedding_dim": 256, "units": 256, "num_layers": 1, "cell": "gru",
+                       "bidirectional": True, "dropout": 0.3}}
+
+PRESETS = {
+    "rnn_bahdanau": {
+        "class": "Translator",
+        "description": "bi-GRU encoder, GRU decoder with Bahdanau (additive) attention "
+                       "(Bahdanau et al. 2015); 256/512 units",
+        "config": {"encoder": _RNN_ENC,
+                   "decoder": {"class_name": "RNNDecoder",
+                               "config": {"embedding_dim": 256, "units": 512,
+                                          "attention": {"class_name": "additive",
+                                                        "config": {"units": 512}},
+                                          "attention_position": "before", "cell": "gru",
+                                          "dropout": 0.3}}},
+        "train": {"learning_rate": 1e-3, "warmup_steps": None, "label_smoothing": 0.1,
+                  "batch_size": 128, "epochs": 10},
+    },
+    "rnn_luong": {
+        "class": "Translator",
+        "description": "bi-GRU encoder, GRU decoder with Luong general attention and input "
+                       "feeding (Luong et al. 2015); 256/512 units",
+        "config": {"encoder": _RNN_ENC,
+                   "decoder": {"class_name": "RNNDecoder",
+                               "config": {"embedding_dim": 256, "units": 512,
+                                          "attention": "general",
+                                          "attention_position": "after",
+                                          "input_feeding": True, "cell": "gru",
+                                          "dropout": 0.3}}},
+        "train": {"learning_rate": 1e-3, "warmup_steps": None, "label_smoothing": 0.1,
+                  "batch_size": 128, "epochs": 10},
+    },
+    "transformer_small": {
+        "class": "Translator",
+        "description": "Transformer, 3+3 layers, d=256, 8 heads, ffn 1024, pre-norm, tied "
+                       "output embedding",
+        "config": {"encoder": {"class_name": "TransformerEncoder",
+                               "config": {"dim": 256, "num_layers": 3, "num_heads": 8,
+                                          "ff_dim": 1024, "dropout": 0.1}},
+                   "decoder": {"class_name": "TransformerDecoder",
+                               "config": {"dim": 256, "num_layers": 3, "num_heads": 8,
+                                          "ff_dim": 1024, "dropout": 0.1,
+                                          "tie_embeddings": True}}},
+        "train": {"learning_rate": 1e-3, "warmup_steps": 2000, "label_smoothing": 0.1,
+                  "batch_tokens": 4096, "epochs": 20},
+    },
+    "transformer_base": {
+        "class": "Translator",
+        "description": "Transformer base (Vaswani et al. 2017): 6+6 layers, d=512, 8 heads, "
+                       "ffn 2048",
+        "config": {"encoder": {"class_name": "TransformerEncoder",
+                               "config": {"dim": 512, "num_layers": 6, "num_heads": 8,
+                                          "ff_dim": 2048, "dropout": 0.1}},
+                   "decoder": {"class_name": "TransformerDecoder",
+                               "config": {"dim": 512, "num_layers": 6, "num_heads": 8,
+                                          "ff_dim": 2048, "dropout": 0.1,
+                                          "tie_embeddings": True}}},
+        "train": {"learning_rate": 7e-4, "warmup_steps": 4000, "label_smoothing": 0.1,
+                  "batch_tokens": 8192, "epochs": 20},
+    },
+    "rnn_tiny": {
+        "class": "Translator",
+        "description": "Small bi-GRU + Bahdanau translator for laptops and tests (64/128 units)",
+        "config": {"encoder": {"class_name": "RNNEncoder",
+                               "config": {"embedding_dim": 64, "units": 64, "dropout": 0.1}},
+                   "decoder": {"class_name": "RNNDecoder",
+                               "config": {"embedding_dim": 64, "units": 128,
+                                          "attention": "additive",
+                                          "attention_position": "before", "dropout": 0.1}}},
+        "train": {"learning_rate": 3e-3, "warmup_steps": None, "label_smoothing": 0.0,
+                  "batch_size": 64, "epochs": 10},
+    },
+    "transformer_tiny": {
+        "class": "Translator",
+        "description": "Small Transformer for laptops and tests: 2+2 layers, d=64, 4 heads",
+        "config": {"encoder": {"class_name": "TransformerEncoder",
+                               "config": {"dim": 64, "num_layers": 2, "num_heads": 4,
+                                          "ff_dim": 128, "dropout": 0.1}},
+                   "decoder": {"class_name": "TransformerDecoder",
+                               "config": {"dim": 64, "num_layers": 2, "num_heads": 4,
+                                          "ff_dim": 128, "dropout": 0.1}}},
+        "train": {"learning_rate": 2e-3, "warmup_steps": 200, "label_smoothing": 0.0,
+                  "batch_size": 64, "epochs": 10},
+    },
+}
+
+
+def names():
+    """The preset names."""
+    return sorted(PRESETS)
+
+
+def get_preset(name: str) -> dict:
+    """A deep copy of a preset, or a ValueError naming the known ones."""
+    if name not in PRESETS:
+        close = difflib.get_close_matches(str(name), PRESETS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"Unknown preset {name!r}; known presets: {', '.join(names())}.{hint}")
+    return copy.deepcopy(PRESETS[name])

@@ -1,0 +1,113 @@
+"""Training pieces used by ``compile``: masked, label-smoothed loss, token accuracy, schedules."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class SequenceLoss(keras.losses.Loss):
+    """Cross-entropy per target token, ignoring padding, with optional label smoothing.
+
+    Returns the mean over the non-padding tokens of the batch (not over sentences, and not
+    diluted by padding). Computed in float32 whatever the model's dtype.
+
+    Args:
+        label_smoothing: Mass spread uniformly over the vocabulary (Szegedy et al. 2016).
+        pad_id: Label id that is ignored.
+        name: Loss name.
+
+    Example:
+        >>> import numpy as np
+        >>> loss = SequenceLoss()
+        >>> y = np.array([[1, 0]]); logits = np.zeros((1, 2, 4), "float32")
+        >>> round(float(loss(y, logits)), 4)  # log(4): only the first token counts
+        1.3863
+    """
+
+    def __init__(self, label_smoothing=0.0, pad_id=0, name="sequence_loss", **kwargs):
+        kwargs.pop("reduction", None)
+        super().__init__(name=name, reduction="sum", **kwargs)
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.label_smoothing, self.pad_id = float(label_smoothing), int(pad_id)
+
+    def call(self, y_true, y_pred):
+        y_true = ops.cast(y_true, "int32")
+        logp = ops.log_softmax(ops.cast(y_pred, "float32"), axis=-1)  # (batch, T, V)
+        nll = -ops.take_along_axis(logp, ops.expand_dims(y_true, -1), axis=-1)[..., 0]
+        if self.label_smoothing:
+            smooth = -ops.mean(logp, axis=-1)
+            nll = (1.0 - self.label_smoothing) * nll + self.label_smoothing * smooth
+        mask = ops.cast(ops.not_equal(y_true, self.pad_id), "float32")
+        # "sum" reduction over (batch, T) of nll * mask / tokens = the mean per real token.
+        return nll * mask / ops.maximum(ops.sum(mask), 1.0)
+
+    def get_config(self):
+        return {"label_smoothing": self.label_smoothing, "pad_id": self.pad_id,
+                "name": self.name}
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class TokenAccuracy(keras.metrics.Metric):
+    """Arg-max accuracy over non-padding target tokens.
+
+    Example:
+        >>> import numpy as np
+        >>> m = TokenAccuracy(); m.update_state(np.array([[2, 0]]), np.eye(3)[None, [2, 1]])
+        >>> float(m.result())
+        1.0
+    """
+
+    def __init__(self, pad_id=0, name="token_accuracy", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.pad_id = int(pad_id)
+        self.correct = self.add_variable((), "zeros", name="correct")
+        self.total = self.add_variable((), "zeros", name="total")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = ops.cast(y_true, "int32")
+        mask = ops.cast(ops.not_equal(y_true, self.pad_id), "float32")
+        hit = ops.cast(ops.equal(ops.cast(ops.argmax(y_pred, -1), "int32"), y_true), "float32")
+        self.correct.assign_add(ops.sum(hit * mask))
+        self.total.assign_add(ops.sum(mask))
+
+    def result(self):
+        return self.correct / ops.maximum(self.total, 1.0)
+
+    def reset_state(self):
+        self.correct.assign(0.0)
+        self.total.assign(0.0)
+
+    def get_config(self):
+        return {**super().get_config(), "pad_id": self.pad_id}
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class InverseSqrtSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to ``peak``, then decay with ``1 / sqrt(step)`` (Vaswani et al. 2017).
+
+    Args:
+        peak: Learning rate reached at the end of warm-up.
+        warmup_steps: Steps of linear warm-up (>= 1).
+
+    Example:
+        >>> s = InverseSqrtSchedule(peak=1e-3, warmup_steps=100)
+        >>> [round(float(s(x)), 6) for x in (0, 99, 399)]
+        [1e-05, 0.001, 0.0005]
+    """
+
+    def __init__(self, peak=1e-3, warmup_steps=4000):
+        if warmup_steps < 1 or peak <= 0:
+            raise ValueError(f"need peak > 0 and warmup_steps >= 1, got {peak}, {warmup_steps}")
+        self.peak, self.warmup_steps = float(peak), int(warmup_steps)
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32") + 1.0
+        warm = float(self.warmup_steps)
+        return self.peak * ops.minimum(step / warm, ops.sqrt(warm / step))
+
+    def get_config(self):
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps}
+
+
+__all__ = ["InverseSqrtSchedule", "SequenceLoss", "TokenAccuracy"]
