@@ -8,7 +8,8 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("attention", "data", "plot", "registry", "demo", "cli")
+_SUBMODULES = ("attention", "data", "decoding", "layers", "metrics", "models", "plot",
+               "recipes", "registry", "training", "cli")
 
 
 def __getattr__(name):

@@ -1,4 +1,4 @@
-"""The `zoo` command line."""
+"""The `zoo` command line: train, translate, evaluate, list attention variants and presets."""
 
 from __future__ import annotations
 
@@ -10,12 +10,172 @@ import sys
 # out of the command's output unless the user asked for it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+EXAMPLES = ["¿Dónde está la estación de tren?", "Tengo hambre.", "Me gusta leer libros.",
+            "Hace frío hoy.", "¿Puedes ayudarme, por favor?", "Mi hermano vive en Madrid."]
 
-def _cmd_demo(args) -> int:
-    from zoo import demo
 
-    demo.run(attention=args.attention, num_pairs=args.pairs, epochs=args.epochs,
-             out_dir=args.out, seed=args.seed)
+def _quiet_tf():
+    import logging
+
+    import tensorflow as tf
+
+    tf.get_logger().setLevel(logging.ERROR)  # tf.function retracing notices
+
+
+def _read_corpus(args):
+    from zoo.data import read_pairs
+
+    paths = args.data
+    kw = {}
+    if getattr(args, "source_column", None) is not None:
+        kw["source_column"] = args.source_column
+    if getattr(args, "target_column", None) is not None:
+        kw["target_column"] = args.target_column
+    pairs = read_pairs(paths if len(paths) == 2 else paths[0], fmt=args.format,
+                       skip_invalid=args.skip_invalid, limit=args.limit, **kw)
+    if pairs.skipped:
+        print(f"skipped {len(pairs.skipped)} invalid pairs (first: "
+              f"{pairs.skipped[0][0]}:{pairs.skipped[0][1]}: {pairs.skipped[0][2]})",
+              file=sys.stderr)
+    if not pairs:
+        raise ValueError(f"{' '.join(paths)}: no sentence pairs")
+    return pairs
+
+
+def _cmd_train(args) -> int:
+    import random
+
+    _quiet_tf()
+    from zoo import metrics, plot
+    from zoo.data import anki_spa_eng_pairs
+    from zoo.recipes import train_translator
+
+    if args.data:
+        pairs = _read_corpus(args)
+        origin = " ".join(args.data)
+        examples = args.example or [s for s, _ in pairs[:3]]
+    else:
+        pairs = anki_spa_eng_pairs(limit=args.limit)
+        origin = "embedded Anki/Tatoeba spa-eng subset (CC-BY 2.0 FR)"
+        examples = args.example or EXAMPLES
+    pairs = list(pairs)
+    random.Random(args.seed).shuffle(pairs)
+    n_dev = min(max(1, int(len(pairs) * args.dev_fraction)), 2000) if len(pairs) > 20 else 0
+    dev, train = pairs[:n_dev], pairs[n_dev:]
+    print(f"zoo train translator: {len(train):,} training and {len(dev):,} held-out pairs "
+          f"from {origin}; preset {args.preset}")
+    overrides = {"attention": args.attention} if args.attention else None
+    model, history, info = train_translator(
+        train, preset=args.preset, out_dir=args.out, dev_pairs=dev or None,
+        vocab_size=args.vocab_size, epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, max_length=args.max_length,
+        mixed_precision=args.mixed_precision, jit_compile=args.xla, seed=args.seed,
+        overrides=overrides, verbose=args.verbose)
+    loss = history.history["loss"]
+    print(f"trained {info['parameters']:,} parameters for {info['epochs']} epochs in "
+          f"{info['train_seconds']:.0f} s: loss {loss[0]:.2f} -> {loss[-1]:.2f}")
+    if dev:
+        sample = dev[:500]
+        hyps = model.translate([s for s, _ in sample])
+        scores = metrics.evaluate(hyps, [t for _, t in sample])
+        print(f"held-out ({len(sample)} pairs, greedy): BLEU {scores['bleu']:.1f}, "
+              f"chrF {scores['chrf']:.1f}")
+    outs, details = model.translate(examples, return_result=True)
+    for src, out in zip(examples, outs):
+        print(f"  {src}  ->  {out}")
+    first = details[0]
+    tok = model.source_tokenizer
+    heat = plot.attention(first["attention"], tok.id_to_piece(first["source_ids"]),
+                          model.target_tokenizer.id_to_piece(first["tokens"]),
+                          os.path.join(args.out, "attention.png"),
+                          title=f"{args.preset}: {examples[0]}")
+    print(f"model saved to {args.out}/ (load with zoo.models.Translator.load); attention heat "
+          f"map {heat}; TensorBoard logs {os.path.join(args.out, 'logs')}")
+    return 0
+
+
+def _strategy_kwargs(args):
+    if args.sample:
+        return {"strategy": "sampling", "temperature": args.temperature, "top_k": args.top_k,
+                "top_p": args.top_p, "seed": args.seed}
+    if args.beam_size > 1:
+        return {"strategy": "beam", "beam_size": args.beam_size,
+                "length_penalty": args.length_penalty,
+                "coverage_penalty": args.coverage_penalty}
+    return {"strategy": "greedy"}
+
+
+def _read_lines(path):
+    from zoo.data.readers import DataError, _lines
+
+    out = []
+    for lineno, text, err in _lines(path):
+        if err:
+            raise DataError(path, lineno, err)
+        out.append(text)
+    return out
+
+
+def _load_model(path):
+    _quiet_tf()
+    from zoo.models import Translator
+
+    return Translator.load(path)
+
+
+def _cmd_translate(args) -> int:
+    if args.text:
+        texts = list(args.text)
+        origin = "arguments"
+    elif args.input:
+        texts = _read_lines(args.input)
+        origin = args.input
+    else:
+        if sys.stdin.isatty():
+            print("reading sentences from stdin, one per line (Ctrl-D to end)", file=sys.stderr)
+        texts = [line.rstrip("\r\n") for line in sys.stdin]
+        origin = "stdin"
+    empty = [i + 1 for i, t in enumerate(texts) if not t.strip()]
+    if not texts:
+        raise ValueError(f"no sentences to translate (from {origin})")
+    if empty:
+        raise ValueError(f"{origin}: line {empty[0]} is empty ({len(empty)} empty lines); "
+                         f"give one sentence per line")
+    model = _load_model(args.model)
+    outs = model.translate(texts, batch_size=args.batch_size, max_length=args.max_length,
+                           **_strategy_kwargs(args))
+    sink = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        for line in outs:
+            sink.write(line + "\n")
+    finally:
+        if args.output:
+            sink.close()
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from zoo import metrics
+
+    if args.hypotheses:
+        hyps = _read_lines(args.hypotheses)
+        refs = _read_lines(args.references)
+        if len(hyps) != len(refs):
+            raise ValueError(f"{args.hypotheses} has {len(hyps)} lines but {args.references} "
+                             f"has {len(refs)}: they must be line-aligned")
+    else:
+        if not args.model or not args.data:
+            raise ValueError("give --model DIR with --data (a corpus), or --hypotheses FILE "
+                             "with --references FILE")
+        pairs = _read_corpus(args)
+        model = _load_model(args.model)
+        hyps = model.translate(pairs.sources, batch_size=args.batch_size,
+                               max_length=args.max_length, **_strategy_kwargs(args))
+        refs = pairs.targets
+    scores = metrics.evaluate(hyps, refs)
+    print(f"BLEU {scores['bleu']:.2f}  chrF {scores['chrf']:.2f}  ({scores['sentences']} "
+          f"sentences)")
+    print(f"  {scores['bleu_signature']}\n  {scores['chrf_signature']}")
     return 0
 
 
@@ -33,38 +193,124 @@ def _cmd_attention(args) -> int:
     return 0
 
 
+def _cmd_presets(args) -> int:
+    from zoo.models import presets
+
+    for name in presets.names():
+        print(f"{name:<18} {presets.PRESETS[name]['description']}")
+    return 0
+
+
+def _add_corpus_args(p, required):
+    p.add_argument("--data", nargs="+", metavar="PATH", required=required,
+                   help="a TSV/JSONL corpus, or two line-aligned files SOURCE TARGET "
+                        "(plain or .gz)")
+    p.add_argument("--format", choices=("tsv", "jsonl", "parallel"), default=None,
+                   help="corpus format (default: from the file names)")
+    p.add_argument("--source-column", type=int, default=None,
+                   help="TSV column of the source (default 1, the Anki layout)")
+    p.add_argument("--target-column", type=int, default=None,
+                   help="TSV column of the target (default 0)")
+    p.add_argument("--skip-invalid", action="store_true",
+                   help="skip and count empty or non-UTF-8 pairs instead of stopping")
+    p.add_argument("--limit", type=int, default=None, help="read at most this many pairs")
+
+
+def _add_decoding_args(p):
+    p.add_argument("--beam-size", type=int, default=1, help="1 = greedy (default)")
+    p.add_argument("--length-penalty", type=float, default=0.6, help="GNMT alpha (beam)")
+    p.add_argument("--coverage-penalty", type=float, default=0.0, help="GNMT beta (beam)")
+    p.add_argument("--sample", action="store_true", help="sample instead of searching")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--max-length", type=int, default=None, help="maximum output tokens")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zoo", description="Attention-based sequence-to-sequence models for Keras 3.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    d = sub.add_parser("demo", help="train a small attention model on the embedded "
-                                    "Spanish-English pairs, translate, plot the attention")
-    d.add_argument("--attention", default="additive",
-                   help="attention variant (see `zoo attention`); default: additive")
-    d.add_argument("--pairs", type=int, default=9000, help="training pairs (default 9000)")
-    d.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
-    d.add_argument("--out", default="zoo-demo", help="output folder (default ./zoo-demo)")
-    d.add_argument("--seed", type=int, default=0)
-    d.set_defaults(func=_cmd_demo)
+
+    tr = sub.add_parser("train", help="train a model (`zoo train translator`)")
+    tsub = tr.add_subparsers(dest="task", metavar="TASK")
+    t = tsub.add_parser("translator", help="train a translator; with no --data, on the "
+                                           "embedded Spanish-English pairs")
+    _add_corpus_args(t, required=False)
+    t.add_argument("--preset", default="rnn_small", help="see `zoo presets` (default rnn_small)")
+    t.add_argument("--attention", default=None,
+                   help="attention variant of an RNN preset (see `zoo attention`)")
+    t.add_argument("--epochs", type=int, default=None, help="default: the preset's")
+    t.add_argument("--batch-size", type=int, default=None)
+    t.add_argument("--learning-rate", type=float, default=None)
+    t.add_argument("--vocab-size", type=int, default=4000)
+    t.add_argument("--max-length", type=int, default=64)
+    t.add_argument("--dev-fraction", type=float, default=0.025,
+                   help="held out for validation and BLEU (default 0.025, at most 2000)")
+    t.add_argument("--mixed-precision", action="store_true", help="mixed_float16 (GPUs)")
+    t.add_argument("--xla", action="store_true", help="XLA-compile the train step")
+    t.add_argument("--example", action="append", default=None,
+                   help="sentence to translate after training (repeatable)")
+    t.add_argument("--out", default="zoo-translator", help="output folder")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
+                   help="Keras progress: 1 bar (default), 2 a line per epoch, 0 none")
+    t.set_defaults(func=_cmd_train)
+
+    s = sub.add_parser("translate", help="translate sentences (arguments, --input or stdin)")
+    s.add_argument("text", nargs="*", help="sentences (default: --input or stdin)")
+    s.add_argument("--model", required=True, help="a directory written by zoo train")
+    s.add_argument("--input", default=None, help="file with one sentence per line")
+    s.add_argument("--output", default=None, help="write here instead of stdout")
+    _add_decoding_args(s)
+    s.set_defaults(func=_cmd_translate)
+
+    e = sub.add_parser("evaluate", help="BLEU and chrF (sacreBLEU) of a model or of files")
+    e.add_argument("--model", default=None)
+    _add_corpus_args(e, required=False)
+    e.add_argument("--hypotheses", default=None, help="system output, one per line")
+    e.add_argument("--references", default=None, help="references, one per line")
+    _add_decoding_args(e)
+    e.set_defaults(func=_cmd_evaluate)
+
     a = sub.add_parser("attention", help="list the attention variants")
     a.set_defaults(func=_cmd_attention)
+    p = sub.add_parser("presets", help="list the model presets")
+    p.set_defaults(func=_cmd_presets)
     return parser
+
+
+_POSITIVE = ("epochs", "batch_size", "vocab_size", "max_length", "limit", "beam_size")
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
+        (parser if args.command != "train" else
+         parser._subparsers._group_actions[0].choices["train"]).print_help()
         return 2
-    for name in ("pairs", "epochs"):
-        if getattr(args, name, 1) is not None and getattr(args, name, 1) < 1:
-            parser.error(f"--{name} must be a positive integer, got {getattr(args, name)}")
+    for name in _POSITIVE:
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    if getattr(args, "dev_fraction", 0.1) is not None and not 0 <= args.dev_fraction < 1:
+        parser.error(f"--dev-fraction must be in [0, 1), got {args.dev_fraction}")
+    if getattr(args, "data", None) and len(args.data) > 2:
+        parser.error(f"--data takes one corpus file or two line-aligned files, got "
+                     f"{len(args.data)}")
+    if getattr(args, "hypotheses", None) and not args.references:
+        parser.error("--hypotheses needs --references")
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, TypeError, UnicodeDecodeError) as err:
         print(f"zoo {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"zoo {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -82,13 +82,16 @@ def _check_lengths(max_length, min_length):
         raise ValueError(f"min_length must be in [0, max_length={max_length}], got {min_length}")
 
 
-def _log_probs(logits, step, min_length, eos_id):
+def _log_probs(logits, step, min_length, eos_id, bos_id, pad_id):
+    """Log-softmax in float32; padding and bos are never generated, eos not before
+    ``min_length`` (the other tokens keep their unrenormalised log-probabilities)."""
     logp = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
+    ids = ops.arange(ops.shape(logp)[-1])
+    banned = ops.logical_or(ops.equal(ids, pad_id), ops.equal(ids, bos_id))
     if min_length:
-        vocab = ops.shape(logp)[-1]
-        is_eos = ops.equal(ops.arange(vocab), eos_id)  # (V,)
-        logp = ops.where(ops.logical_and(is_eos, step < min_length), NEG, logp)
-    return logp
+        banned = ops.logical_or(banned, ops.logical_and(ops.equal(ids, eos_id),
+                                                        step < min_length))
+    return ops.where(banned, NEG, logp)
 
 
 def _write(buffer, step, values):
@@ -106,14 +109,14 @@ class Greedy(Strategy):
     Example:
         >>> import numpy as np
         >>> from keras import ops
-        >>> table = np.log(np.array([[.1, .2, .7], [.8, .1, .1]], "float32"))
-        >>> def step_fn(tokens, state):  # token 2 first, then eos (0)
+        >>> table = np.log(np.array([[.1, .2, .1, .6], [.1, .1, .7, .1]], "float32"))
+        >>> def step_fn(tokens, state):  # token 3 first, then eos (2)
         ...     t = state["t"]
         ...     return ops.take(table, t, axis=0), {"t": t + 1}, ops.ones((1, 1))
         >>> r = Greedy()(step_fn, {"t": ops.zeros((1,), "int32")}, 1, 1, 4, bos_id=1,
-        ...              eos_id=0, pad_id=0)
+        ...              eos_id=2, pad_id=0)
         >>> r.tokens.numpy().tolist(), r.lengths.numpy().tolist()
-        ([[[2, 0, 0, 0]]], [[2]])
+        ([[[3, 2, 0, 0]]], [[2]])
     """
 
     def __call__(self, step_fn, state, batch_size, memory_length, max_length, bos_id, eos_id,
@@ -133,7 +136,7 @@ class Greedy(Strategy):
 
         def body(t, prev, st, tokens, scores, lengths, finished, attn):
             logits, st, w = step_fn(prev, st)
-            logp = _log_probs(logits, t, min_length, eos_id)
+            logp = _log_probs(logits, t, min_length, eos_id, bos_id, pad_id)
             tok = ops.cast(ops.argmax(logp, axis=-1), "int32")
             tok = ops.where(finished, pad_id, tok)
             gained = ops.take_along_axis(logp, ops.expand_dims(tok, -1), axis=-1)[:, 0]
@@ -244,16 +247,21 @@ class BeamSearch(Strategy):
 
         def body(t, prev, st, tokens, logprob, lengths, finished, attn, cov, score):
             logits, st, w = step_fn(prev, st)
-            logp = _log_probs(logits, t, min_length, eos_id)
+            logp = _log_probs(logits, t, min_length, eos_id, bos_id, pad_id)
             vocab = ops.shape(logp)[-1]
             logp = ops.reshape(logp, (b, k, vocab))
             w = ops.reshape(ops.cast(w, "float32"), (b, k, -1))
-            fin = ops.expand_dims(finished, -1)  # (b, k, 1)
-            # A finished hypothesis has one continuation, pad, at no cost.
+            # A sentence whose search is over (its best hypothesis finished, with early_stop;
+            # every hypothesis finished, without) is frozen, so a sentence decodes the same
+            # alone or in any batch.
+            row_done = finished[:, 0] if self.early_stop else ops.all(finished, axis=1)
+            frozen = ops.logical_or(finished, ops.expand_dims(row_done, -1))  # (b, k)
+            fin = ops.expand_dims(frozen, -1)  # (b, k, 1)
+            # A finished (or frozen) hypothesis has one continuation, pad, at no cost.
             is_pad = ops.equal(ops.arange(vocab), pad_id)
             step_logp = ops.where(fin, ops.where(is_pad, 0.0, NEG), logp)
             cand_logprob = ops.expand_dims(logprob, -1) + step_logp  # (b, k, V)
-            cand_len = lengths + ops.cast(ops.logical_not(finished), "int32")  # (b, k)
+            cand_len = lengths + ops.cast(ops.logical_not(frozen), "int32")  # (b, k)
             new_cov = cov + ops.where(fin, 0.0, w)  # (b, k, S)
             cand_score = self._rank(cand_logprob, ops.expand_dims(cand_len, -1),
                                     ops.expand_dims(new_cov, 2), mask)  # (b, k, V)
@@ -264,14 +272,16 @@ class BeamSearch(Strategy):
             logprob = ops.take_along_axis(ops.reshape(cand_logprob, (b, -1)), top_idx, axis=1)
             lengths = ops.take_along_axis(cand_len, beam, axis=1)
             was_finished = ops.take_along_axis(finished, beam, axis=1)
+            was_frozen = ops.take_along_axis(frozen, beam, axis=1)
             cov = ops.take(ops.reshape(new_cov, (bk, -1)), flat, axis=0)
             cov = ops.reshape(cov, (b, k, -1))
             st = _gather_batch(st, flat)
             tokens = _write(ops.take(tokens, flat, axis=0), t, ops.reshape(tok, (-1,)))
             w_sel = ops.take(ops.reshape(w, (bk, -1)), flat, axis=0)
-            alive = ops.reshape(ops.logical_not(was_finished), (-1, 1))
+            alive = ops.reshape(ops.logical_not(was_frozen), (-1, 1))
             attn = _write(ops.take(attn, flat, axis=0), t, ops.where(alive, w_sel, 0.0))
-            finished = ops.logical_or(was_finished, ops.equal(tok, eos_id))
+            finished = ops.logical_or(was_finished, ops.logical_and(
+                ops.equal(tok, eos_id), ops.logical_not(was_frozen)))
             return (t + 1, ops.reshape(tok, (-1,)), st, tokens, logprob, lengths, finished,
                     attn, cov, top_score)
 
@@ -350,7 +360,7 @@ class Sampling(Strategy):
 
         def body(t, prev, st, tokens, scores, lengths, finished, attn):
             logits, st, w = step_fn(prev, st)
-            logp = _log_probs(logits, t, min_length, eos_id)
+            logp = _log_probs(logits, t, min_length, eos_id, bos_id, pad_id)
             filtered = self.filter_logits(logp)
             # Gumbel-max: the arg-max of logits + Gumbel noise is a sample of softmax(logits).
             u = keras.random.uniform(ops.shape(filtered), minval=1e-9, maxval=1.0, seed=seed)

@@ -51,8 +51,8 @@ PRESETS = {
                                "config": {"dim": 256, "num_layers": 3, "num_heads": 8,
                                           "ff_dim": 1024, "dropout": 0.1,
                                           "tie_embeddings": True}}},
-        "train": {"learning_rate": 1e-3, "warmup_steps": 2000, "label_smoothing": 0.1,
-                  "batch_tokens": 4096, "epochs": 20},
+        "train": {"learning_rate": 1e-3, "warmup_steps": 500, "label_smoothing": 0.1,
+                  "batch_tokens": 2048, "epochs": 12},
     },
     "transformer_base": {
         "class": "Translator",
@@ -67,6 +67,19 @@ PRESETS = {
                                           "tie_embeddings": True}}},
         "train": {"learning_rate": 7e-4, "warmup_steps": 4000, "label_smoothing": 0.1,
                   "batch_tokens": 8192, "epochs": 20},
+    },
+    "rnn_small": {
+        "class": "Translator",
+        "description": "bi-GRU + Bahdanau translator sized for a few CPU minutes "
+                       "(128/256 units); the default of `zoo train translator`",
+        "config": {"encoder": {"class_name": "RNNEncoder",
+                               "config": {"embedding_dim": 128, "units": 128, "dropout": 0.2}},
+                   "decoder": {"class_name": "RNNDecoder",
+                               "config": {"embedding_dim": 128, "units": 256,
+                                          "attention": "additive",
+                                          "attention_position": "before", "dropout": 0.2}}},
+        "train": {"learning_rate": 2e-3, "warmup_steps": None, "label_smoothing": 0.1,
+                  "batch_size": 64, "epochs": 6},
     },
     "rnn_tiny": {
         "class": "Translator",

@@ -1,0 +1,102 @@
+"""End-to-end recipes: learn a tokenizer, build a preset, ``compile`` + ``fit``, save.
+
+What ``zoo train translator`` and ``bench/quality.py`` run; usable from Python.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Optional, Sequence, Tuple
+
+
+def train_translator(train_pairs: Sequence[Tuple[str, str]], preset: str = "rnn_tiny",
+                     out_dir: Optional[str] = None, dev_pairs=None, vocab_size: int = 8000,
+                     epochs: Optional[int] = None, batch_size: Optional[int] = None,
+                     batch_tokens: Optional[int] = None, learning_rate: Optional[float] = None,
+                     warmup_steps: Optional[int] = None, label_smoothing: Optional[float] = None,
+                     max_length: int = 64, mixed_precision: bool = False,
+                     jit_compile: bool = False, tensorboard: bool = True, seed: int = 0,
+                     verbose="auto", overrides: Optional[dict] = None, tokenizer=None,
+                     callbacks=None):
+    """Trains a translator on sentence pairs.
+
+    Args:
+        train_pairs: ``[(source, target), ...]``.
+        preset: A ``zoo.models.presets`` name.
+        out_dir: Where to save the model directory (and ``logs/`` for TensorBoard); None: no
+            files.
+        dev_pairs: Validation pairs (validation loss each epoch).
+        vocab_size: Joint SentencePiece vocabulary size.
+        epochs, batch_size, batch_tokens, learning_rate, warmup_steps, label_smoothing:
+            Training settings; None takes the preset's ``train`` defaults.
+        max_length: Token limit per side (longer sentences are truncated).
+        mixed_precision: ``mixed_float16`` compute (use on GPUs).
+        jit_compile: XLA for the train step.
+        tensorboard: Write TensorBoard logs under ``out_dir/logs``.
+        seed: Seeds Python, NumPy and the backend.
+        verbose: Keras ``fit`` verbosity (progress bar by default).
+        overrides: Network config overrides (``{"attention": "coverage"}``...).
+        tokenizer: Reuse a tokenizer instead of learning one.
+        callbacks: Extra Keras callbacks.
+
+    Returns:
+        ``(model, history, info)``: the trained :class:`zoo.models.Translator`, the Keras
+        ``History`` and a dict with the settings used and the training time.
+
+    Example:
+        >>> from zoo.data import anki_spa_eng_pairs
+        >>> model, history, info = train_translator(anki_spa_eng_pairs(200), epochs=1,
+        ...                                         vocab_size=300, verbose=0)
+        >>> len(history.history["loss"])
+        1
+    """
+    import keras
+
+    from zoo.data import SentencePieceTokenizer, make_dataset
+    from zoo.models import Translator, presets
+
+    train_pairs = list(train_pairs)
+    if not train_pairs:
+        raise ValueError("no training pairs")
+    defaults = presets.get_preset(preset)["train"]
+    epochs = int(epochs or defaults["epochs"])
+    lr = learning_rate or defaults["learning_rate"]
+    warmup = warmup_steps if warmup_steps is not None else defaults.get("warmup_steps")
+    smoothing = label_smoothing if label_smoothing is not None else defaults["label_smoothing"]
+    if batch_size is None and batch_tokens is None:
+        batch_size, batch_tokens = defaults.get("batch_size", 64), defaults.get("batch_tokens")
+    keras.utils.set_random_seed(seed)
+    t0 = time.time()
+    if tokenizer is None:
+        tokenizer = SentencePieceTokenizer.train(
+            [s for pair in train_pairs for s in pair], vocab_size=vocab_size)
+    tok_time = time.time() - t0
+    model = Translator.from_preset(preset, tokenizer=tokenizer,
+                                   dtype="mixed_float16" if mixed_precision else None,
+                                   max_target_length=max_length, **(overrides or {}))
+    ds_kw = dict(max_source_length=max_length, max_target_length=max_length,
+                 batch_size=batch_size or 64, batch_tokens=batch_tokens)
+    train_ds = make_dataset(train_pairs, tokenizer, shuffle=True, seed=seed, **ds_kw)
+    dev_ds = make_dataset(list(dev_pairs), tokenizer, shuffle=False, **ds_kw) \
+        if dev_pairs else None
+    model.compile(learning_rate=lr, warmup_steps=warmup, label_smoothing=smoothing,
+                  jit_compile=jit_compile)
+    cbs = list(callbacks or [])
+    if out_dir and tensorboard:
+        cbs.append(keras.callbacks.TensorBoard(os.path.join(out_dir, "logs")))
+    t1 = time.time()
+    history = model.fit(train_ds, validation_data=dev_ds, epochs=epochs, callbacks=cbs,
+                        verbose=verbose)
+    train_time = time.time() - t1
+    info = {"preset": preset, "epochs": epochs, "batch_size": batch_size,
+            "batch_tokens": batch_tokens, "learning_rate": lr, "warmup_steps": warmup,
+            "label_smoothing": smoothing, "vocab_size": tokenizer.vocab_size,
+            "max_length": max_length, "train_pairs": len(train_pairs),
+            "parameters": int(model.count_params()), "tokenizer_seconds": round(tok_time, 1),
+            "train_seconds": round(train_time, 1), "mixed_precision": mixed_precision,
+            "overrides": overrides or {}}
+    model._meta = {"training": info}
+    if out_dir:
+        model.save(out_dir)
+    return model, history, info
