@@ -51,7 +51,7 @@ def test_cli_lists_every_attention(capsys):
 
 
 def test_cli_unknown_attention_names_the_known_ones(capsys):
-    assert cli.main(["demo", "--attention", "bahdanu"]) == 2
+    assert cli.main(["train", "translator", "--attention", "bahdanu"]) == 2
     err = capsys.readouterr().err
     assert "Unknown attention 'bahdanu'" in err and "additive" in err
     assert "Did you mean" in err
@@ -59,7 +59,7 @@ def test_cli_unknown_attention_names_the_known_ones(capsys):
 
 def test_cli_rejects_non_positive_epochs(capsys):
     with pytest.raises(SystemExit):
-        cli.main(["demo", "--epochs", "0"])
+        cli.main(["train", "translator", "--epochs", "0"])
     assert "--epochs must be a positive integer" in capsys.readouterr().err
 
 
@@ -116,15 +116,3 @@ def test_embedded_corpus_is_real_and_attributed():
     assert os.path.exists(corpus_path("anki_spa_eng", "ATTRIBUTION.md"))
     with pytest.raises(FileNotFoundError, match="anki_spa_eng"):
         corpus_path("anki_spa_eng", "missing.tsv")
-
-
-def test_demo_learns_on_real_pairs(tmp_path):
-    """A short demo run: the loss falls and a heat map is written."""
-    from zoo import demo
-
-    result = demo.run(attention="general", num_pairs=400, epochs=3,
-                      out_dir=str(tmp_path), seed=1)
-    losses = result["losses"]
-    assert losses[-1] < losses[0] - 0.3, losses
-    assert _png_size(result["plot"])[0] > 100
-    assert len(result["translations"]) == 6

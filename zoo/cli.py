@@ -50,6 +50,13 @@ def _cmd_train(args) -> int:
     from zoo.data import anki_spa_eng_pairs
     from zoo.recipes import train_translator
 
+    if args.attention:
+        import zoo.attention
+
+        zoo.attention.REGISTRY.get_class(args.attention)  # unknown name: fail before training
+    from zoo.models import presets
+
+    presets.get_preset(args.preset)
     if args.data:
         pairs = _read_corpus(args)
         origin = " ".join(args.data)
@@ -296,8 +303,9 @@ def main(argv=None) -> int:
         value = getattr(args, name, None)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
-    if getattr(args, "dev_fraction", 0.1) is not None and not 0 <= args.dev_fraction < 1:
-        parser.error(f"--dev-fraction must be in [0, 1), got {args.dev_fraction}")
+    dev_fraction = getattr(args, "dev_fraction", 0.1)
+    if not 0 <= dev_fraction < 1:
+        parser.error(f"--dev-fraction must be in [0, 1), got {dev_fraction}")
     if getattr(args, "data", None) and len(args.data) > 2:
         parser.error(f"--data takes one corpus file or two line-aligned files, got "
                      f"{len(args.data)}")

@@ -7,8 +7,10 @@ from typing import Optional, Sequence
 from zoo.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 
-def _boundaries(max_length: int, step: int = 8):
-    return list(range(step, max_length + 1, step)) or [max_length]
+def _boundaries(max_length: int):
+    """Fine buckets for short sentences (most of a corpus), coarser for long ones."""
+    bounds = list(range(2, 17, 2)) + list(range(20, 33, 4)) + list(range(40, 10_000, 8))
+    return [b for b in bounds if b < max_length] + [max_length]
 
 
 def make_dataset(pairs, source_tokenizer, target_tokenizer=None, batch_size: int = 64,

@@ -73,12 +73,18 @@ class SentencePieceTokenizer:
         if not texts:
             raise ValueError("cannot learn a tokenizer from no text")
         buf = io.BytesIO()
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(texts), model_writer=buf, vocab_size=int(vocab_size),
-            model_type=model_type, character_coverage=character_coverage,
-            pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
-            hard_vocab_limit=False, input_sentence_size=max_sentences,
-            shuffle_input_sentence=True, minloglevel=2, num_threads=os.cpu_count() or 1)
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(texts), model_writer=buf, vocab_size=int(vocab_size),
+                model_type=model_type, character_coverage=character_coverage,
+                pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
+                hard_vocab_limit=False, input_sentence_size=max_sentences,
+                shuffle_input_sentence=True, minloglevel=2, num_threads=os.cpu_count() or 1)
+        except RuntimeError as err:
+            # e.g. "Vocabulary size is smaller than required_chars": say it in our words.
+            detail = str(err).split("]")[-1].strip()
+            raise ValueError(f"cannot learn a {vocab_size}-piece {model_type} tokenizer from "
+                             f"{len(texts)} sentences: {detail}") from None
         return cls(buf.getvalue())
 
     # ------------------------------------------------------------------ running
@@ -94,13 +100,20 @@ class SentencePieceTokenizer:
     @property
     def tf_tokenizer(self):
         """The ``tensorflow_text.SentencepieceTokenizer`` (runs inside graphs)."""
-        if self._tf is None:
-            import tensorflow as tf
-            import tensorflow_text as tf_text
+        import tensorflow as tf
+        import tensorflow_text as tf_text
 
-            # Created eagerly even when first used inside a graph (a tf.data map): the
-            # resource must outlive that graph.
-            with tf.init_scope():
+        # Created eagerly even when first used inside a graph (a tf.data map): the resource
+        # must outlive that graph. tf.random.set_seed (keras.utils.set_random_seed) clears
+        # TensorFlow's eager kernel cache, which destroys the kernel-owned SentencePiece
+        # resource; a cheap liveness check rebuilds it instead of failing deep inside TF.
+        with tf.init_scope():
+            if self._tf is not None:
+                try:
+                    self._tf.tokenize(tf.constant([""]))
+                except tf.errors.NotFoundError:
+                    self._tf = None
+            if self._tf is None:
                 self._tf = tf_text.SentencepieceTokenizer(model=self.model, out_type=tf.int32)
         return self._tf
 

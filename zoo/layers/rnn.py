@@ -7,6 +7,11 @@ import zoo.attention
 from zoo.layers.embedding import TokenEmbedding
 
 
+def _cast_floats(tree, dtype):
+    return keras.tree.map_structure(
+        lambda x: ops.cast(x, dtype) if "float" in str(x.dtype) else x, tree)
+
+
 def _cell(kind, units, dtype, name):
     if kind == "gru":
         return keras.layers.GRUCell(units, dtype=dtype, name=name, reset_after=True)
@@ -60,7 +65,7 @@ class RNNEncoder(keras.layers.Layer):
             if self.bidirectional:
                 rnn = keras.layers.Bidirectional(rnn, dtype=self.dtype_policy, name=f"birnn_{i}")
             self.rnns.append(rnn)
-        self.drop = keras.layers.Dropout(self.dropout)
+        self.drop = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
 
     @property
     def output_dim(self):
@@ -144,7 +149,7 @@ class RNNDecoder(keras.layers.Layer):
         self.embedding = TokenEmbedding(self.vocab_size, self.embedding_dim,
                                         dtype=self.dtype_policy, name="embedding")
         self.cell = _cell(cell, self.units, self.dtype_policy, "cell")
-        self.drop = keras.layers.Dropout(self.dropout)
+        self.drop = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
         self.output_layer = keras.layers.Dense(self.vocab_size, dtype=self.dtype_policy,
                                                name="logits")
         self.bridge_layer = keras.layers.Dense(self.units, activation="tanh",
@@ -161,7 +166,8 @@ class RNNDecoder(keras.layers.Layer):
         memory_dim = memory_shape["outputs"][-1]
         final_dim = memory_shape["final"][-1] if "final" in memory_shape else memory_dim
         self.embedding.build()
-        self.attention.build((None, None, self.units), (None, None, memory_dim))
+        if not self.attention.built:  # a deserialized attention arrives built
+            self.attention.build((None, None, self.units), (None, None, memory_dim))
         ctx_dim = self.attention.compute_output_shape(
             (None, 1, self.units), (None, 1, memory_dim))[-1]
         if self.attention_position == "before":
@@ -245,20 +251,26 @@ class RNNDecoder(keras.layers.Layer):
         state = self.initial_state(memory)
         memory_state = state.pop("memory")
 
+        compute = self.compute_dtype
+
         def body(carry, emb_t):
             s, _, _ = carry
+            s = _cast_floats(s, compute)
             feats, w, s2 = self._step_core(emb_t, {**s, "memory": memory_state}, training)
             s2 = {k: v for k, v in s2.items() if k != "memory"}
-            out = (s2, feats, ops.cast(w, "float32"))
+            # The scan carries float32 whatever the compute dtype: TF's scan gradient fails
+            # on float16 tensor lists under mixed precision.
+            out = (_cast_floats(s2, "float32"), ops.cast(feats, "float32"),
+                   ops.cast(w, "float32"))
             return out, out  # keras.ops.scan on TF: outputs mirror the carry
 
         batch, src_len = ops.shape(target_ids)[0], ops.shape(memory["outputs"])[1]
         feat_dim = self.units if self.attention_position == "after" else (
             self.output_layer.kernel.shape[0])
-        init = (state, ops.zeros((batch, feat_dim), self.compute_dtype),
+        init = (_cast_floats(state, "float32"), ops.zeros((batch, feat_dim), "float32"),
                 ops.zeros((batch, src_len), "float32"))
         _, (_, feats, _) = ops.scan(body, init, ops.transpose(emb, (1, 0, 2)))
-        feats = ops.transpose(feats, (1, 0, 2))  # (batch, T, F)
+        feats = ops.cast(ops.transpose(feats, (1, 0, 2)), compute)  # (batch, T, F)
         return self._logits(feats, training)
 
     def get_config(self):

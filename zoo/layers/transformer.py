@@ -13,7 +13,7 @@ class _FeedForward(keras.layers.Layer):
         self.inner = keras.layers.Dense(ff_dim, activation="relu", dtype=self.dtype_policy,
                                         name="inner")
         self.outer = keras.layers.Dense(dim, dtype=self.dtype_policy, name="outer")
-        self.drop = keras.layers.Dropout(dropout)
+        self.drop = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
         self.dim, self.ff_dim = dim, ff_dim
 
     def build(self, input_shape=None):
@@ -44,7 +44,7 @@ class _Base(keras.layers.Layer):
         self.dropout, self.attention_dropout = float(dropout), float(attention_dropout)
         self.embedding = TokenEmbedding(self.vocab_size, self.dim, positional=True,
                                         dtype=self.dtype_policy, name="embedding")
-        self.drop = keras.layers.Dropout(self.dropout)
+        self.drop = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
         self.final_norm = _norm(self.dtype_policy, "final_norm")
 
     def _mha(self, name):
@@ -225,10 +225,10 @@ class TransformerDecoder(_Base):
                                layer["values"])
             ctx, _, _ = b["self_attn"].step(
                 y, {"keys": keys, "values": values, "mask": visible}, {}, training=training)
-            x = x + self.drop(ctx, training=training)
+            x = x + self.drop(ops.cast(ctx, x.dtype), training=training)
             ctx, w, _ = b["cross_attn"].step(b["norm2"](x), layer["memory"], {},
                                               training=training)
-            x = x + self.drop(ctx, training=training)
+            x = x + self.drop(ops.cast(ctx, x.dtype), training=training)
             x = x + self.drop(b["ffn"](b["norm3"](x), training=training), training=training)
             new_layers.append({"keys": keys, "values": values, "memory": layer["memory"]})
             weights = w

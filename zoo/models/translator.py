@@ -76,7 +76,8 @@ class Translator(keras.Model):
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_preset(cls, name, tokenizer=None, target_tokenizer=None, vocab_size=None,
-                    target_vocab_size=None, dtype=None, max_target_length=128, **overrides):
+                    target_vocab_size=None, dtype=None, max_target_length=128, encoder=None,
+                    decoder=None, **overrides):
         """Builds a translator from a preset (``zoo.models.presets.names()``).
 
         Args:
@@ -89,8 +90,10 @@ class Translator(keras.Model):
             dtype: Keras dtype policy, e.g. ``"mixed_float16"`` (loss scaling is then added
                 by ``compile``).
             max_target_length: Default maximum generated length.
-            **overrides: Values for keys of the encoder/decoder configs, e.g.
-                ``attention="coverage"``, ``dropout=0.2``, ``units=128``.
+            encoder: Overrides for the encoder config only, e.g. ``{"units": 128}``.
+            decoder: Overrides for the decoder config only.
+            **overrides: Values for keys of the encoder/decoder configs (applied to every
+                network that has the key), e.g. ``attention="coverage"``, ``dropout=0.2``.
 
         Returns:
             An unbuilt :class:`Translator` (weights are created on first call or ``build``).
@@ -112,6 +115,12 @@ class Translator(keras.Model):
             for net in (enc, dec):
                 if k in net["config"]:
                     net["config"][k] = v
+        for role, net, own in (("encoder", enc, encoder), ("decoder", dec, decoder)):
+            for k, v in (own or {}).items():
+                if k not in net["config"]:
+                    raise ValueError(f"preset {name!r} {role} has no option {k!r}; options: "
+                                     f"{', '.join(sorted(net['config']))}")
+                net["config"][k] = v
         enc["config"]["vocab_size"], dec["config"]["vocab_size"] = int(src_v), int(tgt_v)
         if dtype is not None:
             enc["config"]["dtype"] = dec["config"]["dtype"] = dtype
@@ -138,10 +147,14 @@ class Translator(keras.Model):
 
     def encode(self, source_ids, training=False):
         """Source ids ``(batch, S)`` (0 = padding) -> memory dict."""
+        if not self.built:
+            self.build()
         return self.encoder(source_ids, training=training)
 
     def initial_state(self, memory, max_length=None):
         """Decoder state for ``decode_step`` (Transformers: a cache of ``max_length``)."""
+        if not self.built:
+            self.build()
         return self.decoder.initial_state(memory, max_length or self.max_target_length)
 
     def decode_step(self, token_ids, state, training=False):

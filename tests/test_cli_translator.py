@@ -1,0 +1,135 @@
+"""`zoo train translator`, `zoo translate`, `zoo evaluate`: end to end, and bad input."""
+
+import gzip
+import io
+import os
+import sys
+
+import pytest
+
+from zoo import cli
+from zoo.data import anki_spa_eng_pairs
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny training run on the shipped pairs, shared by the tests below."""
+    out = tmp_path_factory.mktemp("cli") / "model"
+    rc = cli.main(["train", "translator", "--preset", "rnn_tiny", "--limit", "600",
+                   "--epochs", "2", "--vocab-size", "300", "--out", str(out), "--verbose", "0",
+                   "--example", "Tengo hambre."])
+    assert rc == 0
+    return out
+
+
+def test_train_writes_model_heat_map_and_logs(trained, capsys):
+    names = set(os.listdir(trained))
+    assert {"model.keras", "source.model", "translator.json", "attention.png", "logs"} <= names
+    with open(trained / "attention.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert any(f.startswith("events") for _, _, fs in os.walk(trained / "logs") for f in fs)
+
+
+def test_translate_from_arguments_file_and_stdin(trained, tmp_path, capsys, monkeypatch):
+    capsys.readouterr()
+    assert cli.main(["translate", "--model", str(trained), "Tengo hambre.", "Hola."]) == 0
+    from_args = capsys.readouterr().out.splitlines()
+    assert len(from_args) == 2 and all(line.strip() for line in from_args)
+
+    src = tmp_path / "in.txt"
+    src.write_text("Tengo hambre.\nHola.\n", encoding="utf-8")
+    out = tmp_path / "out.txt"
+    assert cli.main(["translate", "--model", str(trained), "--input", str(src),
+                     "--output", str(out), "--beam-size", "3"]) == 0
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 2
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Tengo hambre.\nHola.\n"))
+    assert cli.main(["translate", "--model", str(trained)]) == 0
+    assert capsys.readouterr().out.splitlines() == from_args  # greedy: same as arguments
+
+
+def test_evaluate_model_and_files(trained, tmp_path, capsys):
+    pairs = anki_spa_eng_pairs(limit=20)
+    corpus = tmp_path / "dev.tsv"
+    corpus.write_text("".join(f"{e}\t{s}\n" for s, e in pairs), encoding="utf-8")
+    assert cli.main(["evaluate", "--model", str(trained), "--data", str(corpus)]) == 0
+    assert "BLEU" in capsys.readouterr().out
+    hyp, ref = tmp_path / "h.txt", tmp_path / "r.txt"
+    hyp.write_text("the cat sat on the mat\n")
+    ref.write_text("the cat sat on the mat\n")
+    assert cli.main(["evaluate", "--hypotheses", str(hyp), "--references", str(ref)]) == 0
+    assert "BLEU 100.00" in capsys.readouterr().out
+
+
+def _err(capsys):
+    return capsys.readouterr().err
+
+
+def test_missing_files_are_named(tmp_path, capsys):
+    assert cli.main(["train", "translator", "--data", str(tmp_path / "nope.tsv")]) == 2
+    assert "nope.tsv: no such file" in _err(capsys)
+    assert cli.main(["translate", "--model", str(tmp_path / "nomodel"), "Hola."]) == 2
+    assert "no such model directory" in _err(capsys)
+    assert cli.main(["translate", "--model", str(tmp_path), "--input",
+                     str(tmp_path / "in.txt")]) == 2
+    assert "in.txt: no such file" in _err(capsys)
+
+
+def test_mismatched_pairs_name_file_and_line(tmp_path, capsys):
+    src, tgt = tmp_path / "train.de.gz", tmp_path / "train.en"
+    with gzip.open(src, "wt", encoding="utf-8") as f:
+        f.write("Hallo\nWelt\nnoch eins\n")
+    tgt.write_text("Hello\nWorld\n", encoding="utf-8")
+    assert cli.main(["train", "translator", "--data", str(src), str(tgt)]) == 2
+    err = _err(capsys)
+    assert "train.de.gz:3: mismatched line counts" in err and "train.en has 2 lines" in err
+
+
+def test_invalid_and_empty_pairs_are_reported_or_skipped(tmp_path, capsys):
+    bad = tmp_path / "bad.tsv"
+    bad.write_bytes(b"Hi.\tHola.\n\xff\xfe\tx\nBye.\t\n")
+    assert cli.main(["train", "translator", "--data", str(bad)]) == 2
+    assert "bad.tsv:2: invalid UTF-8" in _err(capsys)
+    assert cli.main(["evaluate", "--model", str(tmp_path), "--data", str(bad),
+                     "--skip-invalid"]) == 2
+    err = _err(capsys)
+    assert "skipped 2 invalid pairs" in err
+
+
+def test_empty_input_is_an_error(trained, tmp_path, capsys, monkeypatch):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    assert cli.main(["translate", "--model", str(trained), "--input", str(empty)]) == 2
+    assert "no sentences to translate" in _err(capsys)
+    gap = tmp_path / "gap.txt"
+    gap.write_text("Hola.\n\nAdiós.\n")
+    assert cli.main(["translate", "--model", str(trained), "--input", str(gap)]) == 2
+    assert "line 2 is empty" in _err(capsys)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    assert cli.main(["translate", "--model", str(trained)]) == 2
+    assert "no sentences to translate (from stdin)" in _err(capsys)
+    empty_tsv = tmp_path / "e.tsv"
+    empty_tsv.write_text("")
+    assert cli.main(["train", "translator", "--data", str(empty_tsv)]) == 2
+    assert "no sentence pairs" in _err(capsys)
+
+
+def test_evaluate_rejects_misaligned_files_and_bad_options(tmp_path, capsys):
+    h, r = tmp_path / "h", tmp_path / "r"
+    h.write_text("a\nb\n")
+    r.write_text("a\n")
+    assert cli.main(["evaluate", "--hypotheses", str(h), "--references", str(r)]) == 2
+    assert "has 2 lines but" in _err(capsys)
+    assert cli.main(["train", "translator", "--preset", "transformer_smal"]) == 2
+    assert "Did you mean 'transformer_small'" in _err(capsys)
+    with pytest.raises(SystemExit):
+        cli.main(["translate", "--model", "x", "--beam-size", "0", "Hola."])
+    assert "--beam-size must be a positive integer" in _err(capsys)
+
+
+def test_presets_command_lists_them(capsys):
+    from zoo.models import presets
+
+    assert cli.main(["presets"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in presets.names())
