@@ -102,6 +102,20 @@ def test_save_load_directory_same_outputs(preset, tmp_path, tok, batch):
     assert loaded.source_tokenizer.model == tok.model
 
 
+def test_trained_model_reloads_compiled_and_resumes(tmp_path, tok, batch):
+    model = Translator.from_preset("rnn_tiny", tokenizer=tok, **TINY["rnn_tiny"])
+    model.compile(learning_rate=1e-3, label_smoothing=0.2)
+    x, y = batch
+    model.fit(x, y, epochs=1, verbose=0)
+    model.save(str(tmp_path / "m"))
+    loaded = Translator.load(str(tmp_path / "m"))
+    assert loaded.compiled and loaded.loss.label_smoothing == 0.2
+    assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations) == 1
+    np.testing.assert_allclose(loaded.evaluate(x, y, verbose=0)[0],
+                               model.evaluate(x, y, verbose=0)[0], rtol=1e-5)
+    loaded.fit(x, y, epochs=1, verbose=0)
+
+
 def test_load_errors_name_the_problem(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such model directory"):
         Translator.load(str(tmp_path / "missing"))

@@ -289,6 +289,15 @@ class Translator(keras.Model):
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
                         jit_compile=jit_compile, **kwargs)
 
+    def compile_from_config(self, config):
+        """Restores the compiled state on load (optimizer with its slots, loss, metrics)."""
+        from keras.src.saving import serialization_lib
+
+        config = serialization_lib.deserialize_keras_object(config)
+        super().compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
     # ------------------------------------------------------------------ files
     def save(self, filepath, overwrite=True, **kwargs):
         """Saves to a directory (model + tokenizers + metadata) or, for ``*.keras``, a file.
