@@ -211,3 +211,30 @@ def test_translate_keeps_input_order_across_batches(tok):
     ids = encode_sources(texts, tok).numpy()
     for d, row in zip(details, ids):
         assert d["attention"].shape == (len(d["tokens"]), int((row != 0).sum()))
+
+
+@pytest.mark.parametrize("preset", sorted(TINY))
+def test_xla_decoding_equals_graph_decoding(preset, tok, batch):
+    model = Translator.from_preset(preset, tokenizer=tok, **TINY[preset])
+    src = batch[0]["source"][:4]
+    for strategy in ("greedy", "beam"):
+        a = model.generate(src, strategy=strategy, max_length=6)
+        b = model.generate(src, strategy=strategy, max_length=6, jit_compile=True)
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a.tokens),
+                                      keras.ops.convert_to_numpy(b.tokens))
+
+
+def test_xla_training_is_refused_clearly_for_rnn_decoders(tok):
+    model = Translator.from_preset("rnn_tiny", tokenizer=tok, **TINY["rnn_tiny"])
+    with pytest.raises(ValueError, match="XLA cannot compile the training step of a RNNDecoder"):
+        model.compile(jit_compile=True)
+
+
+@pytest.mark.slow
+def test_xla_training_step_for_transformers(tok, batch):
+    """Slow on CPU (XLA compiles the whole train step): run with `pytest -m slow`."""
+    model = Translator.from_preset("transformer_tiny", tokenizer=tok, **TINY["transformer_tiny"])
+    model.compile(jit_compile=True)
+    x, y = batch
+    loss = model.fit(x, y, epochs=3, batch_size=12, verbose=0).history["loss"]
+    assert np.isfinite(loss).all() and loss[-1] < loss[0]

@@ -135,6 +135,9 @@ class RNNDecoder(keras.layers.Layer):
         (1, 2, 20)
     """
 
+    # XLA cannot compile the gradient of the teacher-forcing scan over a dynamic length.
+    supports_xla_training = False
+
     def __init__(self, vocab_size, embedding_dim=256, units=512, attention="additive",
                  attention_position="before", input_feeding=True, cell="gru", dropout=0.0,
                  bridge=True, **kwargs):

@@ -279,6 +279,12 @@ class Translator(keras.Model):
         """
         from zoo.training import InverseSqrtSchedule, SequenceLoss, TokenAccuracy
 
+        if jit_compile is True and not getattr(self.decoder, "supports_xla_training", True):
+            raise ValueError(
+                f"jit_compile=True: XLA cannot compile the training step of a "
+                f"{type(self.decoder).__name__} (the gradient of its scan over a dynamic "
+                f"target length); train it without XLA. Transformer presets train with XLA, "
+                f"and generate(..., jit_compile=True) works for every model.")
         if isinstance(optimizer, str) and optimizer == "adam":
             lr = InverseSqrtSchedule(learning_rate, warmup_steps) if warmup_steps else \
                 learning_rate
