@@ -48,6 +48,21 @@ def test_translate_from_arguments_file_and_stdin(trained, tmp_path, capsys, monk
     assert capsys.readouterr().out.splitlines() == from_args  # greedy: same as arguments
 
 
+def test_saved_model_loads_in_a_fresh_process(trained, capsys):
+    """What a user does: a new process that imports nothing of zoo but the command."""
+    import subprocess
+
+    capsys.readouterr()
+    assert cli.main(["translate", "--model", str(trained), "Tengo hambre."]) == 0
+    here = capsys.readouterr().out
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    run = subprocess.run([sys.executable, "-m", "zoo.cli", "translate", "--model", str(trained),
+                          "Tengo hambre."], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout == here
+
+
 def test_evaluate_model_and_files(trained, tmp_path, capsys):
     pairs = anki_spa_eng_pairs(limit=20)
     corpus = tmp_path / "dev.tsv"

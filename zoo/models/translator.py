@@ -9,6 +9,8 @@ from typing import List, Optional, Sequence
 import keras
 from keras import ops
 
+import zoo.layers  # noqa: F401  (registers the networks for loading)
+import zoo.training  # noqa: F401  (registers the loss, metric and schedule for loading)
 from zoo import decoding
 from zoo.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from zoo.models import presets as _presets
@@ -18,8 +20,6 @@ FORMAT_VERSION = 1
 
 
 def _network(obj, role):
-    import zoo.layers  # noqa: F401  (registers the networks for deserialization)
-
     if isinstance(obj, keras.layers.Layer):
         return obj
     if isinstance(obj, dict) and "class_name" in obj:
