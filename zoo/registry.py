@@ -24,11 +24,16 @@ class Registry:
         base: The class every entry must subclass; ``get`` returns instances of it unchanged.
 
     Example:
-        >>> reg = Registry("widget", base=object)
+        >>> class Widget:
+        ...     def get_config(self):
+        ...         return {}
+        >>> reg = Registry("widget", base=Widget)
         >>> @reg.register("plain")
-        ... class Plain:
+        ... class Plain(Widget):
         ...     def __init__(self, size=1):
         ...         self.size = size
+        ...     def get_config(self):
+        ...         return {"size": self.size}
         >>> reg.get("plain", size=3).size
         3
     """

@@ -122,37 +122,41 @@ class Greedy(Strategy):
     def __call__(self, step_fn, state, batch_size, memory_length, max_length, bos_id, eos_id,
                  pad_id=0, min_length=0, memory_mask=None):
         _check_lengths(max_length, min_length)
-        b = batch_size
-        init = (ops.convert_to_tensor(0, "int32"),
-                ops.full((b,), bos_id, "int32"), state,
-                ops.zeros((b, max_length), "int32"),
-                ops.zeros((b,), "float32"),
-                ops.zeros((b,), "int32"),
-                ops.zeros((b,), "bool"),
-                ops.zeros((b, max_length, memory_length), "float32"))
-
-        def cond(t, prev, st, tokens, scores, lengths, finished, attn):
-            return ops.logical_and(t < max_length, ops.logical_not(ops.all(finished)))
-
-        def body(t, prev, st, tokens, scores, lengths, finished, attn):
-            logits, st, w = step_fn(prev, st)
-            logp = _log_probs(logits, t, min_length, eos_id, bos_id, pad_id)
-            tok = ops.cast(ops.argmax(logp, axis=-1), "int32")
-            tok = ops.where(finished, pad_id, tok)
-            gained = ops.take_along_axis(logp, ops.expand_dims(tok, -1), axis=-1)[:, 0]
-            alive = ops.logical_not(finished)
-            scores = scores + ops.where(alive, gained, 0.0)
-            lengths = lengths + ops.cast(alive, "int32")
-            tokens = _write(tokens, t, tok)
-            w = ops.where(ops.expand_dims(alive, -1), ops.cast(w, "float32"), 0.0)
-            attn = _write(attn, t, w)
-            finished = ops.logical_or(finished, ops.equal(tok, eos_id))
-            return t + 1, tok, st, tokens, scores, lengths, finished, attn
-
-        out = ops.while_loop(cond, body, init, maximum_iterations=max_length)
-        _, _, _, tokens, scores, lengths, _, attn = out
+        tokens, scores, lengths, attn = _single_path(
+            lambda logp: ops.argmax(logp, axis=-1), step_fn, state, batch_size,
+            memory_length, max_length, bos_id, eos_id, pad_id, min_length)
         return DecodingResult(tokens[:, None], scores[:, None], lengths[:, None],
                               attn[:, None])
+
+
+def _single_path(choose, step_fn, state, b, memory_length, max_length, bos_id, eos_id, pad_id,
+                 min_length):
+    """The loop of greedy decoding and sampling: one hypothesis per row, ``choose(logp)``
+    picks its next token. Returns tokens (b, L), scores (b,), lengths (b,), attention."""
+    init = (ops.convert_to_tensor(0, "int32"), ops.full((b,), bos_id, "int32"), state,
+            ops.zeros((b, max_length), "int32"), ops.zeros((b,), "float32"),
+            ops.zeros((b,), "int32"), ops.zeros((b,), "bool"),
+            ops.zeros((b, max_length, memory_length), "float32"))
+
+    def cond(t, prev, st, tokens, scores, lengths, finished, attn):
+        return ops.logical_and(t < max_length, ops.logical_not(ops.all(finished)))
+
+    def body(t, prev, st, tokens, scores, lengths, finished, attn):
+        logits, st, w = step_fn(prev, st)
+        logp = _log_probs(logits, t, min_length, eos_id, bos_id, pad_id)  # (b, V)
+        tok = ops.where(finished, pad_id, ops.cast(choose(logp), "int32"))
+        gained = ops.take_along_axis(logp, ops.expand_dims(tok, -1), axis=-1)[:, 0]
+        alive = ops.logical_not(finished)
+        scores = scores + ops.where(alive, gained, 0.0)
+        lengths = lengths + ops.cast(alive, "int32")
+        tokens = _write(tokens, t, tok)
+        attn = _write(attn, t, ops.where(ops.expand_dims(alive, -1), ops.cast(w, "float32"),
+                                         0.0))
+        finished = ops.logical_or(finished, ops.equal(tok, eos_id))
+        return t + 1, tok, st, tokens, scores, lengths, finished, attn
+
+    out = ops.while_loop(cond, body, init, maximum_iterations=max_length)
+    return out[3], out[4], out[5], out[7]
 
 
 def _gather_batch(tree, indices):
@@ -347,37 +351,17 @@ class Sampling(Strategy):
                  pad_id=0, min_length=0, memory_mask=None):
         _check_lengths(max_length, min_length)
         n = self.num_samples
-        b = batch_size * n
-        state = _tile(state, n)
         seed = self._seed_generator
-        init = (ops.convert_to_tensor(0, "int32"), ops.full((b,), bos_id, "int32"), state,
-                ops.zeros((b, max_length), "int32"), ops.zeros((b,), "float32"),
-                ops.zeros((b,), "int32"), ops.zeros((b,), "bool"),
-                ops.zeros((b, max_length, memory_length), "float32"))
 
-        def cond(t, prev, st, tokens, scores, lengths, finished, attn):
-            return ops.logical_and(t < max_length, ops.logical_not(ops.all(finished)))
-
-        def body(t, prev, st, tokens, scores, lengths, finished, attn):
-            logits, st, w = step_fn(prev, st)
-            logp = _log_probs(logits, t, min_length, eos_id, bos_id, pad_id)
+        def choose(logp):
             filtered = self.filter_logits(logp)
             # Gumbel-max: the arg-max of logits + Gumbel noise is a sample of softmax(logits).
             u = keras.random.uniform(ops.shape(filtered), minval=1e-9, maxval=1.0, seed=seed)
-            tok = ops.cast(ops.argmax(filtered - ops.log(-ops.log(u)), axis=-1), "int32")
-            tok = ops.where(finished, pad_id, tok)
-            gained = ops.take_along_axis(logp, ops.expand_dims(tok, -1), axis=-1)[:, 0]
-            alive = ops.logical_not(finished)
-            scores = scores + ops.where(alive, gained, 0.0)
-            lengths = lengths + ops.cast(alive, "int32")
-            tokens = _write(tokens, t, tok)
-            attn = _write(attn, t, ops.where(ops.expand_dims(alive, -1),
-                                             ops.cast(w, "float32"), 0.0))
-            finished = ops.logical_or(finished, ops.equal(tok, eos_id))
-            return t + 1, tok, st, tokens, scores, lengths, finished, attn
+            return ops.argmax(filtered - ops.log(-ops.log(u)), axis=-1)
 
-        out = ops.while_loop(cond, body, init, maximum_iterations=max_length)
-        _, _, _, tokens, scores, lengths, _, attn = out
+        tokens, scores, lengths, attn = _single_path(
+            choose, step_fn, _tile(state, n), batch_size * n, memory_length, max_length,
+            bos_id, eos_id, pad_id, min_length)
         return DecodingResult(ops.reshape(tokens, (batch_size, n, max_length)),
                               ops.reshape(scores, (batch_size, n)),
                               ops.reshape(lengths, (batch_size, n)),
