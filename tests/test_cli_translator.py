@@ -142,6 +142,19 @@ def test_evaluate_rejects_misaligned_files_and_bad_options(tmp_path, capsys):
     assert "--beam-size must be a positive integer" in _err(capsys)
 
 
+def test_export_command_writes_savedmodel_with_parity(trained, tmp_path, capsys):
+    sents = tmp_path / "s.txt"
+    sents.write_text("Tengo hambre.\nHola.\n", encoding="utf-8")
+    out = tmp_path / "sm"
+    assert cli.main(["export", "--model", str(trained), "--out", str(out), "--verify",
+                     str(sents)]) == 0
+    assert "identical outputs 100.0%" in capsys.readouterr().out
+    import json
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["parity"]["token_agreement"] == 1.0 and (out / "saved_model.pb").exists()
+
+
 def test_presets_command_lists_them(capsys):
     from zoo.models import presets
 

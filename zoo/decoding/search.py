@@ -198,10 +198,17 @@ class BeamSearch(Strategy):
             raise ValueError(f"beam_size must be >= 1, got {beam_size}")
         if not 1 <= int(n_best) <= int(beam_size):
             raise ValueError(f"n_best must be in [1, beam_size={beam_size}], got {n_best}")
-        if length_penalty < 0 or coverage_penalty < 0:
-            raise ValueError("length_penalty and coverage_penalty must be >= 0")
+        # The penalties may also be scalar tensors (an exported graph takes them as inputs).
+        for nm, v in (("length_penalty", length_penalty),
+                      ("coverage_penalty", coverage_penalty)):
+            if isinstance(v, (int, float)) and v < 0:
+                raise ValueError(f"{nm} must be >= 0, got {v}")
         self.beam_size, self.n_best = int(beam_size), int(n_best)
-        self.length_penalty, self.coverage_penalty = float(length_penalty), float(coverage_penalty)
+        self.length_penalty = (float(length_penalty) if isinstance(length_penalty, (int, float))
+                               else length_penalty)
+        self.coverage_penalty = (float(coverage_penalty)
+                                 if isinstance(coverage_penalty, (int, float))
+                                 else coverage_penalty)
         self.early_stop = bool(early_stop)
 
     def get_config(self):
@@ -211,13 +218,14 @@ class BeamSearch(Strategy):
 
     def _rank(self, logprob, lengths, coverage, mask):
         score = logprob
-        if self.length_penalty:
-            lp = ops.power((5.0 + ops.cast(lengths, "float32")) / 6.0, self.length_penalty)
+        if not isinstance(self.length_penalty, float) or self.length_penalty:
+            lp = ops.power((5.0 + ops.cast(lengths, "float32")) / 6.0,
+                           ops.cast(self.length_penalty, "float32"))
             score = score / lp
-        if self.coverage_penalty:
+        if not isinstance(self.coverage_penalty, float) or self.coverage_penalty:
             cov = ops.log(ops.clip(coverage, 1e-10, 1.0))  # (..., S)
             cov = ops.sum(ops.where(mask, cov, 0.0), axis=-1)
-            score = score + self.coverage_penalty * cov
+            score = score + ops.cast(self.coverage_penalty, "float32") * cov
         return score
 
     def __call__(self, step_fn, state, batch_size, memory_length, max_length, bos_id, eos_id,
