@@ -3,8 +3,9 @@
 Installed as ``zoo.export`` (the repository keeps it at the top level, beside ``zoo/``). It
 depends on the models' public endpoints (``encode``, ``decode_step``, ``generate``) only.
 
-Done: TensorFlow SavedModel (strings in, strings out; ``export_savedmodel``) and its parity
-check (``verify_savedmodel``). ONNX and LiteRT exporters are the rest of the export issue.
+Done: TensorFlow SavedModel (strings in, strings out; ``export_savedmodel``) with its parity
+check (``verify_savedmodel``), and ONNX (``zoo.export.onnx.export_onnx``: encoder, one-step
+decoder, greedy and beam loops; run by ``zoo.serving.OnnxTranslator``). LiteRT is next.
 """
 
 from zoo.export.savedmodel import export_savedmodel

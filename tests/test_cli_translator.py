@@ -155,6 +155,14 @@ def test_export_command_writes_savedmodel_with_parity(trained, tmp_path, capsys)
     assert manifest["parity"]["token_agreement"] == 1.0 and (out / "saved_model.pb").exists()
 
 
+def test_export_command_writes_onnx(trained, tmp_path, capsys):
+    out = tmp_path / "onnx"
+    assert cli.main(["export", "--model", str(trained), "--format", "onnx", "--out",
+                     str(out), "--max-length", "8"]) == 0
+    assert {"encoder.onnx", "decoder_step.onnx", "greedy.onnx", "beam.onnx",
+            "tokenizer.model", "manifest.json"} <= set(os.listdir(out))
+
+
 def test_presets_command_lists_them(capsys):
     from zoo.models import presets
 

@@ -187,19 +187,27 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_export(args) -> int:
+    import json
+
     model = _load_model(args.model)
+    if args.format == "onnx":
+        from zoo.export.onnx import export_onnx
+
+        manifest = export_onnx(model, args.out, max_length=args.max_length,
+                               beam_size=args.beam_size)
+        print(f"wrote onnx to {args.out}: {', '.join(sorted(manifest['files'].values()))} "
+              f"(run with zoo.serving.OnnxTranslator)")
+        return 0
     from zoo.export import export_savedmodel, verify_savedmodel
 
     manifest = export_savedmodel(model, args.out, max_length=args.max_length,
                                  beam_size=args.beam_size)
-    print(f"wrote {args.format} to {args.out} (endpoints: "
+    print(f"wrote savedmodel to {args.out} (endpoints: "
           f"{', '.join(sorted(manifest['endpoints']))})")
     if args.verify:
         texts = _read_lines(args.verify)
         report = verify_savedmodel(model, args.out, texts)
         manifest["parity"] = report
-        import json
-
         with open(os.path.join(args.out, "manifest.json"), "w") as f:
             json.dump(manifest, f, indent=2)
         print(f"parity on {report['sentences']} sentences: identical outputs "
@@ -304,15 +312,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decoding_args(e)
     e.set_defaults(func=_cmd_evaluate)
 
-    x = sub.add_parser("export", help="export a trained model (SavedModel, strings in/out)")
+    x = sub.add_parser("export", help="export a trained model (SavedModel, ONNX)")
     x.add_argument("--model", required=True, help="a directory written by zoo train")
-    x.add_argument("--format", choices=("savedmodel",), default="savedmodel",
-                   help="savedmodel (ONNX and LiteRT: next)")
+    x.add_argument("--format", choices=("savedmodel", "onnx"), default="savedmodel",
+                   help="savedmodel (strings in/out, default) or onnx (LiteRT: next)")
     x.add_argument("--out", required=True, help="output directory")
     x.add_argument("--max-length", type=int, default=None, help="maximum output tokens")
     x.add_argument("--beam-size", type=int, default=4, help="beam of translate_beam")
     x.add_argument("--verify", default=None, metavar="FILE",
-                   help="sentences (one per line) to check parity with Keras on")
+                   help="savedmodel: sentences (one per line) to check parity with Keras on")
     x.set_defaults(func=_cmd_export)
 
     a = sub.add_parser("attention", help="list the attention variants")

@@ -94,6 +94,12 @@ def _log_probs(logits, step, min_length, eos_id, bos_id, pad_id):
     return ops.where(banned, NEG, logp)
 
 
+def _argmax(x):
+    """Arg-max over the last axis via top_k: Keras's TF ``argmax`` adds bitcast ops (a flush-
+    to-zero workaround) that ONNX cannot convert. Ties go to the lowest index, as argmax."""
+    return ops.top_k(x, 1)[1][..., 0]
+
+
 def _write(buffer, step, values):
     """buffer[:, step] = values with a position mask (no scatter, no one_hot of a scalar)."""
     length = ops.shape(buffer)[1]
@@ -123,7 +129,7 @@ class Greedy(Strategy):
                  pad_id=0, min_length=0, memory_mask=None):
         _check_lengths(max_length, min_length)
         tokens, scores, lengths, attn = _single_path(
-            lambda logp: ops.argmax(logp, axis=-1), step_fn, state, batch_size,
+            _argmax, step_fn, state, batch_size,
             memory_length, max_length, bos_id, eos_id, pad_id, min_length)
         return DecodingResult(tokens[:, None], scores[:, None], lengths[:, None],
                               attn[:, None])
@@ -365,7 +371,7 @@ class Sampling(Strategy):
             filtered = self.filter_logits(logp)
             # Gumbel-max: the arg-max of logits + Gumbel noise is a sample of softmax(logits).
             u = keras.random.uniform(ops.shape(filtered), minval=1e-9, maxval=1.0, seed=seed)
-            return ops.argmax(filtered - ops.log(-ops.log(u)), axis=-1)
+            return _argmax(filtered - ops.log(-ops.log(u)))
 
         tokens, scores, lengths, attn = _single_path(
             choose, step_fn, _tile(state, n), batch_size * n, memory_length, max_length,

@@ -1,0 +1,64 @@
+"""Host-side tokenization with the ``sentencepiece`` package (no TensorFlow).
+
+Reads the same ``.model`` file the model was trained with; ids are exactly those
+tensorflow-text gives inside the graph (tested).
+"""
+
+from __future__ import annotations
+
+from typing import List, Sequence
+
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+
+
+class HostTokenizer:
+    """SentencePiece encode/decode for serving.
+
+    Args:
+        model_file: Path of the SentencePiece ``.model`` file.
+
+    Example:
+        >>> import os, tempfile, sentencepiece as spm
+        >>> d = tempfile.mkdtemp(); p = os.path.join(d, "t")
+        >>> spm.SentencePieceTrainer.train(sentence_iterator=iter(["hola mundo"] * 20),
+        ...     model_prefix=p, vocab_size=20, pad_id=0, unk_id=1, bos_id=2, eos_id=3,
+        ...     hard_vocab_limit=False, minloglevel=2)
+        >>> tok = HostTokenizer(p + ".model")
+        >>> tok.decode(tok.encode(["hola mundo"]))
+        ['hola mundo']
+    """
+
+    def __init__(self, model_file: str):
+        import os
+
+        import sentencepiece as spm
+
+        if not os.path.exists(model_file):
+            raise FileNotFoundError(f"{model_file}: no such tokenizer model file")
+        self.processor = spm.SentencePieceProcessor(model_file=model_file)
+
+    def encode(self, texts: Sequence[str], max_length: int = 256):
+        """Strings -> int32 ``(batch, S)``: ids + eos, 0-padded (the model's source input)."""
+        import numpy as np
+
+        if isinstance(texts, str):
+            raise TypeError("encode takes a list of strings, got one string")
+        rows = [ids[: max_length - 1] + [EOS_ID] for ids in self.processor.encode(list(texts))]
+        out = np.zeros((len(rows), max(len(r) for r in rows) if rows else 0), np.int32)
+        for i, r in enumerate(rows):
+            out[i, : len(r)] = r
+        return out
+
+    def decode(self, ids) -> List[str]:
+        """Ids ``(batch, T)`` -> strings; stops at eos, skips pad and bos."""
+        out = []
+        for row in ids:
+            keep = []
+            for t in row:
+                t = int(t)
+                if t == EOS_ID:
+                    break
+                if t > EOS_ID:
+                    keep.append(t)
+            out.append(self.processor.decode(keep))
+        return out

@@ -1,0 +1,67 @@
+"""ONNX export: graphs run by onnxruntime in a process without TensorFlow, same as Keras."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from zoo.data import SentencePieceTokenizer, anki_spa_eng_pairs, make_dataset
+from zoo.export.onnx import export_onnx
+from zoo.models import Translator
+
+TINY = {"rnn_tiny": {"units": 16, "embedding_dim": 8},
+        "transformer_tiny": {"dim": 16, "ff_dim": 32, "num_heads": 2}}
+TEXTS = ["Tengo hambre.", "¿Dónde está la estación de tren?", "Hola.", "Me gusta leer libros."]
+
+RUN = r"""
+import json, sys
+import numpy as np
+from zoo.serving import OnnxTranslator
+t = OnnxTranslator(sys.argv[1])
+texts = json.loads(sys.argv[2])
+ids = t.tokenizer.encode(texts)
+state = t.encode(ids)
+step = t.decode_step(np.full([len(texts)], 2, np.int32), state)
+print(json.dumps({"greedy": t.translate(texts), "beam": t.translate(texts, beam=True),
+                  "ids": ids.tolist(), "first_logits": step["logits"].tolist(),
+                  "tensorflow_imported": "tensorflow" in sys.modules}))
+"""
+
+
+@pytest.fixture(scope="module")
+def tok():
+    pairs = anki_spa_eng_pairs(limit=400)
+    return SentencePieceTokenizer.train([s for p in pairs for s in p], vocab_size=250)
+
+
+@pytest.mark.parametrize("preset", sorted(TINY))
+def test_onnx_matches_keras_without_tensorflow(preset, tok, tmp_path):
+    pairs = anki_spa_eng_pairs(limit=200)
+    model = Translator.from_preset(preset, tokenizer=tok, max_target_length=12, **TINY[preset])
+    model.compile(learning_rate=1e-2)
+    model.fit(make_dataset(pairs, tok, batch_size=32), epochs=2, verbose=0)
+    path = str(tmp_path / "onnx")
+    manifest = export_onnx(model, path, beam_size=3, length_penalty=0.6)
+    assert set(manifest["files"]) == {"encoder", "decoder_step", "greedy", "beam", "tokenizer"}
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    run = subprocess.run([sys.executable, "-c", RUN, path, json.dumps(TEXTS)],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["tensorflow_imported"] is False
+    # host-side ids == tf-text ids
+    from zoo.data import encode_sources
+
+    src = encode_sources(TEXTS, tok).numpy()
+    assert out["ids"] == src.tolist()
+    assert out["greedy"] == model.translate(TEXTS, max_length=12)
+    assert out["beam"] == model.translate(TEXTS, max_length=12, strategy="beam", beam_size=3,
+                                          length_penalty=0.6)
+    state = model.initial_state(model.encode(src), 12)
+    logits, _, _ = model.decode_step(np.full([len(TEXTS)], 2, np.int32), state)
+    np.testing.assert_allclose(np.array(out["first_logits"]),
+                               keras.ops.convert_to_numpy(logits), atol=1e-4)
