@@ -5,7 +5,8 @@ depends on the models' public endpoints (``encode``, ``decode_step``, ``generate
 
 Done: TensorFlow SavedModel (strings in, strings out; ``export_savedmodel``) with its parity
 check (``verify_savedmodel``), and ONNX (``zoo.export.onnx.export_onnx``: encoder, one-step
-decoder, greedy and beam loops; run by ``zoo.serving.OnnxTranslator``). LiteRT is next.
+decoder, greedy and beam loops; run by ``zoo.serving.OnnxTranslator``) and LiteRT
+(``zoo.export.litert.export_litert``: fixed shapes, builtin ops only, float32/float16/int8).
 """
 
 from zoo.export.savedmodel import export_savedmodel

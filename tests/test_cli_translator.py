@@ -163,6 +163,14 @@ def test_export_command_writes_onnx(trained, tmp_path, capsys):
             "tokenizer.model", "manifest.json"} <= set(os.listdir(out))
 
 
+def test_export_command_writes_litert(trained, tmp_path, capsys):
+    out = tmp_path / "lite"
+    assert cli.main(["export", "--model", str(trained), "--format", "litert", "--out",
+                     str(out), "--max-length", "8", "--max-source-length", "16",
+                     "--quantize", "int8"]) == 0
+    assert {"model_int8.tflite", "tokenizer.model", "manifest.json"} == set(os.listdir(out))
+
+
 def test_presets_command_lists_them(capsys):
     from zoo.models import presets
 

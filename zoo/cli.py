@@ -190,6 +190,16 @@ def _cmd_export(args) -> int:
     import json
 
     model = _load_model(args.model)
+    if args.format == "litert":
+        from zoo.export.litert import export_litert
+
+        manifest = export_litert(model, args.out, batch_size=args.batch_size,
+                                 max_source_length=args.max_source_length,
+                                 max_length=args.max_length, quantizations=args.quantize)
+        print(f"wrote litert to {args.out}: {', '.join(sorted(manifest['files'].values()))} "
+              f"(builtin ops only; batch {manifest['batch_size']}, sources padded to "
+              f"{manifest['max_source_length']} ids)")
+        return 0
     if args.format == "onnx":
         from zoo.export.onnx import export_onnx
 
@@ -312,10 +322,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decoding_args(e)
     e.set_defaults(func=_cmd_evaluate)
 
-    x = sub.add_parser("export", help="export a trained model (SavedModel, ONNX)")
+    x = sub.add_parser("export", help="export a trained model (SavedModel, ONNX, LiteRT)")
     x.add_argument("--model", required=True, help="a directory written by zoo train")
-    x.add_argument("--format", choices=("savedmodel", "onnx"), default="savedmodel",
-                   help="savedmodel (strings in/out, default) or onnx (LiteRT: next)")
+    x.add_argument("--format", choices=("savedmodel", "onnx", "litert"), default="savedmodel",
+                   help="savedmodel (strings in/out, default), onnx, litert (edge)")
+    x.add_argument("--quantize", nargs="+", default=["float32", "float16", "int8"],
+                   choices=("float32", "float16", "int8"), help="litert variants")
+    x.add_argument("--batch-size", type=int, default=1, help="litert: fixed batch")
+    x.add_argument("--max-source-length", type=int, default=64,
+                   help="litert: sources are padded to this many ids")
     x.add_argument("--out", required=True, help="output directory")
     x.add_argument("--max-length", type=int, default=None, help="maximum output tokens")
     x.add_argument("--beam-size", type=int, default=4, help="beam of translate_beam")
@@ -330,7 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_POSITIVE = ("epochs", "batch_size", "vocab_size", "max_length", "limit", "beam_size")
+_POSITIVE = ("epochs", "batch_size", "vocab_size", "max_length", "limit", "beam_size",
+             "max_source_length")
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,97 @@
+"""LiteRT export: builtin ops only, run by ai-edge-litert without TensorFlow, same as Keras."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from zoo.data import SentencePieceTokenizer, anki_spa_eng_pairs, encode_sources, make_dataset
+from zoo.export.litert import export_litert
+from zoo.models import Translator
+
+TINY = {"rnn_tiny": {"units": 16, "embedding_dim": 8},
+        "transformer_tiny": {"dim": 16, "ff_dim": 32, "num_heads": 2}}
+SRC_LEN, MAX_LEN = 16, 12
+
+RUN = r"""
+import json, sys
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+from zoo.serving.tokenizer import HostTokenizer
+d, texts = sys.argv[1], json.loads(sys.argv[2])
+man = json.load(open(d + "/manifest.json"))
+tok = HostTokenizer(d + "/tokenizer.model")
+out = {"tensorflow_imported": False}
+for q in man["quantizations"]:
+    it = Interpreter(model_path=d + "/" + man["files"][q])
+    ops = {op["op_name"] for op in it._get_ops_details()}
+    greedy = it.get_signature_runner("greedy")
+    enc, step = it.get_signature_runner("encode"), it.get_signature_runner("decode_step")
+    res = []
+    for t in texts:
+        ids = tok.encode([t], max_length=man["max_source_length"])
+        src = np.zeros((1, man["max_source_length"]), np.int32)
+        src[:, :ids.shape[1]] = ids
+        res.append(tok.decode(greedy(source_ids=src)["tokens"])[0])
+    src = np.zeros((1, man["max_source_length"]), np.int32)
+    ids = tok.encode(texts[:1]); src[:, :ids.shape[1]] = ids
+    state = enc(source_ids=src)
+    first = step(token_ids=np.full([1], 2, np.int32), **state)["logits"]
+    out[q] = {"greedy": res, "ops": sorted(ops), "first_logits": first.tolist(),
+              "bytes": __import__("os").path.getsize(d + "/" + man["files"][q])}
+out["tensorflow_imported"] = "tensorflow" in sys.modules
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def tok():
+    pairs = anki_spa_eng_pairs(limit=400)
+    return SentencePieceTokenizer.train([s for p in pairs for s in p], vocab_size=250)
+
+
+@pytest.mark.parametrize("preset", sorted(TINY))
+def test_litert_variants_run_without_flex_and_match_keras(preset, tok, tmp_path):
+    pairs = anki_spa_eng_pairs(limit=300)
+    model = Translator.from_preset(preset, tokenizer=tok, max_target_length=MAX_LEN,
+                                   **TINY[preset])
+    model.compile(learning_rate=1e-2)
+    model.fit(make_dataset(pairs[:200], tok, batch_size=32), epochs=3, verbose=0)
+    path = str(tmp_path / "lite")
+    export_litert(model, path, max_source_length=SRC_LEN, max_length=MAX_LEN)
+    texts = [s for s, _ in pairs[200:230]]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    run = subprocess.run([sys.executable, "-c", RUN, path, json.dumps(texts)],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["tensorflow_imported"] is False
+    expected = model.translate(texts, max_length=MAX_LEN)
+    for q in ("float32", "float16", "int8"):
+        # An edge runtime has no Flex delegate: every op must be a builtin.
+        assert not [op for op in out[q]["ops"] if "Flex" in op or op == "CUSTOM"], out[q]["ops"]
+    assert out["float32"]["greedy"] == expected  # identical tokens in fp32
+    src = np.zeros((1, SRC_LEN), np.int32)
+    ids = encode_sources(texts[:1], tok).numpy()
+    src[:, :ids.shape[1]] = ids
+    logits, _, _ = model.decode_step(np.full([1], 2, np.int32),
+                                     model.initial_state(model.encode(src), MAX_LEN))
+    np.testing.assert_allclose(np.array(out["float32"]["first_logits"]),
+                               keras.ops.convert_to_numpy(logits), atol=1e-4)
+    # Reduced precision: report agreement; it must stay a usable translator.
+    for q in ("float16", "int8"):
+        agree = np.mean([a == b for a, b in zip(out[q]["greedy"], expected)])
+        assert agree >= 0.5, (q, agree)
+    # (tiny models: the graph, not the weights, dominates the file size)
+    assert out["int8"]["bytes"] < out["float32"]["bytes"]
+    assert out["float16"]["bytes"] < out["float32"]["bytes"]
+
+
+def test_litert_rejects_unknown_quantization(tok, tmp_path):
+    model = Translator.from_preset("rnn_tiny", tokenizer=tok, **TINY["rnn_tiny"])
+    with pytest.raises(ValueError, match="quantizations must be among"):
+        export_litert(model, str(tmp_path), quantizations=["int4"])
