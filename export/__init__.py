@@ -10,6 +10,6 @@ decoder, greedy and beam loops; run by ``zoo.serving.OnnxTranslator``) and LiteR
 """
 
 from zoo.export.savedmodel import export_savedmodel
-from zoo.export.verify import verify_savedmodel
+from zoo.export.verify import verify, verify_savedmodel
 
-__all__ = ["export_savedmodel", "verify_savedmodel"]
+__all__ = ["export_savedmodel", "verify", "verify_savedmodel"]

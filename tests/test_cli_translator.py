@@ -148,17 +148,22 @@ def test_export_command_writes_savedmodel_with_parity(trained, tmp_path, capsys)
     out = tmp_path / "sm"
     assert cli.main(["export", "--model", str(trained), "--out", str(out), "--verify",
                      str(sents)]) == 0
-    assert "identical outputs 100.0%" in capsys.readouterr().out
+    assert "parity of savedmodel on 2 sentences: identical outputs 100.0%" in \
+        capsys.readouterr().out
     import json
 
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["parity"]["token_agreement"] == 1.0 and (out / "saved_model.pb").exists()
+    assert manifest["parity"]["savedmodel"]["token_agreement"] == 1.0
+    assert (out / "saved_model.pb").exists()
 
 
 def test_export_command_writes_onnx(trained, tmp_path, capsys):
     out = tmp_path / "onnx"
+    sents = tmp_path / "s.txt"
+    sents.write_text("Tengo hambre.\nHola.\n", encoding="utf-8")
     assert cli.main(["export", "--model", str(trained), "--format", "onnx", "--out",
-                     str(out), "--max-length", "8"]) == 0
+                     str(out), "--max-length", "8", "--verify", str(sents)]) == 0
+    assert "parity of onnx on 2 sentences: identical outputs 100.0%" in capsys.readouterr().out
     assert {"encoder.onnx", "decoder_step.onnx", "greedy.onnx", "beam.onnx",
             "tokenizer.model", "manifest.json"} <= set(os.listdir(out))
 

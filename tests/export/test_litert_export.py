@@ -89,6 +89,15 @@ def test_litert_variants_run_without_flex_and_match_keras(preset, tok, tmp_path)
     # (tiny models: the graph, not the weights, dominates the file size)
     assert out["int8"]["bytes"] < out["float32"]["bytes"]
     assert out["float16"]["bytes"] < out["float32"]["bytes"]
+    # zoo.export.verify computes the same figures in-process, logits step by step
+    from zoo.export import verify
+
+    report = verify(model, path, texts[:10], [t for _, t in pairs[200:210]],
+                    max_sentences_for_logits=3)
+    assert report["litert float32"]["token_agreement"] == 1.0
+    assert report["litert float32"]["max_logit_diff"] < 1e-4
+    assert report["litert float32"]["bleu_diff"] == 0.0
+    assert set(report) == {"keras", "litert float32", "litert float16", "litert int8"}
 
 
 def test_litert_rejects_unknown_quantization(tok, tmp_path):

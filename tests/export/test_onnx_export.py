@@ -65,3 +65,7 @@ def test_onnx_matches_keras_without_tensorflow(preset, tok, tmp_path):
     logits, _, _ = model.decode_step(np.full([len(TEXTS)], 2, np.int32), state)
     np.testing.assert_allclose(np.array(out["first_logits"]),
                                keras.ops.convert_to_numpy(logits), atol=1e-4)
+    from zoo.export import verify
+
+    report = verify(model, path, TEXTS, max_sentences_for_logits=2)["onnx"]
+    assert report["token_agreement"] == 1.0 and report["max_logit_diff"] < 1e-4
