@@ -22,6 +22,8 @@ import os
 import tempfile
 from typing import Optional, Sequence
 
+from zoo.export._state import StateLayout
+
 QUANTIZATIONS = ("float32", "float16", "int8")
 
 
@@ -56,22 +58,16 @@ def export_litert(model, path: str, batch_size: int = 1, max_source_length: int 
     b, s = int(batch_size), int(max_source_length)
     if not model.built:
         model.build()
-    probe = model.initial_state(model.encode(tf.ones([b, s], tf.int32)), max_length)
-    paths = [("__".join(str(k) for k in p), leaf)
-             for p, leaf in keras.tree.flatten_with_path(probe)]
-    names = [n for n, _ in paths]
-    state_spec = {n: tf.TensorSpec(leaf.shape, leaf.dtype, name=n) for n, leaf in paths}
+    layout = StateLayout(model, max_length, batch_size=b, source_length=s)
     src_spec = tf.TensorSpec([b, s], tf.int32, name="source_ids")
 
     def encode(source_ids):
-        state = model.initial_state(model.encode(source_ids), max_length)
-        return dict(zip(names, keras.tree.flatten(state)))
+        return layout.flat(model.initial_state(model.encode(source_ids), max_length))
 
     def decode_step(token_ids, state):
-        st = keras.tree.pack_sequence_as(probe, [state[n] for n in names])
-        logits, new_state, weights = model.decode_step(token_ids, st)
+        logits, new_state, weights = model.decode_step(token_ids, layout.nest(state))
         return {"logits": logits, "attention": weights,
-                **{f"next__{n}": v for n, v in zip(names, keras.tree.flatten(new_state))}}
+                **layout.flat(new_state, prefix="next__")}
 
     def greedy(source_ids):
         memory = model.encode(source_ids)
@@ -85,7 +81,7 @@ def export_litert(model, path: str, batch_size: int = 1, max_source_length: int 
     archive.track(model)
     archive.add_endpoint("encode", encode, input_signature=[src_spec])
     archive.add_endpoint("decode_step", decode_step, input_signature=[
-        tf.TensorSpec([b], tf.int32, name="token_ids"), state_spec])
+        tf.TensorSpec([b], tf.int32, name="token_ids"), layout.specs])
     archive.add_endpoint("greedy", greedy, input_signature=[src_spec])
     os.makedirs(path, exist_ok=True)
     files = {}
@@ -112,8 +108,7 @@ def export_litert(model, path: str, batch_size: int = 1, max_source_length: int 
         "signatures": ["encode", "decode_step", "greedy"], "ops": "TFLITE_BUILTINS only",
         "files": {**files, "tokenizer": "tokenizer.model"},
         "quantizations": list(quantizations),
-        "state": [{"name": n, "shape": list(state_spec[n].shape), "dtype":
-                   state_spec[n].dtype.name} for n in names],
+        "state": layout.manifest(),
         "vocab": {"size": model.source_tokenizer.vocab_size,
                   "special_ids": {"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID}}}
     with open(os.path.join(path, "manifest.json"), "w") as f:

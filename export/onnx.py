@@ -21,6 +21,8 @@ import json
 import os
 from typing import Optional
 
+from zoo.export._state import StateLayout
+
 OPSET = 17
 
 
@@ -48,7 +50,6 @@ def export_onnx(model, path: str, max_length: Optional[int] = None, beam_size: i
     Returns:
         The manifest dict.
     """
-    import keras
     import tensorflow as tf
 
     from zoo import decoding
@@ -61,30 +62,22 @@ def export_onnx(model, path: str, max_length: Optional[int] = None, beam_size: i
     max_length = int(max_length or model.max_target_length)
     if not model.built:
         model.build()
-    probe_len = 13
-    probe = model.initial_state(model.encode(tf.ones([1, probe_len], tf.int32)), max_length)
-    paths = [("__".join(str(k) for k in p), leaf)
-             for p, leaf in keras.tree.flatten_with_path(probe)]
-    names = [n for n, _ in paths]
-    state_spec = [tf.TensorSpec([None] + [None if d == probe_len else d
-                                          for d in leaf.shape[1:]], leaf.dtype, name=n)
-                  for n, leaf in paths]
-
-    def nest(values):
-        return keras.tree.pack_sequence_as(probe, list(values))
+    layout = StateLayout(model, max_length)
+    names = layout.names
 
     src_spec = tf.TensorSpec([None, None], tf.int32, name="source_ids")
 
     def encoder(source_ids):
         state = model.initial_state(model.encode(source_ids), max_length)
-        return {n: tf.identity(v, name=n) for n, v in zip(names, keras.tree.flatten(state))}
+        return {n: tf.identity(v, name=n) for n, v in layout.flat(state).items()}
 
     def decoder_step(token_ids, *state):
-        logits, new_state, weights = model.decode_step(token_ids, nest(state))
+        logits, new_state, weights = model.decode_step(token_ids,
+                                                       layout.nest(dict(zip(names, state))))
         out = {"logits": tf.identity(logits, name="logits"),
                "attention": tf.identity(weights, name="attention")}
-        out.update({f"next__{n}": tf.identity(v, name=f"next__{n}")
-                    for n, v in zip(names, keras.tree.flatten(new_state))})
+        out.update({n: tf.identity(v, name=n)
+                    for n, v in layout.flat(new_state, prefix="next__").items()})
         return out
 
     def loop(strategy):
@@ -106,7 +99,8 @@ def export_onnx(model, path: str, max_length: Optional[int] = None, beam_size: i
                                  os.path.join(path, "encoder.onnx"), opset)
     graphs["decoder_step"] = _convert(
         tf.function(decoder_step),
-        [tf.TensorSpec([None], tf.int32, name="token_ids")] + state_spec,
+        [tf.TensorSpec([None], tf.int32, name="token_ids")]
+        + [layout.specs[n] for n in names],
         os.path.join(path, "decoder_step.onnx"), opset)
     graphs["greedy"] = _convert(tf.function(loop(decoding.Greedy())), [src_spec],
                                 os.path.join(path, "greedy.onnx"), opset)
@@ -123,8 +117,7 @@ def export_onnx(model, path: str, max_length: Optional[int] = None, beam_size: i
         "files": {"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx",
                   "greedy": "greedy.onnx", "beam": "beam.onnx",
                   "tokenizer": "tokenizer.model"},
-        "state": [{"name": n, "shape": [d for d in spec.shape], "dtype": spec.dtype.name}
-                  for n, spec in zip(names, state_spec)],
+        "state": layout.manifest(),
         "outputs": graphs,
         "vocab": {"size": model.source_tokenizer.vocab_size,
                   "special_ids": {"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID}}}

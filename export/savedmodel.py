@@ -26,9 +26,7 @@ import json
 import os
 from typing import Optional
 
-# Source length of the probe that reads the decoder state's shapes: an odd size, so a state
-# dimension equal to it is the source length (made dynamic), not a model size.
-_PROBE = 13
+from zoo.export._state import StateLayout
 
 
 def export_savedmodel(model, path: str, max_length: Optional[int] = None,
@@ -76,11 +74,6 @@ def export_savedmodel(model, path: str, max_length: Optional[int] = None,
         eos = tf.fill([tf.shape(text)[0], 1], EOS_ID)
         return tf.concat([ids, eos], axis=1).to_tensor(PAD_ID)
 
-    def detokenize(tokens):
-        before_eos = tf.math.cumsum(tf.cast(tokens == EOS_ID, tf.int32), axis=-1) == 0
-        keep = tf.logical_and(before_eos, tokens > EOS_ID)
-        return tgt_tok.detokenize(tf.ragged.boolean_mask(tokens, keep))
-
     def run(text, strategy):
         ids = source_ids(text)
         memory = model.encode(ids)
@@ -89,34 +82,19 @@ def export_savedmodel(model, path: str, max_length: Optional[int] = None,
                        max_length, bos_id=BOS_ID, eos_id=EOS_ID, pad_id=PAD_ID,
                        memory_mask=memory["mask"])
         tokens = res.tokens[:, 0]
-        return {"translation": detokenize(tokens), "tokens": tokens,
+        return {"translation": model.target_tokenizer.detokenize(tokens), "tokens": tokens,
                 "lengths": res.lengths[:, 0], "scores": res.scores[:, 0],
                 "attention": res.attention[:, 0]}
 
-    # The decoder state as flat named tensors: signatures cannot take arbitrary nests.
-    probe = model.initial_state(model.encode(tf.ones([1, _PROBE], tf.int32)), max_length)
-    paths = [("__".join(str(k) for k in path), leaf)
-             for path, leaf in keras.tree.flatten_with_path(probe)]
-    names = [n for n, _ in paths]
-    state_spec = {n: tf.TensorSpec([None] + [None if d == _PROBE else d for d in leaf.shape[1:]]
-                                   if leaf.shape.rank > 1 else [None], leaf.dtype, name=n)
-                  for n, leaf in paths}
-    # Dimensions equal to the probe source length vary with the source: they become None.
-
-    def flat(state):
-        return dict(zip(names, keras.tree.flatten(state)))
-
-    def nest(flat_state):
-        return keras.tree.pack_sequence_as(probe, [flat_state[n] for n in names])
+    layout = StateLayout(model, max_length)
 
     def encode(source_ids):
-        return flat(model.initial_state(model.encode(source_ids), max_length))
+        return layout.flat(model.initial_state(model.encode(source_ids), max_length))
 
     def decode_step(token_ids, state):
-        logits, new_state, weights = model.decode_step(token_ids, nest(state))
-        # Signature outputs must be one flat dict: the state names contain "__", so they
-        # cannot clash with "logits" and "attention".
-        return {"logits": logits, "attention": weights, **flat(new_state)}
+        logits, new_state, weights = model.decode_step(token_ids, layout.nest(state))
+        # Signature outputs must be one flat dict (state names cannot clash with these two).
+        return {"logits": logits, "attention": weights, **layout.flat(new_state)}
 
     text_spec = tf.TensorSpec([None], tf.string, name="text")
     archive = keras.export.ExportArchive()
@@ -134,7 +112,7 @@ def export_savedmodel(model, path: str, max_length: Optional[int] = None,
     archive.add_endpoint("encode", encode, input_signature=[
         tf.TensorSpec([None, None], tf.int32, name="source_ids")])
     archive.add_endpoint("decode_step", decode_step, input_signature=[
-        tf.TensorSpec([None], tf.int32, name="token_ids"), state_spec])
+        tf.TensorSpec([None], tf.int32, name="token_ids"), layout.specs])
     archive.add_endpoint(
         "logits", lambda source_ids, target_ids: model(
             {"source": source_ids, "target": target_ids}, training=False),
@@ -154,7 +132,7 @@ def export_savedmodel(model, path: str, max_length: Optional[int] = None,
                                "outputs": ["translation", "tokens", "lengths", "scores",
                                            "attention"], "decoding": f"beam {beam_size}"},
             "encode": {"inputs": {"source_ids": "int32 (batch, S)"},
-                       "outputs": {n: str(tuple(state_spec[n].shape)) for n in names}},
+                       "outputs": {n: str(tuple(spec.shape)) for n, spec in layout.specs.items()}},
             "decode_step": {"inputs": {"token_ids": "int32 (batch,)", "state": "as encode"},
                             "outputs": ["logits", "attention", "the state names"]},
             "tokenize": {"inputs": {"text": "string (batch,)"},
