@@ -24,6 +24,9 @@ def verify_savedmodel(model, path: str, texts: Sequence[str],
         "max_logit_diff" (teacher-forced on Keras's outputs), "bleu_keras", "bleu_export",
         "bleu_diff"}`` (BLEU entries only with references).
     """
+    import json
+    import os
+
     import numpy as np
     import tensorflow as tf
 
@@ -33,15 +36,8 @@ def verify_savedmodel(model, path: str, texts: Sequence[str],
     if not texts:
         raise ValueError("verify needs at least one sentence")
     loaded = tf.saved_model.load(path)  # keep the reference while calling it
-    manifest_len = None
-    try:
-        import json
-        import os
-
-        with open(os.path.join(path, "manifest.json")) as f:
-            manifest_len = json.load(f)["max_length"]
-    except (OSError, KeyError, ValueError):
-        pass
+    with open(os.path.join(path, "manifest.json")) as f:
+        manifest_len = json.load(f)["max_length"]
     keras_out, details = model.translate(texts, max_length=manifest_len, return_result=True)
     exported = loaded.translate(tf.constant(texts))
     export_out = [s.decode("utf-8") for s in exported["translation"].numpy()]
