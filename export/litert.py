@@ -7,8 +7,10 @@ garbage). Only ``TFLITE_BUILTINS`` are allowed - an edge runtime has no Flex del
 signatures have a fixed batch and a fixed maximum source length (dynamic shapes would need
 TensorList ops). Three signatures in one ``.tflite`` file:
 
-* ``encode``: ``source_ids (batch, max_source_length)`` -> the decoder state (named tensors).
-* ``decode_step``: ``token_ids (batch,)`` + state -> ``logits``, ``attention``, next state.
+* ``encode``: ``source_ids (batch, max_source_length)`` -> the decoder state and memory
+  (named tensors).
+* ``decode_step``: ``token_ids (batch,)`` + state + memory -> ``logits``, ``attention``, next
+  state (``next__<name>``).
 * ``greedy``: ``source_ids`` -> ``tokens``, ``lengths``, ``scores`` (the whole loop in-graph).
 
 Variants: ``float32``, ``float16`` (weights in half precision) and ``int8`` (dynamic-range
@@ -22,7 +24,7 @@ import os
 import tempfile
 from typing import Optional, Sequence
 
-from zoo.export._state import StateLayout
+from zoo.export._state import DecoderLayout
 
 QUANTIZATIONS = ("float32", "float16", "int8")
 
@@ -58,22 +60,20 @@ def export_litert(model, path: str, batch_size: int = 1, max_source_length: int 
     b, s = int(batch_size), int(max_source_length)
     if not model.built:
         model.build()
-    layout = StateLayout(model, max_length, batch_size=b, source_length=s)
+    layout = DecoderLayout(model, max_length, batch_size=b, source_length=s)
     src_spec = tf.TensorSpec([b, s], tf.int32, name="source_ids")
 
     def encode(source_ids):
-        return layout.flat(model.initial_state(model.encode(source_ids), max_length))
+        return layout.encode(model, source_ids, max_length)
 
     def decode_step(token_ids, state):
-        logits, new_state, weights = model.decode_step(token_ids, layout.nest(state))
-        return {"logits": logits, "attention": weights,
-                **layout.flat(new_state, prefix="next__")}
+        return layout.step(model, token_ids, state, next_prefix="next__")
 
     def greedy(source_ids):
-        memory = model.encode(source_ids)
-        state = model.initial_state(memory, max_length)
-        res = decoding.Greedy()(model.decode_step, state, b, s, max_length, bos_id=BOS_ID,
-                                eos_id=EOS_ID, pad_id=PAD_ID)
+        encoded = model.encode(source_ids)
+        res = decoding.Greedy()(model.decode_step, model.initial_state(encoded, max_length),
+                                model.prepare_memory(encoded), b, s, max_length,
+                                bos_id=BOS_ID, eos_id=EOS_ID, pad_id=PAD_ID)
         return {"tokens": res.tokens[:, 0], "lengths": res.lengths[:, 0],
                 "scores": res.scores[:, 0]}
 
@@ -108,7 +108,7 @@ def export_litert(model, path: str, batch_size: int = 1, max_source_length: int 
         "signatures": ["encode", "decode_step", "greedy"], "ops": "TFLITE_BUILTINS only",
         "files": {**files, "tokenizer": "tokenizer.model"},
         "quantizations": list(quantizations),
-        "state": layout.manifest(),
+        **layout.manifest(),
         "vocab": {"size": model.source_tokenizer.vocab_size,
                   "special_ids": {"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID}}}
     with open(os.path.join(path, "manifest.json"), "w") as f:

@@ -2,9 +2,10 @@
 
 Three graphs plus the tokenizer, in one directory:
 
-* ``encoder.onnx``: ``source_ids (batch, S) int32`` -> the initial decoder state (named
-  tensors, as in the manifest).
-* ``decoder_step.onnx``: ``token_ids (batch,)`` + state -> ``logits``, ``attention`` + next state.
+* ``encoder.onnx``: ``source_ids (batch, S) int32`` -> the initial decoder state and the
+  memory (named tensors, as in the manifest; memory names start with ``memory__``).
+* ``decoder_step.onnx``: ``token_ids (batch,)`` + state + memory -> ``logits``, ``attention``
+  and the next state (``next__<name>``); the memory is an input only, never copied out.
 * ``greedy.onnx`` and ``beam.onnx``: ``source_ids`` -> ``tokens (batch, max_length)``,
   ``lengths``, ``scores``, ``attention`` - the whole decoding loop inside the graph.
 * ``tokenizer.model``: the SentencePiece model; ``zoo.serving`` tokenizes host-side with the
@@ -12,7 +13,9 @@ Three graphs plus the tokenizer, in one directory:
 
 Batch and source length are dynamic. Tokenization stays out of the graphs: tf-text ops do not
 convert to ONNX. The loops write their outputs with mask blends into preallocated tensors (the
-decoding engine is written that way), which tf2onnx converts to ONNX ``Loop`` correctly.
+decoding engine is written that way), which tf2onnx converts to ONNX ``Loop`` correctly. The
+memory is not loop-carried: the loop body reads it from the enclosing graph (ONNX ``Loop``
+copies its carried values every iteration, which for the memory cost more than the step).
 """
 
 from __future__ import annotations
@@ -21,15 +24,80 @@ import json
 import os
 from typing import Optional
 
-from zoo.export._state import StateLayout
+from zoo.export._state import DecoderLayout
 
 OPSET = 17
+
+
+def _subgraphs(node):
+    import onnx
+
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.GRAPH:
+            yield attr.g
+        for g in attr.graphs:
+            yield g
+
+
+def _rename_uses(graph, old, new):
+    """Every read of ``old`` in ``graph`` and its subgraphs (outer-scope reads) -> ``new``."""
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name == old:
+                node.input[i] = new
+        for g in _subgraphs(node):
+            _rename_uses(g, old, new)
+    for out in graph.output:
+        if out.name == old:
+            # A graph output must be produced in this graph: keep it as a copy.
+            import onnx
+
+            graph.node.append(onnx.helper.make_node("Identity", [new], [old]))
+            break
+
+
+def hoist_loop_invariants(graph) -> int:
+    """Turns the loop-carried values that a ``Loop`` body passes through unchanged into
+    outer-scope reads, in ``graph`` and all its subgraphs. Returns how many were hoisted.
+
+    tf2onnx makes everything a TensorFlow ``while`` captures loop-carried - the weights and
+    the encoder memory included - and onnxruntime copies loop-carried values at every
+    iteration: for a decoder with a large output projection that copy cost more than the step
+    itself. An ONNX ``Loop`` body may read values of the enclosing graph directly.
+    """
+    hoisted = 0
+    for node in graph.node:
+        for g in _subgraphs(node):
+            hoisted += hoist_loop_invariants(g)
+        if node.op_type != "Loop":
+            continue
+        body = next(a.g for a in node.attribute if a.name == "body")
+        carried = len(node.input) - 2
+        # Body inputs: (iteration, cond, v_1..v_N); outputs: (cond, v_1..v_N, scans...).
+        invariant = [k for k in range(carried)
+                     if node.input[2 + k] and body.output[1 + k].name == body.input[2 + k].name]
+        if not invariant:
+            continue
+        renames = [(body.input[2 + k].name, node.input[2 + k], node.output[k])
+                   for k in invariant]
+        for k in sorted(invariant, reverse=True):
+            del node.input[2 + k]
+            del body.input[2 + k]
+            del body.output[1 + k]
+            del node.output[k]
+        for inner, outer, final in renames:
+            _rename_uses(body, inner, outer)
+            # The loop's final value of an invariant is its initial value.
+            _rename_uses(graph, final, outer)
+        hoisted += len(invariant)
+    return hoisted
 
 
 def _convert(fn, signature, path, opset):
     import tf2onnx
 
     model_proto, _ = tf2onnx.convert.from_function(fn, input_signature=signature, opset=opset)
+    hoist_loop_invariants(model_proto.graph)
     with open(path, "wb") as f:
         f.write(model_proto.SerializeToString())
     return [o.name for o in model_proto.graph.output]
@@ -62,31 +130,29 @@ def export_onnx(model, path: str, max_length: Optional[int] = None, beam_size: i
     max_length = int(max_length or model.max_target_length)
     if not model.built:
         model.build()
-    layout = StateLayout(model, max_length)
-    names = layout.names
+    layout = DecoderLayout(model, max_length)
+    names = list(layout.specs)
 
     src_spec = tf.TensorSpec([None, None], tf.int32, name="source_ids")
 
-    def encoder(source_ids):
-        state = model.initial_state(model.encode(source_ids), max_length)
-        return {n: tf.identity(v, name=n) for n, v in layout.flat(state).items()}
+    def named(flat):
+        # tf.identity names the ONNX outputs after the flat names.
+        return {n: tf.identity(v, name=n) for n, v in flat.items()}
 
-    def decoder_step(token_ids, *state):
-        logits, new_state, weights = model.decode_step(token_ids,
-                                                       layout.nest(dict(zip(names, state))))
-        out = {"logits": tf.identity(logits, name="logits"),
-               "attention": tf.identity(weights, name="attention")}
-        out.update({n: tf.identity(v, name=n)
-                    for n, v in layout.flat(new_state, prefix="next__").items()})
-        return out
+    def encoder(source_ids):
+        return named(layout.encode(model, source_ids, max_length))
+
+    def decoder_step(token_ids, *inputs):
+        return named(layout.step(model, token_ids, dict(zip(names, inputs)),
+                                 next_prefix="next__"))
 
     def loop(strategy):
         def run(source_ids):
-            memory = model.encode(source_ids)
-            state = model.initial_state(memory, max_length)
-            res = strategy(model.decode_step, state, tf.shape(source_ids)[0],
+            encoded = model.encode(source_ids)
+            res = strategy(model.decode_step, model.initial_state(encoded, max_length),
+                           model.prepare_memory(encoded), tf.shape(source_ids)[0],
                            tf.shape(source_ids)[1], max_length, bos_id=BOS_ID, eos_id=EOS_ID,
-                           pad_id=PAD_ID, memory_mask=memory["mask"])
+                           pad_id=PAD_ID, memory_mask=encoded["mask"])
             return {"tokens": tf.identity(res.tokens[:, 0], name="tokens"),
                     "lengths": tf.identity(res.lengths[:, 0], name="lengths"),
                     "scores": tf.identity(res.scores[:, 0], name="scores"),
@@ -117,7 +183,7 @@ def export_onnx(model, path: str, max_length: Optional[int] = None, beam_size: i
         "files": {"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx",
                   "greedy": "greedy.onnx", "beam": "beam.onnx",
                   "tokenizer": "tokenizer.model"},
-        "state": layout.manifest(),
+        **layout.manifest(),
         "outputs": graphs,
         "vocab": {"size": model.source_tokenizer.vocab_size,
                   "special_ids": {"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID}}}

@@ -8,11 +8,13 @@ Endpoints (all batched, dynamic batch):
   ``scores`` and ``attention`` ``(batch, max_length, S)``.
 * ``translate_beam(text, length_penalty)`` - beam search with the beam size fixed at export
   and the GNMT length penalty as an input.
-* ``encode(source_ids)`` - the initial decoder state, flattened to named tensors
-  (``"cell__h"``, ``"layers__0__keys"``...: RNN states, or the fixed-size key/value cache of
-  ``max_length`` positions for Transformers, and the projected source memory).
-* ``decode_step(token_ids, state)`` - one step: ``logits``, ``attention`` and the next
-  state under the same names as ``encode``'s, for callers that run their own loop.
+* ``encode(source_ids)`` - the initial decoder state and the memory, flattened to named
+  tensors: the state (``"cell__h"``, ``"layers__0__keys"``...: RNN states, or the fixed-size
+  key/value cache of ``max_length`` positions for Transformers) changes every step; the
+  memory (``"memory__..."``, the projected source) does not.
+* ``decode_step(token_ids, state)`` - one step: takes the state and the memory (one dict,
+  ``encode``'s names) and returns ``logits``, ``attention`` and the next state under the
+  state's names, for callers that run their own loop.
 * ``tokenize(text)`` - the source ids the model sees ``(batch, S)``.
 * ``logits(source_ids, target_ids)`` - teacher-forced logits, for parity checks.
 
@@ -26,7 +28,7 @@ import json
 import os
 from typing import Optional
 
-from zoo.export._state import StateLayout
+from zoo.export._state import DecoderLayout
 
 
 def export_savedmodel(model, path: str, max_length: Optional[int] = None,
@@ -76,25 +78,24 @@ def export_savedmodel(model, path: str, max_length: Optional[int] = None,
 
     def run(text, strategy):
         ids = source_ids(text)
-        memory = model.encode(ids)
-        state = model.initial_state(memory, max_length)
-        res = strategy(model.decode_step, state, tf.shape(ids)[0], tf.shape(ids)[1],
+        encoded = model.encode(ids)
+        res = strategy(model.decode_step, model.initial_state(encoded, max_length),
+                       model.prepare_memory(encoded), tf.shape(ids)[0], tf.shape(ids)[1],
                        max_length, bos_id=BOS_ID, eos_id=EOS_ID, pad_id=PAD_ID,
-                       memory_mask=memory["mask"])
+                       memory_mask=encoded["mask"])
         tokens = res.tokens[:, 0]
         return {"translation": model.target_tokenizer.detokenize(tokens), "tokens": tokens,
                 "lengths": res.lengths[:, 0], "scores": res.scores[:, 0],
                 "attention": res.attention[:, 0]}
 
-    layout = StateLayout(model, max_length)
+    layout = DecoderLayout(model, max_length)
 
     def encode(source_ids):
-        return layout.flat(model.initial_state(model.encode(source_ids), max_length))
+        return layout.encode(model, source_ids, max_length)
 
     def decode_step(token_ids, state):
-        logits, new_state, weights = model.decode_step(token_ids, layout.nest(state))
         # Signature outputs must be one flat dict (state names cannot clash with these two).
-        return {"logits": logits, "attention": weights, **layout.flat(new_state)}
+        return layout.step(model, token_ids, state)
 
     text_spec = tf.TensorSpec([None], tf.string, name="text")
     archive = keras.export.ExportArchive()
@@ -133,7 +134,8 @@ def export_savedmodel(model, path: str, max_length: Optional[int] = None,
                                            "attention"], "decoding": f"beam {beam_size}"},
             "encode": {"inputs": {"source_ids": "int32 (batch, S)"},
                        "outputs": {n: str(tuple(spec.shape)) for n, spec in layout.specs.items()}},
-            "decode_step": {"inputs": {"token_ids": "int32 (batch,)", "state": "as encode"},
+            "decode_step": {"inputs": {"token_ids": "int32 (batch,)",
+                                       "state": "encode's outputs (state and memory)"},
                             "outputs": ["logits", "attention", "the state names"]},
             "tokenize": {"inputs": {"text": "string (batch,)"},
                          "outputs": "int32 (batch, S)"},
@@ -141,7 +143,7 @@ def export_savedmodel(model, path: str, max_length: Optional[int] = None,
                                   "target_ids": "int32 (batch, T)"},
                        "outputs": "float32 (batch, T, vocab)"}},
         "max_length": max_length, "max_source_length": max_source_length,
-        "beam_size": beam_size, "quantization": None,
+        "beam_size": beam_size, "quantization": None, **layout.manifest(),
         "vocab": {"source_size": model.source_tokenizer.vocab_size,
                   "target_size": model.target_tokenizer.vocab_size,
                   "special_ids": {"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID}},

@@ -122,12 +122,14 @@ def verify(model, path: str, texts: Sequence[str], references: Optional[Sequence
     keras_out, keras_tokens, src = _keras_reference(model, texts, max_length)
     k_logits = []
     for i in range(min(len(texts), max_sentences_for_logits)):
-        state = model.initial_state(model.encode(src[i:i + 1]), max_length)
+        encoded = model.encode(src[i:i + 1])
+        memory = model.prepare_memory(encoded)
 
-        def kstep(tok, st):
-            logits, st, _ = model.decode_step(tok, st)
+        def kstep(tok, st, memory=memory):
+            logits, st, _ = model.decode_step(tok, st, memory)
             return logits.numpy(), st
-        k_logits.append(_step_logits(kstep, state, keras_tokens[i], BOS_ID))
+        k_logits.append(_step_logits(kstep, model.initial_state(encoded, max_length),
+                                     keras_tokens[i], BOS_ID))
 
     artifacts = {}
     if fmt == "onnx":
@@ -137,12 +139,13 @@ def verify(model, path: str, texts: Sequence[str], references: Optional[Sequence
         names = [s["name"] for s in manifest["state"]]
 
         def run_onnx(i):
-            state = ox.encode(src[i:i + 1, : int((src[i] != 0).sum())])
+            encoded = ox.encode(src[i:i + 1, : int((src[i] != 0).sum())])
+            memory = {s["name"]: encoded[s["name"]] for s in manifest["memory"]}
 
             def step(tok, st):
-                r = ox.decode_step(tok, st)
+                r = ox.decode_step(tok, {**st, **memory})
                 return r["logits"], {n: r[f"next__{n}"] for n in names}
-            return state, step
+            return {n: encoded[n] for n in names}, step
         artifacts["onnx"] = (ox.translate(texts), run_onnx)
     elif fmt == "litert":
         from ai_edge_litert.interpreter import Interpreter
@@ -169,12 +172,13 @@ def verify(model, path: str, texts: Sequence[str], references: Optional[Sequence
                     for t in texts]
 
             def run_lite(i, enc=enc, dec=dec, names=names):
-                state = enc(source_ids=padded(src[i:i + 1]))
+                encoded = enc(source_ids=padded(src[i:i + 1]))
+                memory = {s["name"]: encoded[s["name"]] for s in manifest["memory"]}
 
                 def step(tok, st):
-                    r = dec(token_ids=tok, **st)
+                    r = dec(token_ids=tok, **st, **memory)
                     return r["logits"], {n: r[f"next__{n}"] for n in names}
-                return state, step
+                return {n: encoded[n] for n in names}, step
             artifacts[f"litert {q}"] = (outs, run_lite)
     else:
         raise ValueError(f"{path}: unknown export format {fmt!r}")

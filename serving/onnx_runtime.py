@@ -53,9 +53,19 @@ class OnnxTranslator:
         return self.tokenizer.decode(self.generate(ids, beam)["tokens"])
 
     def encode(self, source_ids) -> dict:
-        """The initial decoder state (named as in the manifest)."""
+        """The initial decoder state and the memory (``memory__...``), named as in the
+        manifest's ``state`` and ``memory``."""
         return self._run("encoder", {"source_ids": source_ids})
 
-    def decode_step(self, token_ids, state: dict) -> dict:
-        """One step: ``logits``, ``attention`` and ``next__<name>`` for every state tensor."""
-        return self._run("decoder_step", {"token_ids": token_ids, **state})
+    def decode_step(self, token_ids, inputs: dict) -> dict:
+        """One step.
+
+        Args:
+            token_ids: ``(batch,)`` int32, the previous tokens.
+            inputs: The state and the memory by name: ``encode``'s output, with the state
+                replaced by the previous step's ``next__<name>`` outputs.
+
+        Returns:
+            ``logits``, ``attention`` and ``next__<name>`` for every state tensor.
+        """
+        return self._run("decoder_step", {"token_ids": token_ids, **inputs})

@@ -29,17 +29,22 @@ def _tables(seed, rows=1, sharp=2.0):
 def _step_fn(logits, att):
     lt, at = ops.convert_to_tensor(logits), ops.convert_to_tensor(att)
 
-    def step_fn(tokens, state):
+    def step_fn(tokens, state, memory):
+        # The table row (which sentence) is constant memory; the prefix code is state. A
+        # strategy that reorders or fails to repeat the memory reads the wrong sentence's row.
         code = (state["code"] * V + tokens) % MAX_CODE  # a row per prefix
-        idx = ops.stack([state["row"], code], axis=-1)
-        return (tf.gather_nd(lt, idx), {"code": code, "row": state["row"]},
-                tf.gather_nd(at, idx))
+        idx = ops.stack([memory["row"], code], axis=-1)
+        return tf.gather_nd(lt, idx), {"code": code}, tf.gather_nd(at, idx)
 
     return step_fn
 
 
 def _state(rows):
-    return {"code": ops.zeros((rows,), "int32"), "row": ops.arange(rows, dtype="int32")}
+    return {"code": ops.zeros((rows,), "int32")}
+
+
+def _memory(rows):
+    return {"row": ops.arange(rows, dtype="int32")}
 
 
 def _log_softmax(x):
@@ -82,8 +87,8 @@ def _run(strategy, logits, att, rows, max_length, min_length=0, compiled=False):
     step_fn = _step_fn(logits, att)
 
     def go():
-        return strategy(step_fn, _state(rows), rows, S, max_length, bos_id=BOS, eos_id=EOS,
-                        pad_id=PAD, min_length=min_length)
+        return strategy(step_fn, _state(rows), _memory(rows), rows, S, max_length, bos_id=BOS,
+                        eos_id=EOS, pad_id=PAD, min_length=min_length)
 
     res = tf.function(go)() if compiled else go()
     return [ops.convert_to_numpy(x) for x in res]
@@ -175,9 +180,8 @@ def test_batch_rows_are_independent():
     together = _run(beam, logits, att, 3, 5)
     for row in range(3):
         step_fn = _step_fn(logits, att)
-        alone = beam(step_fn, {"code": ops.zeros((1,), "int32"),
-                               "row": ops.full((1,), row, "int32")}, 1, S, 5, bos_id=BOS,
-                     eos_id=EOS, pad_id=PAD)
+        alone = beam(step_fn, _state(1), {"row": ops.full((1,), row, "int32")}, 1, S, 5,
+                     bos_id=BOS, eos_id=EOS, pad_id=PAD)
         np.testing.assert_array_equal(together[0][row], ops.convert_to_numpy(alone.tokens)[0])
 
 

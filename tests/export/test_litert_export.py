@@ -78,8 +78,10 @@ def test_litert_variants_run_without_flex_and_match_keras(preset, tok, tmp_path)
     src = np.zeros((1, SRC_LEN), np.int32)
     ids = encode_sources(texts[:1], tok).numpy()
     src[:, :ids.shape[1]] = ids
+    encoded = model.encode(src)
     logits, _, _ = model.decode_step(np.full([1], 2, np.int32),
-                                     model.initial_state(model.encode(src), MAX_LEN))
+                                     model.initial_state(encoded, MAX_LEN),
+                                     model.prepare_memory(encoded))
     np.testing.assert_allclose(np.array(out["float32"]["first_logits"]),
                                keras.ops.convert_to_numpy(logits), atol=1e-4)
     # Reduced precision: report agreement; it must stay a usable translator.

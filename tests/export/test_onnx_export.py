@@ -61,8 +61,10 @@ def test_onnx_matches_keras_without_tensorflow(preset, tok, tmp_path):
     assert out["greedy"] == model.translate(TEXTS, max_length=12)
     assert out["beam"] == model.translate(TEXTS, max_length=12, strategy="beam", beam_size=3,
                                           length_penalty=0.6)
-    state = model.initial_state(model.encode(src), 12)
-    logits, _, _ = model.decode_step(np.full([len(TEXTS)], 2, np.int32), state)
+    encoded = model.encode(src)
+    logits, _, _ = model.decode_step(np.full([len(TEXTS)], 2, np.int32),
+                                     model.initial_state(encoded, 12),
+                                     model.prepare_memory(encoded))
     np.testing.assert_allclose(np.array(out["first_logits"]),
                                keras.ops.convert_to_numpy(logits), atol=1e-4)
     from zoo.export import verify

@@ -27,19 +27,20 @@ texts = tf.constant(json.loads(sys.argv[2]))
 g = sm.translate(texts)
 b = sm.translate_beam(texts, tf.constant(0.6))
 ids = sm.tokenize(texts)
-state = sm.encode(ids)
+state = sm.encode(ids)  # the state and the memory ("memory__...")
 tok = tf.fill([len(json.loads(sys.argv[2]))], 2)
 steps = []
 for _ in range(g["tokens"].shape[1]):
     r = sm.decode_step(tok, state)
     tok = tf.cast(tf.argmax(r["logits"], -1), tf.int32)
-    state = {k: r[k] for k in state}
+    state.update({k: r[k] for k in state if k in r})  # the memory stays as encode gave it
     steps.append(tok.numpy().tolist())
 print(json.dumps({"greedy": [s.decode() for s in g["translation"].numpy()],
                   "beam": [s.decode() for s in b["translation"].numpy()],
                   "tokens": g["tokens"].numpy().tolist(),
                   "lengths": g["lengths"].numpy().tolist(),
                   "stepped": np.array(steps).T.tolist(),
+                  "encoded": sorted(state), "step_outputs": sorted(r),
                   "modules": sorted(m.split(".")[0] for m in sys.modules if m.startswith("zoo"))}))
 """
 
@@ -76,6 +77,11 @@ def test_savedmodel_matches_keras_in_a_fresh_process(preset, tok, tmp_path):
     assert out["greedy"] == model.translate(TEXTS, max_length=12)
     assert out["beam"] == model.translate(TEXTS, max_length=12, strategy="beam", beam_size=3,
                                           length_penalty=0.6)
+    # encode gives the state and the memory; decode_step returns only the state.
+    memory = [k for k in out["encoded"] if k.startswith("memory__")]
+    assert memory and len(memory) < len(out["encoded"])
+    assert out["step_outputs"] == sorted(
+        ["logits", "attention"] + [k for k in out["encoded"] if k not in memory])
     # The caller-driven loop over encode/decode_step gives the greedy tokens.
     for row, n in enumerate(out["lengths"]):
         assert out["stepped"][row][:n] == out["tokens"][row][:n]

@@ -35,11 +35,12 @@ def batch(pairs, tok):
 
 
 def _step_logits(model, x):
-    memory = model.encode(x["source"])
-    state = model.initial_state(memory, x["target"].shape[1])
+    encoded = model.encode(x["source"])
+    state = model.initial_state(encoded, x["target"].shape[1])
+    memory = model.prepare_memory(encoded)
     out = []
     for t in range(x["target"].shape[1]):
-        logits, state, w = model.decode_step(x["target"][:, t], state)
+        logits, state, w = model.decode_step(x["target"][:, t], state, memory)
         assert tuple(w.shape) == (x["source"].shape[0], x["source"].shape[1])
         out.append(keras.ops.convert_to_numpy(logits))
     return np.stack(out, 1)

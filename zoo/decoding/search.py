@@ -1,4 +1,11 @@
-"""Greedy, beam search and sampling over ``step_fn(tokens, state) -> (logits, state, weights)``."""
+"""Greedy, beam search and sampling over ``step_fn(tokens, state, memory) -> (logits, state, weights)``.
+
+``state`` changes every step and is reordered by beam search; ``memory`` (the encoder's
+projected output) is constant: a strategy repeats it once per hypothesis before the loop and
+never reorders it (the hypotheses of one sentence share it), and compiled loops see it as a
+loop invariant rather than as loop-carried state (ONNX ``Loop`` copies loop-carried tensors
+every iteration).
+"""
 
 from __future__ import annotations
 
@@ -34,13 +41,14 @@ class DecodingResult(NamedTuple):
 class Strategy:
     """Base of the decoding strategies (plain Python objects with a config)."""
 
-    def __call__(self, step_fn, state, batch_size, memory_length, max_length, bos_id, eos_id,
-                 pad_id=0, min_length=0, memory_mask=None) -> DecodingResult:
+    def __call__(self, step_fn, state, memory, batch_size, memory_length, max_length, bos_id,
+                 eos_id, pad_id=0, min_length=0, memory_mask=None) -> DecodingResult:
         """Decodes.
 
         Args:
-            step_fn: ``(token_ids (batch,), state) -> (logits, state, weights)``.
-            state: Initial state nest, leading axis ``batch_size``.
+            step_fn: ``(token_ids (batch,), state, memory) -> (logits, state, weights)``.
+            state: Initial state nest, leading axis ``batch_size``; reordered by beam search.
+            memory: Constant nest (leading axis ``batch_size``) passed to every step, or None.
             batch_size: Batch size (int or scalar tensor).
             memory_length: ``S``, the length of the attention weights.
             max_length: Maximum generated tokens (eos included); a Python int.
@@ -116,27 +124,27 @@ class Greedy(Strategy):
         >>> import numpy as np
         >>> from keras import ops
         >>> table = np.log(np.array([[.1, .2, .1, .6], [.1, .1, .7, .1]], "float32"))
-        >>> def step_fn(tokens, state):  # token 3 first, then eos (2)
+        >>> def step_fn(tokens, state, memory):  # token 3 first, then eos (2)
         ...     t = state["t"]
         ...     return ops.take(table, t, axis=0), {"t": t + 1}, ops.ones((1, 1))
-        >>> r = Greedy()(step_fn, {"t": ops.zeros((1,), "int32")}, 1, 1, 4, bos_id=1,
+        >>> r = Greedy()(step_fn, {"t": ops.zeros((1,), "int32")}, None, 1, 1, 4, bos_id=1,
         ...              eos_id=2, pad_id=0)
         >>> r.tokens.numpy().tolist(), r.lengths.numpy().tolist()
         ([[[3, 2, 0, 0]]], [[2]])
     """
 
-    def __call__(self, step_fn, state, batch_size, memory_length, max_length, bos_id, eos_id,
-                 pad_id=0, min_length=0, memory_mask=None):
+    def __call__(self, step_fn, state, memory, batch_size, memory_length, max_length, bos_id,
+                 eos_id, pad_id=0, min_length=0, memory_mask=None):
         _check_lengths(max_length, min_length)
         tokens, scores, lengths, attn = _single_path(
-            _argmax, step_fn, state, batch_size,
+            _argmax, step_fn, state, memory, batch_size,
             memory_length, max_length, bos_id, eos_id, pad_id, min_length)
         return DecodingResult(tokens[:, None], scores[:, None], lengths[:, None],
                               attn[:, None])
 
 
-def _single_path(choose, step_fn, state, b, memory_length, max_length, bos_id, eos_id, pad_id,
-                 min_length):
+def _single_path(choose, step_fn, state, memory, b, memory_length, max_length, bos_id, eos_id,
+                 pad_id, min_length):
     """The loop of greedy decoding and sampling: one hypothesis per row, ``choose(logp)``
     picks its next token. Returns tokens (b, L), scores (b,), lengths (b,), attention."""
     init = (ops.convert_to_tensor(0, "int32"), ops.full((b,), bos_id, "int32"), state,
@@ -148,7 +156,7 @@ def _single_path(choose, step_fn, state, b, memory_length, max_length, bos_id, e
         return ops.logical_and(t < max_length, ops.logical_not(ops.all(finished)))
 
     def body(t, prev, st, tokens, scores, lengths, finished, attn):
-        logits, st, w = step_fn(prev, st)
+        logits, st, w = step_fn(prev, st, memory)
         logp = _log_probs(logits, t, min_length, eos_id, bos_id, pad_id)  # (b, V)
         tok = ops.where(finished, pad_id, ops.cast(choose(logp), "int32"))
         gained = ops.take_along_axis(logp, ops.expand_dims(tok, -1), axis=-1)[:, 0]
@@ -234,12 +242,12 @@ class BeamSearch(Strategy):
             score = score + ops.cast(self.coverage_penalty, "float32") * cov
         return score
 
-    def __call__(self, step_fn, state, batch_size, memory_length, max_length, bos_id, eos_id,
-                 pad_id=0, min_length=0, memory_mask=None):
+    def __call__(self, step_fn, state, memory, batch_size, memory_length, max_length, bos_id,
+                 eos_id, pad_id=0, min_length=0, memory_mask=None):
         _check_lengths(max_length, min_length)
         b, k = batch_size, self.beam_size
         bk = b * k
-        state = _tile(state, k)
+        state, memory = _tile(state, k), _tile(memory, k)
         if memory_mask is None:
             memory_mask = ops.ones((b, memory_length), "bool")
         mask = ops.reshape(_tile(ops.cast(memory_mask, "bool"), k), (b, k, 1, -1))
@@ -264,7 +272,7 @@ class BeamSearch(Strategy):
             return ops.logical_and(t < max_length, ops.logical_not(done))
 
         def body(t, prev, st, tokens, logprob, lengths, finished, attn, cov, score):
-            logits, st, w = step_fn(prev, st)
+            logits, st, w = step_fn(prev, st, memory)
             logp = _log_probs(logits, t, min_length, eos_id, bos_id, pad_id)
             vocab = ops.shape(logp)[-1]
             logp = ops.reshape(logp, (b, k, vocab))
@@ -361,8 +369,8 @@ class Sampling(Strategy):
             logits = ops.where(logits < threshold, NEG, logits)
         return logits
 
-    def __call__(self, step_fn, state, batch_size, memory_length, max_length, bos_id, eos_id,
-                 pad_id=0, min_length=0, memory_mask=None):
+    def __call__(self, step_fn, state, memory, batch_size, memory_length, max_length, bos_id,
+                 eos_id, pad_id=0, min_length=0, memory_mask=None):
         _check_lengths(max_length, min_length)
         n = self.num_samples
         seed = self._seed_generator
@@ -374,8 +382,8 @@ class Sampling(Strategy):
             return _argmax(filtered - ops.log(-ops.log(u)))
 
         tokens, scores, lengths, attn = _single_path(
-            choose, step_fn, _tile(state, n), batch_size * n, memory_length, max_length,
-            bos_id, eos_id, pad_id, min_length)
+            choose, step_fn, _tile(state, n), _tile(memory, n), batch_size * n, memory_length,
+            max_length, bos_id, eos_id, pad_id, min_length)
         return DecodingResult(ops.reshape(tokens, (batch_size, n, max_length)),
                               ops.reshape(scores, (batch_size, n)),
                               ops.reshape(lengths, (batch_size, n)),

@@ -3,14 +3,18 @@
 Every encoder maps source ids to a memory dict; every decoder has one ``step`` that both teacher
 forcing (``call``) and decoding (``zoo.decoding``) use:
 
-* ``encoder(source_ids)`` -> ``{"outputs": (batch, S, d), "mask": (batch, S) bool, ...}``
-* ``decoder(target_ids, memory)`` -> logits ``(batch, T, vocab)`` (teacher forcing, for fit)
-* ``decoder.initial_state(memory, max_length)`` -> a dict of batch-major tensors
-* ``decoder.step(token_ids (batch,), state)`` -> ``(logits (batch, vocab), state,
+* ``encoder(source_ids)`` -> ``encoded``: ``{"outputs": (batch, S, d), "mask": (batch, S)
+  bool, ...}``
+* ``decoder(target_ids, encoded)`` -> logits ``(batch, T, vocab)`` (teacher forcing, for fit)
+* ``decoder.prepare_memory(encoded)`` -> ``memory``: what every step reads and none changes
+  (the attention's projected keys/values)
+* ``decoder.initial_state(encoded, max_length)`` -> ``state``: what every step changes
+* ``decoder.step(token_ids (batch,), state, memory)`` -> ``(logits (batch, vocab), state,
   weights (batch, S))``
 
-Decoder states hold everything a step needs (the projected memory included), with the batch
-as the leading axis of every tensor, so a beam search can reorder them with one gather.
+Both are dicts of batch-major tensors. They are kept apart so that a beam search reorders the
+state alone (the hypotheses of a sentence share its memory) and a compiled decoding loop
+keeps the memory out of its loop-carried values.
 """
 
 from zoo.layers.embedding import TokenEmbedding, sinusoidal_positions

@@ -188,19 +188,38 @@ class RNNDecoder(keras.layers.Layer):
         self.built = True
 
     # ------------------------------------------------------------------ state
-    def initial_state(self, memory, max_length=None):
-        """Decoder state from the encoder memory (``max_length`` is unused by RNNs)."""
-        outputs, mask = memory["outputs"], memory["mask"]
+    def prepare_memory(self, encoded):
+        """The constant per-source input of every ``step``: the attention's projected memory.
+
+        Args:
+            encoded: The encoder's output dict (``outputs``, ``mask``).
+
+        Returns:
+            The attention's ``prepare`` dict (``keys``, ``values``, ``mask``...), leading axis
+            ``batch``.
+        """
+        return self.attention.prepare(value=encoded["outputs"], value_mask=encoded["mask"])
+
+    def initial_state(self, encoded, max_length=None):
+        """The varying decoder state before the first step (``max_length`` is unused by RNNs).
+
+        Args:
+            encoded: The encoder's output dict (``final`` feeds the bridge).
+            max_length: Unused (the Transformer decoder's cache size).
+
+        Returns:
+            ``{"cell": {"h"[, "c"]}, "attention": {...}[, "feed"]}``, leading axis ``batch``.
+        """
+        outputs = encoded["outputs"]
         batch, src_len = ops.shape(outputs)[0], ops.shape(outputs)[1]
         if self.bridge:
-            h = self.bridge_layer(memory["final"])
+            h = self.bridge_layer(encoded["final"])
         else:
             h = ops.zeros((batch, self.units), self.compute_dtype)
         cell = {"h": h}
         if self.cell_kind == "lstm":
             cell["c"] = ops.zeros_like(h)
         state = {"cell": cell,
-                 "memory": self.attention.prepare(value=outputs, value_mask=mask),
                  "attention": self.attention.initial_state(batch, src_len,
                                                            dtype=self.compute_dtype)}
         if self._feeds:
@@ -216,9 +235,8 @@ class RNNDecoder(keras.layers.Layer):
             out["c"] = new[1]
         return h, out
 
-    def _step_core(self, emb, state, training):
+    def _step_core(self, emb, state, memory, training):
         """One step from an embedded token: returns (features, weights, state)."""
-        memory = state["memory"]
         new_state = dict(state)
         if self.attention_position == "before":
             ctx, weights, att = self.attention.step(state["cell"]["h"], memory,
@@ -242,25 +260,34 @@ class RNNDecoder(keras.layers.Layer):
     def _logits(self, features, training):
         return ops.cast(self.output_layer(self.drop(features, training=training)), "float32")
 
-    def step(self, token_ids, state, training=False):
-        """One decoding step: token ids ``(batch,)`` -> (logits (batch, V), state, weights)."""
+    def step(self, token_ids, state, memory, training=False):
+        """One decoding step.
+
+        Args:
+            token_ids: ``(batch,)`` the previous tokens.
+            state: From ``initial_state`` or the previous step.
+            memory: From ``prepare_memory`` (not changed by the step).
+            training: Enables dropout.
+
+        Returns:
+            ``(logits (batch, V) float32, state, weights (batch, S))``.
+        """
         emb = self.embedding(token_ids)  # (batch, E)
-        features, weights, state = self._step_core(emb, state, training)
+        features, weights, state = self._step_core(emb, state, memory, training)
         return self._logits(features, training), state, weights
 
     def call(self, target_ids, memory, training=None):
         """Teacher forcing: a scan of ``_step_core`` over the target, then one output layer."""
         emb = self.drop(self.embedding(target_ids), training=training)  # (batch, T, E)
         state = self.initial_state(memory)
-        memory_state = state.pop("memory")
+        prepared = self.prepare_memory(memory)
 
         compute = self.compute_dtype
 
         def body(carry, emb_t):
             s, _, _ = carry
             s = _cast_floats(s, compute)
-            feats, w, s2 = self._step_core(emb_t, {**s, "memory": memory_state}, training)
-            s2 = {k: v for k, v in s2.items() if k != "memory"}
+            feats, w, s2 = self._step_core(emb_t, s, prepared, training)
             # The scan carries float32 whatever the compute dtype: TF's scan gradient fails
             # on float16 tensor lists under mixed precision.
             out = (_cast_floats(s2, "float32"), ops.cast(feats, "float32"),

@@ -192,21 +192,50 @@ class TransformerDecoder(_Base):
             x = x + self.drop(b["ffn"](b["norm3"](x), training=training), training=training)
         return self._logits(self.final_norm(x))
 
-    def initial_state(self, memory, max_length):
-        """Empty self-attention caches of ``max_length`` positions and projected memories."""
-        batch = ops.shape(memory["outputs"])[0]
+    def prepare_memory(self, encoded):
+        """The constant per-source input of every ``step``: each layer's projected memory.
+
+        Args:
+            encoded: The encoder's output dict (``outputs``, ``mask``).
+
+        Returns:
+            ``{"layers": [cross-attention prepare dict per layer]}``, leading axis ``batch``.
+        """
+        return {"layers": [b["cross_attn"].prepare(value=encoded["outputs"],
+                                                   value_mask=encoded["mask"])
+                           for b in self.blocks]}
+
+    def initial_state(self, encoded, max_length):
+        """Empty self-attention caches of ``max_length`` positions.
+
+        Args:
+            encoded: The encoder's output dict (gives the batch size).
+            max_length: Cache positions (the longest decode).
+
+        Returns:
+            ``{"index": (batch,), "layers": [{"keys", "values"}: (batch, L, heads, dim/heads)]}``.
+        """
+        batch = ops.shape(encoded["outputs"])[0]
         heads, kd = self.num_heads, self.dim // self.num_heads
         state = {"index": ops.zeros((batch,), "int32"), "layers": []}
-        for b in self.blocks:
+        for _ in self.blocks:
             cache = ops.zeros((batch, int(max_length), heads, kd), self.compute_dtype)
-            state["layers"].append({
-                "keys": cache, "values": cache,
-                "memory": b["cross_attn"].prepare(value=memory["outputs"],
-                                                  value_mask=memory["mask"])})
+            state["layers"].append({"keys": cache, "values": cache})
         return state
 
-    def step(self, token_ids, state, training=False):
-        """One token per sequence; writes its keys/values at ``state["index"]``."""
+    def step(self, token_ids, state, memory, training=False):
+        """One token per sequence; writes its keys/values at ``state["index"]``.
+
+        Args:
+            token_ids: ``(batch,)`` the previous tokens.
+            state: From ``initial_state`` or the previous step.
+            memory: From ``prepare_memory`` (not changed by the step).
+            training: Enables dropout.
+
+        Returns:
+            ``(logits (batch, V) float32, state, weights (batch, S))``: the weights are the
+            last layer's cross-attention averaged over heads.
+        """
         index = state["index"]  # (batch,)
         x = self.embedding(ops.expand_dims(token_ids, 1), positions=ops.expand_dims(index, 1))
         x = x[:, 0, :]  # (batch, dim)
@@ -216,7 +245,7 @@ class TransformerDecoder(_Base):
         visible = ops.less_equal(positions, ops.expand_dims(index, 1))
         here4 = ops.expand_dims(ops.expand_dims(here, -1), -1)  # (batch, L, 1, 1)
         new_layers, weights = [], None
-        for b, layer in zip(self.blocks, state["layers"]):
+        for b, layer, mem in zip(self.blocks, state["layers"], memory["layers"]):
             y = b["norm1"](x)
             new = b["self_attn"].prepare(value=ops.expand_dims(y, 1))  # (batch, 1, H, kd)
             # Mask-blend into the preallocated cache: constant shapes, no scatter.
@@ -226,11 +255,11 @@ class TransformerDecoder(_Base):
             ctx, _, _ = b["self_attn"].step(
                 y, {"keys": keys, "values": values, "mask": visible}, {}, training=training)
             x = x + self.drop(ops.cast(ctx, x.dtype), training=training)
-            ctx, w, _ = b["cross_attn"].step(b["norm2"](x), layer["memory"], {},
+            ctx, w, _ = b["cross_attn"].step(b["norm2"](x), mem, {},
                                               training=training)
             x = x + self.drop(ops.cast(ctx, x.dtype), training=training)
             x = x + self.drop(b["ffn"](b["norm3"](x), training=training), training=training)
-            new_layers.append({"keys": keys, "values": values, "memory": layer["memory"]})
+            new_layers.append({"keys": keys, "values": values})
             weights = w
         logits = self._logits(self.final_norm(x))
         # Last layer's cross-attention, averaged over heads: (batch, S).

@@ -39,10 +39,12 @@ class Translator(keras.Model):
 
     * ``call({"source": (batch, S), "target": (batch, T)})`` -> logits ``(batch, T, V)``:
       teacher forcing, what ``fit`` trains (labels: the target shifted left).
-    * ``encode(source_ids)`` -> memory dict.
-    * ``initial_state(memory, max_length)`` -> decoder state (RNN states, or a fixed-size
-      key/value cache for Transformers).
-    * ``decode_step(token_ids (batch,), state)`` -> ``(logits (batch, V), state,
+    * ``encode(source_ids)`` -> the encoder's output dict (``outputs``, ``mask``...).
+    * ``prepare_memory(encoded)`` -> memory: what every decoder step reads and never changes
+      (the attention's projected keys/values).
+    * ``initial_state(encoded, max_length)`` -> decoder state, what every step changes (RNN
+      states, or a fixed-size key/value cache for Transformers).
+    * ``decode_step(token_ids (batch,), state, memory)`` -> ``(logits (batch, V), state,
       weights (batch, S))``.
     * ``generate(source_ids, strategy)`` -> :class:`zoo.decoding.DecodingResult`;
       ``translate(texts)`` -> strings (needs tokenizers: ``from_preset(..., tokenizer=)``
@@ -146,20 +148,30 @@ class Translator(keras.Model):
         return self.decoder(inputs["target"], memory, training=training)
 
     def encode(self, source_ids, training=False):
-        """Source ids ``(batch, S)`` (0 = padding) -> memory dict."""
+        """Source ids ``(batch, S)`` (0 = padding) -> the encoder's output dict."""
         if not self.built:
             self.build()
         return self.encoder(source_ids, training=training)
 
-    def initial_state(self, memory, max_length=None):
+    def prepare_memory(self, encoded):
+        """The decoder's constant input from ``encode``'s output (projected once per source)."""
+        if not self.built:
+            self.build()
+        return self.decoder.prepare_memory(encoded)
+
+    def initial_state(self, encoded, max_length=None):
         """Decoder state for ``decode_step`` (Transformers: a cache of ``max_length``)."""
         if not self.built:
             self.build()
-        return self.decoder.initial_state(memory, max_length or self.max_target_length)
+        return self.decoder.initial_state(encoded, max_length or self.max_target_length)
 
-    def decode_step(self, token_ids, state, training=False):
-        """One step: ``(logits (batch, V) float32, state, weights (batch, S))``."""
-        return self.decoder.step(token_ids, state, training=training)
+    def decode_step(self, token_ids, state, memory, training=False):
+        """One step: ``(logits (batch, V) float32, state, weights (batch, S))``.
+
+        ``state`` comes from ``initial_state`` or the previous step; ``memory`` from
+        ``prepare_memory`` (the same for every step).
+        """
+        return self.decoder.step(token_ids, state, memory, training=training)
 
     def generate(self, source_ids, strategy="greedy", max_length=None, min_length=0,
                  compiled=True, jit_compile=False, **strategy_kwargs):
@@ -184,11 +196,11 @@ class Translator(keras.Model):
             raise ValueError(f"source_ids must be (batch, S), got shape {tuple(source_ids.shape)}")
 
         def run(ids):
-            memory = self.encode(ids)
-            state = self.initial_state(memory, max_length)
-            return strat(self.decode_step, state, ops.shape(ids)[0], ops.shape(ids)[1],
+            encoded = self.encode(ids)
+            return strat(self.decode_step, self.initial_state(encoded, max_length),
+                         self.prepare_memory(encoded), ops.shape(ids)[0], ops.shape(ids)[1],
                          max_length, bos_id=BOS_ID, eos_id=EOS_ID, pad_id=PAD_ID,
-                         min_length=min_length, memory_mask=memory["mask"])
+                         min_length=min_length, memory_mask=encoded["mask"])
 
         if not compiled or keras.backend.backend() != "tensorflow":
             return run(source_ids)
