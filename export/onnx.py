@@ -93,11 +93,79 @@ def hoist_loop_invariants(graph) -> int:
     return hoisted
 
 
+def _reads(graph) -> set:
+    """Names read by ``graph``'s nodes and outputs, and by its subgraphs (outer scope)."""
+    names = {o.name for o in graph.output}
+    for node in graph.node:
+        names.update(node.input)
+        for g in _subgraphs(node):
+            names |= _reads(g)
+    return names
+
+
+def _prune(graph) -> int:
+    """Removes nodes whose outputs nobody reads, in ``graph`` and its subgraphs."""
+    removed = 0
+    for node in graph.node:
+        for g in _subgraphs(node):
+            removed += _prune(g)
+    while True:
+        reads = _reads(graph)
+        dead = [i for i, n in enumerate(graph.node) if not any(o in reads for o in n.output)]
+        if not dead:
+            return removed
+        for i in reversed(dead):
+            del graph.node[i]
+        removed += len(dead)
+
+
+def fold_selects(graph) -> int:
+    """Rewrites tf2onnx's arithmetic select back into one ``Where``, in ``graph`` and its
+    subgraphs. Returns how many were folded.
+
+    tf2onnx writes ``tf.where(c, x, y)`` as ``Cast(c) * x + y * Cast(Not(c))``: six kernels
+    instead of one (for a decoder step at batch 1 the step's cost is mostly per-kernel
+    overhead), and not even equal to the select when ``x`` or ``y`` is infinite.
+    """
+    import onnx
+
+    folded = 0
+    for node in graph.node:
+        for g in _subgraphs(node):
+            folded += fold_selects(g)
+    producer = {o: n for n in graph.node for o in n.output}
+
+    def made_by(name, op):
+        n = producer.get(name)
+        return n if n is not None and n.op_type == op else None
+
+    for i, add in enumerate(graph.node):
+        if add.op_type != "Add" or len(add.input) != 2:
+            continue
+        m1, m2 = made_by(add.input[0], "Mul"), made_by(add.input[1], "Mul")
+        if m1 is None or m2 is None:
+            continue
+        pos = made_by(m1.input[0], "Cast")
+        neg = made_by(m2.input[1], "Cast")
+        neg_not = made_by(neg.input[0], "Not") if neg is not None else None
+        if pos is None or neg_not is None or neg_not.input[0] != pos.input[0]:
+            continue
+        where = onnx.helper.make_node("Where", [pos.input[0], m1.input[1], m2.input[0]],
+                                      list(add.output), name=add.name)
+        graph.node.remove(add)
+        graph.node.insert(i, where)
+        folded += 1
+    if folded:
+        _prune(graph)
+    return folded
+
+
 def _convert(fn, signature, path, opset):
     import tf2onnx
 
     model_proto, _ = tf2onnx.convert.from_function(fn, input_signature=signature, opset=opset)
     hoist_loop_invariants(model_proto.graph)
+    fold_selects(model_proto.graph)
     with open(path, "wb") as f:
         f.write(model_proto.SerializeToString())
     return [o.name for o in model_proto.graph.output]
