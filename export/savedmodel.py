@@ -6,8 +6,8 @@ Endpoints (all batched, dynamic batch):
 
 * ``translate(text)`` - greedy decoding: ``translation`` (strings), ``tokens``, ``lengths``,
   ``scores`` and ``attention`` ``(batch, max_length, S)``.
-* ``translate_beam(text, length_penalty)`` - beam search with the beam size fixed at export
-  and the GNMT length penalty as an input.
+* ``translate_beam(text, length_penalty, coverage_penalty)`` - beam search with the beam size
+  fixed at export and the GNMT length and coverage penalties as inputs.
 * ``encode(source_ids)`` - the initial decoder state and the memory, flattened to named
   tensors: the state (``"cell__h"``, ``"layers__0__keys"``...: RNN states, or the fixed-size
   key/value cache of ``max_length`` positions for Transformers) changes every step; the
@@ -106,9 +106,11 @@ def export_savedmodel(model, path: str, max_length: Optional[int] = None,
                          input_signature=[text_spec])
     archive.add_endpoint(
         "translate_beam",
-        lambda text, length_penalty: run(text, decoding.BeamSearch(
-            beam_size=beam_size, length_penalty=length_penalty)),
-        input_signature=[text_spec, tf.TensorSpec([], tf.float32, name="length_penalty")])
+        lambda text, length_penalty, coverage_penalty: run(text, decoding.BeamSearch(
+            beam_size=beam_size, length_penalty=length_penalty,
+            coverage_penalty=coverage_penalty)),
+        input_signature=[text_spec, tf.TensorSpec([], tf.float32, name="length_penalty"),
+                         tf.TensorSpec([], tf.float32, name="coverage_penalty")])
     archive.add_endpoint("tokenize", source_ids, input_signature=[text_spec])
     archive.add_endpoint("encode", encode, input_signature=[
         tf.TensorSpec([None, None], tf.int32, name="source_ids")])
@@ -129,7 +131,8 @@ def export_savedmodel(model, path: str, max_length: Optional[int] = None,
                           "outputs": ["translation", "tokens", "lengths", "scores",
                                       "attention"], "decoding": "greedy"},
             "translate_beam": {"inputs": {"text": "string (batch,)",
-                                          "length_penalty": "float32 scalar"},
+                                          "length_penalty": "float32 scalar",
+                                          "coverage_penalty": "float32 scalar"},
                                "outputs": ["translation", "tokens", "lengths", "scores",
                                            "attention"], "decoding": f"beam {beam_size}"},
             "encode": {"inputs": {"source_ids": "int32 (batch, S)"},

@@ -32,6 +32,34 @@ print(json.dumps({"greedy": t.translate(texts), "beam": t.translate(texts, beam=
 """
 
 
+def _check_loops(path, n_state):
+    """The decoding Loop carries only what changes per step: no weight, no memory."""
+    import onnx
+
+    from zoo.export.onnx import fold_selects
+
+    model = onnx.load(path)
+    loops = []
+
+    def walk(graph):
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    walk(attr.g)
+            if node.op_type == "Loop":
+                loops.append(node)
+    walk(model.graph)
+    for loop in loops:
+        body = next(a.g for a in loop.attribute if a.name == "body")
+        through = [i.name for i, o in zip(body.input[2:], body.output[1:]) if i.name == o.name]
+        assert not through, f"{loop.name} carries values it does not change: {through}"
+    # Greedy carries step, previous token, the state, tokens, scores, lengths, finished,
+    # attention - and nothing else.
+    decode = loops[-1]
+    assert len(decode.input) - 2 == 7 + n_state
+    assert fold_selects(model.graph) == 0  # tf2onnx's arithmetic selects were folded
+
+
 @pytest.fixture(scope="module")
 def tok():
     pairs = anki_spa_eng_pairs(limit=400)
@@ -47,6 +75,7 @@ def test_onnx_matches_keras_without_tensorflow(preset, tok, tmp_path):
     path = str(tmp_path / "onnx")
     manifest = export_onnx(model, path, beam_size=3, length_penalty=0.6)
     assert set(manifest["files"]) == {"encoder", "decoder_step", "greedy", "beam", "tokenizer"}
+    _check_loops(os.path.join(path, "greedy.onnx"), n_state=len(manifest["state"]))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     run = subprocess.run([sys.executable, "-c", RUN, path, json.dumps(TEXTS)],
                          capture_output=True, text=True, env=env, timeout=300)

@@ -25,7 +25,9 @@ import tensorflow_text  # noqa: F401  (registers the SentencePiece op)
 sm = tf.saved_model.load(sys.argv[1])
 texts = tf.constant(json.loads(sys.argv[2]))
 g = sm.translate(texts)
-b = sm.translate_beam(texts, tf.constant(0.6))
+b = sm.translate_beam(texts, tf.constant(0.6), tf.constant(0.0))
+bc = sm.translate_beam(texts, length_penalty=tf.constant(0.0),
+                       coverage_penalty=tf.constant(2.0))
 ids = sm.tokenize(texts)
 state = sm.encode(ids)  # the state and the memory ("memory__...")
 tok = tf.fill([len(json.loads(sys.argv[2]))], 2)
@@ -37,6 +39,7 @@ for _ in range(g["tokens"].shape[1]):
     steps.append(tok.numpy().tolist())
 print(json.dumps({"greedy": [s.decode() for s in g["translation"].numpy()],
                   "beam": [s.decode() for s in b["translation"].numpy()],
+                  "beam_coverage": [s.decode() for s in bc["translation"].numpy()],
                   "tokens": g["tokens"].numpy().tolist(),
                   "lengths": g["lengths"].numpy().tolist(),
                   "stepped": np.array(steps).T.tolist(),
@@ -77,6 +80,8 @@ def test_savedmodel_matches_keras_in_a_fresh_process(preset, tok, tmp_path):
     assert out["greedy"] == model.translate(TEXTS, max_length=12)
     assert out["beam"] == model.translate(TEXTS, max_length=12, strategy="beam", beam_size=3,
                                           length_penalty=0.6)
+    assert out["beam_coverage"] == model.translate(TEXTS, max_length=12, strategy="beam",
+                                                   beam_size=3, coverage_penalty=2.0)
     # encode gives the state and the memory; decode_step returns only the state.
     memory = [k for k in out["encoded"] if k.startswith("memory__")]
     assert memory and len(memory) < len(out["encoded"])
