@@ -7,7 +7,9 @@ Three graphs plus the tokenizer, in one directory:
 * ``decoder_step.onnx``: ``token_ids (batch,)`` + state + memory -> ``logits``, ``attention``
   and the next state (``next__<name>``); the memory is an input only, never copied out.
 * ``greedy.onnx`` and ``beam.onnx``: ``source_ids`` -> ``tokens (batch, max_length)``,
-  ``lengths``, ``scores``, ``attention`` - the whole decoding loop inside the graph.
+  ``lengths``, ``scores``, ``attention`` - the whole decoding loop inside the graph. The beam
+  size is fixed at export; ``beam.onnx`` also takes ``length_penalty`` and
+  ``coverage_penalty`` (float scalars, GNMT alpha and beta).
 * ``tokenizer.model``: the SentencePiece model; ``zoo.serving`` tokenizes host-side with the
   ``sentencepiece`` package and gets exactly the ids tensorflow-text gives (same file).
 
@@ -172,7 +174,8 @@ def _convert(fn, signature, path, opset):
 
 
 def export_onnx(model, path: str, max_length: Optional[int] = None, beam_size: int = 4,
-                length_penalty: float = 0.6, opset: int = OPSET) -> dict:
+                length_penalty: float = 0.6, coverage_penalty: float = 0.0,
+                opset: int = OPSET) -> dict:
     """Writes the ONNX graphs of a translator and its tokenizer.
 
     Args:
@@ -180,7 +183,9 @@ def export_onnx(model, path: str, max_length: Optional[int] = None, beam_size: i
         path: Output directory (``manifest.json`` is written inside).
         max_length: Maximum generated tokens (default: the model's ``max_target_length``).
         beam_size: Beam size of ``beam.onnx``.
-        length_penalty: GNMT length penalty of ``beam.onnx``.
+        length_penalty: Default GNMT length penalty for ``beam.onnx`` (in the manifest;
+            ``zoo.serving.OnnxTranslator`` feeds it unless told otherwise).
+        coverage_penalty: Default GNMT coverage penalty, likewise.
         opset: ONNX opset.
 
     Returns:
@@ -214,8 +219,9 @@ def export_onnx(model, path: str, max_length: Optional[int] = None, beam_size: i
         return named(layout.step(model, token_ids, dict(zip(names, inputs)),
                                  next_prefix="next__"))
 
-    def loop(strategy):
-        def run(source_ids):
+    def loop(make_strategy):
+        def run(source_ids, *options):
+            strategy = make_strategy(*options)
             encoded = model.encode(source_ids)
             res = strategy(model.decode_step, model.initial_state(encoded, max_length),
                            model.prepare_memory(encoded), tf.shape(source_ids)[0],
@@ -236,18 +242,21 @@ def export_onnx(model, path: str, max_length: Optional[int] = None, beam_size: i
         [tf.TensorSpec([None], tf.int32, name="token_ids")]
         + [layout.specs[n] for n in names],
         os.path.join(path, "decoder_step.onnx"), opset)
-    graphs["greedy"] = _convert(tf.function(loop(decoding.Greedy())), [src_spec],
+    graphs["greedy"] = _convert(tf.function(loop(decoding.Greedy)), [src_spec],
                                 os.path.join(path, "greedy.onnx"), opset)
     graphs["beam"] = _convert(
-        tf.function(loop(decoding.BeamSearch(beam_size=beam_size,
-                                             length_penalty=length_penalty))),
-        [src_spec], os.path.join(path, "beam.onnx"), opset)
+        tf.function(loop(lambda lp, cp: decoding.BeamSearch(
+            beam_size=beam_size, length_penalty=lp, coverage_penalty=cp))),
+        [src_spec, tf.TensorSpec([], tf.float32, name="length_penalty"),
+         tf.TensorSpec([], tf.float32, name="coverage_penalty")],
+        os.path.join(path, "beam.onnx"), opset)
     model.source_tokenizer.save(os.path.join(path, "tokenizer.model"))
     manifest = {
         "format": "onnx", "opset": opset, "model": type(model).__name__,
         "preset": model.preset, "zoo_version": __import__("zoo").__version__,
         "tensorflow": tf.__version__, "max_length": max_length, "beam_size": beam_size,
-        "length_penalty": length_penalty, "quantization": None,
+        "length_penalty": float(length_penalty), "coverage_penalty": float(coverage_penalty),
+        "quantization": None,
         "files": {"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx",
                   "greedy": "greedy.onnx", "beam": "beam.onnx",
                   "tokenizer": "tokenizer.model"},

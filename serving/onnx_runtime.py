@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-from typing import List, Sequence
+from typing import List, Optional, Sequence
+
+import numpy as np
 
 from zoo.serving.tokenizer import HostTokenizer
 
@@ -43,14 +45,36 @@ class OnnxTranslator:
         sess = self._sessions[key]
         return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
 
-    def generate(self, source_ids, beam: bool = False) -> dict:
-        """Ids ``(batch, S)`` -> ``tokens``, ``lengths``, ``scores``, ``attention``."""
-        return self._run("beam" if beam else "greedy", {"source_ids": source_ids})
+    def generate(self, source_ids, beam: bool = False, length_penalty: Optional[float] = None,
+                 coverage_penalty: Optional[float] = None) -> dict:
+        """Ids ``(batch, S)`` -> ``tokens``, ``lengths``, ``scores``, ``attention``.
 
-    def translate(self, texts: Sequence[str], beam: bool = False) -> List[str]:
-        """Strings -> strings (greedy, or the beam search fixed at export)."""
+        Args:
+            source_ids: ``(batch, S)`` int32, 0-padded, eos included.
+            beam: Beam search (of the size fixed at export) instead of greedy.
+            length_penalty: GNMT alpha for beam search (default: the export's).
+            coverage_penalty: GNMT beta for beam search (default: the export's).
+        """
+        if not beam:
+            if length_penalty is not None or coverage_penalty is not None:
+                raise ValueError("length_penalty and coverage_penalty apply to beam=True")
+            return self._run("greedy", {"source_ids": source_ids})
+        feeds = {"source_ids": source_ids}
+        for name, value in (("length_penalty", length_penalty),
+                            ("coverage_penalty", coverage_penalty)):
+            value = self.manifest.get(name, 0.0) if value is None else value
+            if not value >= 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
+            feeds[name] = np.asarray(value, np.float32)
+        return self._run("beam", feeds)
+
+    def translate(self, texts: Sequence[str], beam: bool = False,
+                  length_penalty: Optional[float] = None,
+                  coverage_penalty: Optional[float] = None) -> List[str]:
+        """Strings -> strings (greedy, or beam search; options as in ``generate``)."""
         ids = self.tokenizer.encode(texts)
-        return self.tokenizer.decode(self.generate(ids, beam)["tokens"])
+        return self.tokenizer.decode(
+            self.generate(ids, beam, length_penalty, coverage_penalty)["tokens"])
 
     def encode(self, source_ids) -> dict:
         """The initial decoder state and the memory (``memory__...``), named as in the

@@ -26,9 +26,17 @@ texts = json.loads(sys.argv[2])
 ids = t.tokenizer.encode(texts)
 state = t.encode(ids)
 step = t.decode_step(np.full([len(texts)], 2, np.int32), state)
+errors = []
+for kw in ({"length_penalty": 1.0}, {"beam": True, "coverage_penalty": -1.0}):
+    try:
+        t.translate(texts, **kw)
+    except ValueError as e:
+        errors.append(str(e))
 print(json.dumps({"greedy": t.translate(texts), "beam": t.translate(texts, beam=True),
+                  "beam_coverage": t.translate(texts, beam=True, length_penalty=0.0,
+                                               coverage_penalty=2.0),
                   "ids": ids.tolist(), "first_logits": step["logits"].tolist(),
-                  "tensorflow_imported": "tensorflow" in sys.modules}))
+                  "errors": errors, "tensorflow_imported": "tensorflow" in sys.modules}))
 """
 
 
@@ -82,6 +90,8 @@ def test_onnx_matches_keras_without_tensorflow(preset, tok, tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     out = json.loads(run.stdout.strip().splitlines()[-1])
     assert out["tensorflow_imported"] is False
+    assert out["errors"] == ["length_penalty and coverage_penalty apply to beam=True",
+                             "coverage_penalty must be >= 0, got -1.0"]
     # host-side ids == tf-text ids
     from zoo.data import encode_sources
 
@@ -90,6 +100,8 @@ def test_onnx_matches_keras_without_tensorflow(preset, tok, tmp_path):
     assert out["greedy"] == model.translate(TEXTS, max_length=12)
     assert out["beam"] == model.translate(TEXTS, max_length=12, strategy="beam", beam_size=3,
                                           length_penalty=0.6)
+    assert out["beam_coverage"] == model.translate(TEXTS, max_length=12, strategy="beam",
+                                                   beam_size=3, coverage_penalty=2.0)
     encoded = model.encode(src)
     logits, _, _ = model.decode_step(np.full([len(TEXTS)], 2, np.int32),
                                      model.initial_state(encoded, 12),
