@@ -66,23 +66,24 @@ class DecoderLayout:
                  source_length: Optional[int] = None):
         import tensorflow as tf
 
+        self.model, self.max_length = model, max_length
         encoded = model.encode(tf.ones([batch_size or 1, source_length or _PROBE], tf.int32))
         self.state = _Nest(model.initial_state(encoded, max_length), "", batch_size,
                            source_length)
         self.memory = _Nest(model.prepare_memory(encoded), MEMORY_PREFIX, batch_size,
                             source_length)
 
-    def encode(self, model, source_ids, max_length) -> dict:
+    def encode(self, source_ids) -> dict:
         """Source ids -> the flat initial state and memory, one dict."""
-        encoded = model.encode(source_ids)
-        return {**self.state.flat(model.initial_state(encoded, max_length)),
-                **self.memory.flat(model.prepare_memory(encoded))}
+        encoded = self.model.encode(source_ids)
+        return {**self.state.flat(self.model.initial_state(encoded, self.max_length)),
+                **self.memory.flat(self.model.prepare_memory(encoded))}
 
-    def step(self, model, token_ids, flat: dict, next_prefix: str = "") -> dict:
+    def step(self, token_ids, flat: dict, next_prefix: str = "") -> dict:
         """One ``decode_step`` on flat inputs -> ``logits``, ``attention`` and the next state
         (names prefixed ``next_prefix``)."""
-        logits, state, weights = model.decode_step(token_ids, self.state.nest(flat),
-                                                   self.memory.nest(flat))
+        logits, state, weights = self.model.decode_step(token_ids, self.state.nest(flat),
+                                                        self.memory.nest(flat))
         return {"logits": logits, "attention": weights,
                 **self.state.flat(state, prefix=next_prefix)}
 
@@ -93,3 +94,9 @@ class DecoderLayout:
 
     def manifest(self) -> dict:
         return {"state": self.state.manifest(), "memory": self.memory.manifest()}
+
+
+def split_encoded(encoded: dict, manifest: dict):
+    """An export's ``encode`` outputs -> ``(state, memory)`` dicts, by the manifest's names."""
+    return ({s["name"]: encoded[s["name"]] for s in manifest["state"]},
+            {s["name"]: encoded[s["name"]] for s in manifest["memory"]})

@@ -64,10 +64,10 @@ def export_litert(model, path: str, batch_size: int = 1, max_source_length: int 
     src_spec = tf.TensorSpec([b, s], tf.int32, name="source_ids")
 
     def encode(source_ids):
-        return layout.encode(model, source_ids, max_length)
+        return layout.encode(source_ids)
 
     def decode_step(token_ids, state):
-        return layout.step(model, token_ids, state, next_prefix="next__")
+        return layout.step(token_ids, state, next_prefix="next__")
 
     def greedy(source_ids):
         encoded = model.encode(source_ids)

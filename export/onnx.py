@@ -141,7 +141,7 @@ def fold_selects(graph) -> int:
         n = producer.get(name)
         return n if n is not None and n.op_type == op else None
 
-    for i, add in enumerate(graph.node):
+    for add in graph.node:
         if add.op_type != "Add" or len(add.input) != 2:
             continue
         m1, m2 = made_by(add.input[0], "Mul"), made_by(add.input[1], "Mul")
@@ -152,10 +152,9 @@ def fold_selects(graph) -> int:
         neg_not = made_by(neg.input[0], "Not") if neg is not None else None
         if pos is None or neg_not is None or neg_not.input[0] != pos.input[0]:
             continue
-        where = onnx.helper.make_node("Where", [pos.input[0], m1.input[1], m2.input[0]],
-                                      list(add.output), name=add.name)
-        graph.node.remove(add)
-        graph.node.insert(i, where)
+        # In place, so the node order stays topological; the casts and muls are pruned below.
+        add.CopyFrom(onnx.helper.make_node("Where", [pos.input[0], m1.input[1], m2.input[0]],
+                                           list(add.output), name=add.name))
         folded += 1
     if folded:
         _prune(graph)
@@ -213,10 +212,10 @@ def export_onnx(model, path: str, max_length: Optional[int] = None, beam_size: i
         return {n: tf.identity(v, name=n) for n, v in flat.items()}
 
     def encoder(source_ids):
-        return named(layout.encode(model, source_ids, max_length))
+        return named(layout.encode(source_ids))
 
     def decoder_step(token_ids, *inputs):
-        return named(layout.step(model, token_ids, dict(zip(names, inputs)),
+        return named(layout.step(token_ids, dict(zip(names, inputs)),
                                  next_prefix="next__"))
 
     def loop(make_strategy):

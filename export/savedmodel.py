@@ -91,11 +91,11 @@ def export_savedmodel(model, path: str, max_length: Optional[int] = None,
     layout = DecoderLayout(model, max_length)
 
     def encode(source_ids):
-        return layout.encode(model, source_ids, max_length)
+        return layout.encode(source_ids)
 
     def decode_step(token_ids, state):
         # Signature outputs must be one flat dict (state names cannot clash with these two).
-        return layout.step(model, token_ids, state)
+        return layout.step(token_ids, state)
 
     text_spec = tf.TensorSpec([None], tf.string, name="text")
     archive = keras.export.ExportArchive()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+from zoo.export._state import split_encoded
+
 
 def verify_savedmodel(model, path: str, texts: Sequence[str],
                       references: Optional[Sequence[str]] = None) -> dict:
@@ -139,13 +141,13 @@ def verify(model, path: str, texts: Sequence[str], references: Optional[Sequence
         names = [s["name"] for s in manifest["state"]]
 
         def run_onnx(i):
-            encoded = ox.encode(src[i:i + 1, : int((src[i] != 0).sum())])
-            memory = {s["name"]: encoded[s["name"]] for s in manifest["memory"]}
+            state, memory = split_encoded(ox.encode(src[i:i + 1, : int((src[i] != 0).sum())]),
+                                          manifest)
 
             def step(tok, st):
                 r = ox.decode_step(tok, {**st, **memory})
                 return r["logits"], {n: r[f"next__{n}"] for n in names}
-            return {n: encoded[n] for n in names}, step
+            return state, step
         artifacts["onnx"] = (ox.translate(texts), run_onnx)
     elif fmt == "litert":
         from ai_edge_litert.interpreter import Interpreter
@@ -172,13 +174,12 @@ def verify(model, path: str, texts: Sequence[str], references: Optional[Sequence
                     for t in texts]
 
             def run_lite(i, enc=enc, dec=dec, names=names):
-                encoded = enc(source_ids=padded(src[i:i + 1]))
-                memory = {s["name"]: encoded[s["name"]] for s in manifest["memory"]}
+                state, memory = split_encoded(enc(source_ids=padded(src[i:i + 1])), manifest)
 
                 def step(tok, st):
                     r = dec(token_ids=tok, **st, **memory)
                     return r["logits"], {n: r[f"next__{n}"] for n in names}
-                return {n: encoded[n] for n in names}, step
+                return state, step
             artifacts[f"litert {q}"] = (outs, run_lite)
     else:
         raise ValueError(f"{path}: unknown export format {fmt!r}")

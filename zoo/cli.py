@@ -334,7 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="litert: sources are padded to this many ids")
     x.add_argument("--out", required=True, help="output directory")
     x.add_argument("--max-length", type=int, default=None, help="maximum output tokens")
-    x.add_argument("--beam-size", type=int, default=4, help="beam size of the exported beam search (savedmodel, onnx)")
+    x.add_argument("--beam-size", type=int, default=4,
+                   help="beam size of the exported beam search (savedmodel, onnx)")
     x.add_argument("--verify", default=None, metavar="FILE",
                    help="sentences (one per line) to check parity with Keras on; the figures "
                         "go into manifest.json")

@@ -1,10 +1,10 @@
-"""Greedy, beam search and sampling over ``step_fn(tokens, state, memory) -> (logits, state, weights)``.
+"""Greedy, beam search and sampling over a step function.
 
-``state`` changes every step and is reordered by beam search; ``memory`` (the encoder's
-projected output) is constant: a strategy repeats it once per hypothesis before the loop and
-never reorders it (the hypotheses of one sentence share it), and compiled loops see it as a
-loop invariant rather than as loop-carried state (ONNX ``Loop`` copies loop-carried tensors
-every iteration).
+``step_fn(tokens, state, memory) -> (logits, state, weights)``: ``state`` changes every step and
+is reordered by beam search; ``memory`` (the encoder's projected output) is constant: a strategy
+repeats it once per hypothesis before the loop and never reorders it (the hypotheses of one
+sentence share it), and compiled loops see it as a loop invariant rather than as loop-carried
+state (ONNX ``Loop`` copies loop-carried tensors every iteration).
 """
 
 from __future__ import annotations

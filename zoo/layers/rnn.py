@@ -164,10 +164,10 @@ class RNNDecoder(keras.layers.Layer):
     def _feeds(self):
         return self.attention_position == "after" and self.input_feeding
 
-    def build(self, target_ids_shape=None, memory_shape=None):
+    def build(self, target_ids_shape=None, encoded_shape=None):
         """Creates the weights for the memory dict's shapes (``outputs``, ``final``)."""
-        memory_dim = memory_shape["outputs"][-1]
-        final_dim = memory_shape["final"][-1] if "final" in memory_shape else memory_dim
+        memory_dim = encoded_shape["outputs"][-1]
+        final_dim = encoded_shape["final"][-1] if "final" in encoded_shape else memory_dim
         self.embedding.build()
         if not self.attention.built:  # a deserialized attention arrives built
             self.attention.build((None, None, self.units), (None, None, memory_dim))
@@ -276,25 +276,25 @@ class RNNDecoder(keras.layers.Layer):
         features, weights, state = self._step_core(emb, state, memory, training)
         return self._logits(features, training), state, weights
 
-    def call(self, target_ids, memory, training=None):
+    def call(self, target_ids, encoded, training=None):
         """Teacher forcing: a scan of ``_step_core`` over the target, then one output layer."""
         emb = self.drop(self.embedding(target_ids), training=training)  # (batch, T, E)
-        state = self.initial_state(memory)
-        prepared = self.prepare_memory(memory)
+        state = self.initial_state(encoded)
+        memory = self.prepare_memory(encoded)
 
         compute = self.compute_dtype
 
         def body(carry, emb_t):
             s, _, _ = carry
             s = _cast_floats(s, compute)
-            feats, w, s2 = self._step_core(emb_t, s, prepared, training)
+            feats, w, s2 = self._step_core(emb_t, s, memory, training)
             # The scan carries float32 whatever the compute dtype: TF's scan gradient fails
             # on float16 tensor lists under mixed precision.
             out = (_cast_floats(s2, "float32"), ops.cast(feats, "float32"),
                    ops.cast(w, "float32"))
             return out, out  # keras.ops.scan on TF: outputs mirror the carry
 
-        batch, src_len = ops.shape(target_ids)[0], ops.shape(memory["outputs"])[1]
+        batch, src_len = ops.shape(target_ids)[0], ops.shape(encoded["outputs"])[1]
         feat_dim = self.units if self.attention_position == "after" else (
             self.output_layer.kernel.shape[0])
         init = (_cast_floats(state, "float32"), ops.zeros((batch, feat_dim), "float32"),

@@ -156,8 +156,8 @@ class TransformerDecoder(_Base):
         self.output_layer = None if self.tie_embeddings else keras.layers.Dense(
             self.vocab_size, dtype=self.dtype_policy, name="logits")
 
-    def build(self, target_ids_shape=None, memory_shape=None):
-        memory_dim = memory_shape["outputs"][-1]
+    def build(self, target_ids_shape=None, encoded_shape=None):
+        memory_dim = encoded_shape["outputs"][-1]
         self.embedding.build()
         d = self.dim
         for b in self.blocks:
@@ -177,9 +177,9 @@ class TransformerDecoder(_Base):
         return ops.cast(ops.matmul(x, ops.transpose(ops.cast(self.embedding.embeddings,
                                                             x.dtype))), "float32")
 
-    def call(self, target_ids, memory, training=None):
+    def call(self, target_ids, encoded, training=None):
         mask = ops.not_equal(target_ids, 0)
-        mem, mem_mask = memory["outputs"], memory["mask"]
+        mem, mem_mask = encoded["outputs"], encoded["mask"]
         x = self.drop(self.embedding(target_ids), training=training)
         for b in self.blocks:
             y = b["norm1"](x)
