@@ -95,7 +95,7 @@ def test_save_load_directory_same_outputs(preset, tmp_path, tok, batch):
     out_before = model.translate(texts, max_length=8)
     model.save(str(tmp_path / "m"))
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
-        "model.keras", "source.model", "translator.json"]
+        "model.keras", "source.model", "zoo.json"]
     loaded = Translator.load(str(tmp_path / "m"))
     np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x, training=False)), before,
                                atol=1e-6)
@@ -121,10 +121,10 @@ def test_load_errors_name_the_problem(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such model directory"):
         Translator.load(str(tmp_path / "missing"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="no translator.json"):
+    with pytest.raises(FileNotFoundError, match="no zoo.json"):
         Translator.load(str(tmp_path / "empty"))
-    (tmp_path / "empty" / "translator.json").write_text("{oops")
-    with pytest.raises(ValueError, match=r"translator.json:1: invalid JSON"):
+    (tmp_path / "empty" / "zoo.json").write_text("{oops")
+    with pytest.raises(ValueError, match=r"zoo.json:1: invalid JSON"):
         Translator.load(str(tmp_path / "empty"))
 
 
@@ -134,7 +134,7 @@ def test_bad_arguments_name_the_problem(tok):
     with pytest.raises(ValueError, match="has no option 'unitz'"):
         Translator.from_preset("rnn_tiny", tokenizer=tok, unitz=3)
     model = Translator.from_preset("rnn_tiny", tokenizer=tok, **TINY["rnn_tiny"])
-    with pytest.raises(TypeError, match="list of strings"):
+    with pytest.raises(ValueError, match="list of strings"):
         model.translate("Hola.")
     with pytest.raises(ValueError, match="expects inputs"):
         model([np.ones((1, 3), "int32")])

@@ -253,7 +253,10 @@ class Attention(keras.layers.Layer):
         memory = self._prepare(key, value)
         memory["mask"] = memory_mask
         context, weights = self._attend_sequence(query, memory, mask, query_mask, training)
-        self._after_attend(weights, query_mask, training)
+        if training:
+            loss = self.weights_loss(weights, query_mask)
+            if loss is not None:
+                self.add_loss(loss)
         return context, weights
 
     def _attend_sequence(self, query, memory, mask, query_mask, training):
@@ -335,8 +338,20 @@ class Attention(keras.layers.Layer):
     def _next_state(self, weights, state, query, memory):
         return state
 
-    def _after_attend(self, weights, query_mask, training):
-        """Variant hook run after a full-sequence call (e.g. to add a loss)."""
+    def weights_loss(self, weights, query_mask=None):
+        """Variant hook: a loss on the weights of a whole query sequence, or None.
+
+        Added in training by the full-sequence call and by every zoo decoder's teacher
+        forcing (which steps through ``step`` and collects the weights).
+
+        Args:
+            weights: ``(batch, Tq, Tv)`` (heads averaged for ``multi_head``).
+            query_mask: ``(batch, Tq)`` bool or None; masked queries do not count.
+
+        Returns:
+            A float32 scalar, or None when the variant has no such loss.
+        """
+        return None
 
     # ------------------------------------------------------------------ helpers
     def _label(self):

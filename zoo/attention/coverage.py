@@ -36,7 +36,8 @@ class CoverageAttention(AdditiveScoreMixin, Attention):
     w_c c_{i,j} + b)``. The model sees how much each source position has already been used,
     which reduces repetition and omission (See et al. 2017 on summarisation, Tu et al. 2016 on
     translation). With ``coverage_loss_weight > 0`` the layer adds
-    ``coverage_loss_weight * coverage_loss(weights)`` to the model's losses in training.
+    ``coverage_loss_weight * coverage_loss(weights)`` to the model's losses in training (in a
+    full-sequence call, and in the teacher forcing of any zoo decoder that uses it).
 
     State: ``{"coverage": (batch, Tv)}``, zeros at the start.
 
@@ -89,9 +90,10 @@ class CoverageAttention(AdditiveScoreMixin, Attention):
         cov = state["coverage"]
         return {"coverage": cov + ops.cast(weights[:, 0, :], cov.dtype)}
 
-    def _after_attend(self, weights, query_mask, training):
-        if training and self.coverage_loss_weight > 0:
-            self.add_loss(self.coverage_loss_weight * coverage_loss(weights, query_mask))
+    def weights_loss(self, weights, query_mask=None):
+        if self.coverage_loss_weight <= 0:
+            return None
+        return self.coverage_loss_weight * coverage_loss(weights, query_mask)
 
     def get_config(self):
         return {**super().get_config(), **self._additive_config(),

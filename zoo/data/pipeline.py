@@ -120,10 +120,26 @@ def make_dataset(pairs, source_tokenizer, target_tokenizer=None, batch_size: int
     return ds.map(to_model, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def encode_sources(texts: Sequence[str], tokenizer, max_length: int = 256):
-    """Strings -> padded int32 source ids ``(batch, S)`` with eos, as the model expects."""
+def encode_sources(texts: Sequence[str], tokenizer, max_length: int = 256, warn: bool = True):
+    """Strings -> padded int32 source ids ``(batch, S)`` with eos, as the model expects.
+
+    Args:
+        texts: Source strings.
+        tokenizer: A :class:`SentencePieceTokenizer`.
+        max_length: Ids kept per text, eos included.
+        warn: Warn (``zoo.inputs.InputTruncatedWarning``) when a text is cut.
+
+    Returns:
+        A ``(batch, S)`` int32 tensor, 0-padded.
+    """
     import tensorflow as tf
 
-    ids = tokenizer.tokenize(list(texts))[:, : max_length - 1]
+    ids = tokenizer.tokenize(list(texts))
+    if warn:
+        from zoo.inputs import warn_truncated
+
+        warn_truncated([int(n) + 1 for n in ids.row_lengths().numpy()], max_length,
+                       stacklevel=4)
+    ids = ids[:, : max_length - 1]
     eos = tf.fill([tf.shape(ids)[0], 1], EOS_ID)
     return tf.concat([ids, eos], axis=1).to_tensor(PAD_ID)

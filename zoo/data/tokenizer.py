@@ -36,7 +36,11 @@ class SentencePieceTokenizer:
         self.model = bytes(model)
         self._tf = None
         self._sp = None
-        sp = self.processor
+        try:
+            sp = self.processor
+        except RuntimeError:
+            raise ValueError("not a valid SentencePiece model (the file is corrupt or of "
+                             "another kind)") from None
         specials = (sp.pad_id(), sp.unk_id(), sp.bos_id(), sp.eos_id())
         if specials != (PAD_ID, UNK_ID, BOS_ID, EOS_ID):
             raise ValueError(f"SentencePiece model has special ids (pad, unk, bos, eos) = "
@@ -160,4 +164,8 @@ class SentencePieceTokenizer:
         if not os.path.exists(path):
             raise FileNotFoundError(f"{path}: no such tokenizer model file")
         with open(path, "rb") as f:
-            return cls(f.read())
+            data = f.read()
+        try:
+            return cls(data)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None

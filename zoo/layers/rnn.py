@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 import zoo.attention
+from zoo.layers.base import Decoder, register_network
 from zoo.layers.embedding import TokenEmbedding
 
 
@@ -20,7 +21,7 @@ def _cell(kind, units, dtype, name):
     raise ValueError(f"cell must be 'gru' or 'lstm', got {kind!r}")
 
 
-@keras.saving.register_keras_serializable(package="zoo")
+@register_network
 class RNNEncoder(keras.layers.Layer):
     """Embedding + stacked (bi)directional GRU/LSTM.
 
@@ -100,8 +101,8 @@ class RNNEncoder(keras.layers.Layer):
                 "bidirectional": self.bidirectional, "dropout": self.dropout}
 
 
-@keras.saving.register_keras_serializable(package="zoo")
-class RNNDecoder(keras.layers.Layer):
+@register_network
+class RNNDecoder(Decoder):
     """GRU/LSTM decoder with any zoo attention.
 
     Two wirings (one ``step`` serves teacher forcing and decoding):
@@ -135,8 +136,7 @@ class RNNDecoder(keras.layers.Layer):
         (1, 2, 20)
     """
 
-    # XLA cannot compile the gradient of the teacher-forcing scan over a dynamic length.
-    supports_xla_training = False
+    supports_xla_training = False  # the teacher-forcing scan over a dynamic length
 
     def __init__(self, vocab_size, embedding_dim=256, units=512, attention="additive",
                  attention_position="before", input_feeding=True, cell="gru", dropout=0.0,
@@ -257,31 +257,21 @@ class RNNDecoder(keras.layers.Layer):
             weights = ops.mean(weights, axis=1)  # (batch, S)
         return features, weights, new_state
 
-    def _logits(self, features, training):
+    @property
+    def weights_attention(self):
+        return self.attention
+
+    def _output(self, features, weights, training):
         return ops.cast(self.output_layer(self.drop(features, training=training)), "float32")
 
-    def step(self, token_ids, state, memory, training=False):
-        """One decoding step.
+    def _step_features(self, token_ids, state, memory, training):
+        return self._step_core(self.embedding(token_ids), state, memory, training)
 
-        Args:
-            token_ids: ``(batch,)`` the previous tokens.
-            state: From ``initial_state`` or the previous step.
-            memory: From ``prepare_memory`` (not changed by the step).
-            training: Enables dropout.
-
-        Returns:
-            ``(logits (batch, V) float32, state, weights (batch, S))``.
-        """
-        emb = self.embedding(token_ids)  # (batch, E)
-        features, weights, state = self._step_core(emb, state, memory, training)
-        return self._logits(features, training), state, weights
-
-    def call(self, target_ids, encoded, training=None):
-        """Teacher forcing: a scan of ``_step_core`` over the target, then one output layer."""
+    def _sequence_features(self, target_ids, encoded, training):
+        """Teacher forcing: a scan of ``_step_core`` over the target."""
         emb = self.drop(self.embedding(target_ids), training=training)  # (batch, T, E)
         state = self.initial_state(encoded)
         memory = self.prepare_memory(encoded)
-
         compute = self.compute_dtype
 
         def body(carry, emb_t):
@@ -299,9 +289,9 @@ class RNNDecoder(keras.layers.Layer):
             self.output_layer.kernel.shape[0])
         init = (_cast_floats(state, "float32"), ops.zeros((batch, feat_dim), "float32"),
                 ops.zeros((batch, src_len), "float32"))
-        _, (_, feats, _) = ops.scan(body, init, ops.transpose(emb, (1, 0, 2)))
+        _, (_, feats, weights) = ops.scan(body, init, ops.transpose(emb, (1, 0, 2)))
         feats = ops.cast(ops.transpose(feats, (1, 0, 2)), compute)  # (batch, T, F)
-        return self._logits(feats, training)
+        return feats, ops.transpose(weights, (1, 0, 2))  # (batch, T, S)
 
     def get_config(self):
         return {**super().get_config(), "vocab_size": self.vocab_size,

@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 import zoo.attention
+from zoo.layers.base import Decoder, register_network
 from zoo.layers.embedding import TokenEmbedding
 
 
@@ -63,7 +64,7 @@ class _Base(keras.layers.Layer):
                 "attention_dropout": self.attention_dropout}
 
 
-@keras.saving.register_keras_serializable(package="zoo")
+@register_network
 class TransformerEncoder(_Base):
     """Pre-norm Transformer encoder (Vaswani et al. 2017; Xiong et al. 2020 for pre-norm).
 
@@ -121,8 +122,8 @@ class TransformerEncoder(_Base):
         return {"outputs": self.final_norm(x), "mask": mask}
 
 
-@keras.saving.register_keras_serializable(package="zoo")
-class TransformerDecoder(_Base):
+@register_network
+class TransformerDecoder(_Base, Decoder):
     """Pre-norm Transformer decoder; its step keeps a fixed-size key/value cache.
 
     The cache holds ``max_length`` positions per layer, written in place with a position
@@ -171,26 +172,42 @@ class TransformerDecoder(_Base):
             self.output_layer.build((None, d))
         self.built = True
 
-    def _logits(self, x):
+    @property
+    def weights_attention(self):
+        return self.blocks[-1]["cross_attn"]
+
+    def _output(self, features, weights, training):
+        x = self.final_norm(features)
         if self.output_layer is not None:
             return ops.cast(self.output_layer(x), "float32")
         return ops.cast(ops.matmul(x, ops.transpose(ops.cast(self.embedding.embeddings,
                                                             x.dtype))), "float32")
 
-    def call(self, target_ids, encoded, training=None):
+    def _block(self, b, x, self_attend, cross_attend, training):
+        """One decoder layer, for both paths: ``self_attend(y)`` and ``cross_attend(y) ->
+        (context, weights)`` are the only things teacher forcing and a step do differently."""
+        x = x + self.drop(ops.cast(self_attend(b["norm1"](x)), x.dtype), training=training)
+        ctx, w = cross_attend(b["norm2"](x))
+        x = x + self.drop(ops.cast(ctx, x.dtype), training=training)
+        x = x + self.drop(b["ffn"](b["norm3"](x), training=training), training=training)
+        return x, w
+
+    def _sequence_features(self, target_ids, encoded, training):
         mask = ops.not_equal(target_ids, 0)
         mem, mem_mask = encoded["outputs"], encoded["mask"]
         x = self.drop(self.embedding(target_ids), training=training)
+        weights = None
         for b in self.blocks:
-            y = b["norm1"](x)
-            y = b["self_attn"](query=y, value=y, query_mask=mask, value_mask=mask,
-                               use_causal_mask=True, training=training)
-            x = x + self.drop(y, training=training)
-            y = b["cross_attn"](query=b["norm2"](x), value=mem, query_mask=mask,
-                                value_mask=mem_mask, training=training)
-            x = x + self.drop(y, training=training)
-            x = x + self.drop(b["ffn"](b["norm3"](x), training=training), training=training)
-        return self._logits(self.final_norm(x))
+            x, weights = self._block(
+                b, x,
+                lambda y, b=b: b["self_attn"](query=y, value=y, query_mask=mask,
+                                              value_mask=mask, use_causal_mask=True,
+                                              training=training),
+                lambda y, b=b: b["cross_attn"].attend(query=y, value=mem, query_mask=mask,
+                                                      value_mask=mem_mask, training=training),
+                training)
+        # Last layer's cross-attention averaged over heads: (batch, T, S).
+        return x, ops.mean(weights, axis=1)
 
     def prepare_memory(self, encoded):
         """The constant per-source input of every ``step``: each layer's projected memory.
@@ -223,19 +240,8 @@ class TransformerDecoder(_Base):
             state["layers"].append({"keys": cache, "values": cache})
         return state
 
-    def step(self, token_ids, state, memory, training=False):
-        """One token per sequence; writes its keys/values at ``state["index"]``.
-
-        Args:
-            token_ids: ``(batch,)`` the previous tokens.
-            state: From ``initial_state`` or the previous step.
-            memory: From ``prepare_memory`` (not changed by the step).
-            training: Enables dropout.
-
-        Returns:
-            ``(logits (batch, V) float32, state, weights (batch, S))``: the weights are the
-            last layer's cross-attention averaged over heads.
-        """
+    def _step_features(self, token_ids, state, memory, training):
+        """One token per sequence; writes its keys/values at ``state["index"]``."""
         index = state["index"]  # (batch,)
         x = self.embedding(ops.expand_dims(token_ids, 1), positions=ops.expand_dims(index, 1))
         x = x[:, 0, :]  # (batch, dim)
@@ -246,24 +252,25 @@ class TransformerDecoder(_Base):
         here4 = ops.expand_dims(ops.expand_dims(here, -1), -1)  # (batch, L, 1, 1)
         new_layers, weights = [], None
         for b, layer, mem in zip(self.blocks, state["layers"], memory["layers"]):
-            y = b["norm1"](x)
-            new = b["self_attn"].prepare(value=ops.expand_dims(y, 1))  # (batch, 1, H, kd)
-            # Mask-blend into the preallocated cache: constant shapes, no scatter.
-            keys = ops.where(here4, ops.cast(new["keys"], layer["keys"].dtype), layer["keys"])
-            values = ops.where(here4, ops.cast(new["values"], layer["values"].dtype),
-                               layer["values"])
-            ctx, _, _ = b["self_attn"].step(
-                y, {"keys": keys, "values": values, "mask": visible}, {}, training=training)
-            x = x + self.drop(ops.cast(ctx, x.dtype), training=training)
-            ctx, w, _ = b["cross_attn"].step(b["norm2"](x), mem, {},
-                                              training=training)
-            x = x + self.drop(ops.cast(ctx, x.dtype), training=training)
-            x = x + self.drop(b["ffn"](b["norm3"](x), training=training), training=training)
-            new_layers.append({"keys": keys, "values": values})
-            weights = w
-        logits = self._logits(self.final_norm(x))
+            cache = {}
+
+            def self_attend(y, b=b, layer=layer, cache=cache):
+                new = b["self_attn"].prepare(value=ops.expand_dims(y, 1))  # (batch, 1, H, kd)
+                # Mask-blend into the preallocated cache: constant shapes, no scatter.
+                for k in ("keys", "values"):
+                    cache[k] = ops.where(here4, ops.cast(new[k], layer[k].dtype), layer[k])
+                ctx, _, _ = b["self_attn"].step(y, {**cache, "mask": visible}, {},
+                                                training=training)
+                return ctx
+
+            def cross_attend(y, b=b, mem=mem):
+                ctx, w, _ = b["cross_attn"].step(y, mem, {}, training=training)
+                return ctx, w
+
+            x, weights = self._block(b, x, self_attend, cross_attend, training)
+            new_layers.append(cache)
         # Last layer's cross-attention, averaged over heads: (batch, S).
-        return logits, {"index": index + 1, "layers": new_layers}, ops.mean(weights, axis=1)
+        return x, ops.mean(weights, axis=1), {"index": index + 1, "layers": new_layers}
 
     def get_config(self):
         return {**super().get_config(), "tie_embeddings": self.tie_embeddings}

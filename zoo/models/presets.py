@@ -1,7 +1,9 @@
-"""Prebuilt model presets, as data: ``{name: {"class", "description", "config"}}``.
+"""Prebuilt model presets, as data: ``{name: {"class", "description", "config", "train"}}``.
 
-``config`` holds the encoder and decoder configs without the vocabulary size (it comes from the
-tokenizer). ``Translator.from_preset(name, tokenizer, **overrides)`` builds one.
+``class`` names the task's model class (``zoo.models.REGISTRY``); ``config`` holds the encoder
+and decoder configs without the vocabulary size (it comes from the tokenizer); ``train`` holds
+the training defaults of ``zoo train``. ``Model.from_preset(name, tokenizer, **overrides)``
+builds one; ``register(name, preset)`` adds a preset (a new task adds its own).
 """
 
 import copy
@@ -108,9 +110,31 @@ PRESETS = {
 }
 
 
-def names():
-    """The preset names."""
-    return sorted(PRESETS)
+_TASKS = {"Translator": "translation"}
+
+
+def register(name: str, preset: dict, task: str = None) -> None:
+    """Adds a preset (data: ``class``, ``description``, ``config``, ``train``).
+
+    Args:
+        name: The preset name; must be new.
+        preset: The preset dict.
+        task: Its task name, for ``names(task)`` (default: from the class).
+    """
+    if name in PRESETS:
+        raise ValueError(f"preset {name!r} is already registered")
+    missing = {"class", "description", "config"} - set(preset)
+    if missing:
+        raise ValueError(f"preset {name!r} lacks {sorted(missing)}")
+    PRESETS[name] = copy.deepcopy(preset)
+    if task:
+        _TASKS.setdefault(preset["class"], task)
+
+
+def names(task: str = None):
+    """The preset names, of one task (``"translation"``...) or of all."""
+    return sorted(n for n, p in PRESETS.items()
+                  if task is None or _TASKS.get(p["class"]) == task)
 
 
 def get_preset(name: str) -> dict:

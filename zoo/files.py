@@ -1,0 +1,94 @@
+"""Writing model and export directories so that a crash never leaves a half-written one.
+
+Everything is written into a staging directory beside the destination and renamed into place
+at the end. Replacing an existing directory renames the old one aside first and deletes it
+only after the new one is in place, so at every moment either the old or the new directory is
+complete (a crash between the two renames leaves the old one as ``.NAME.old-*`` beside it).
+
+Pure Python: used by ``zoo.models``, ``zoo.export`` and the CLI.
+
+Example:
+    >>> import os, tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> with staged_directory(os.path.join(root, "out")) as tmp:
+    ...     _ = open(os.path.join(tmp, "zoo.json"), "w").write("{}")
+    >>> os.listdir(os.path.join(root, "out"))
+    ['zoo.json']
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+
+#: A directory holding one of these was written by zoo and may be replaced with overwrite.
+MARKERS = ("zoo.json", "translator.json", "manifest.json")
+
+
+class OutputExistsError(FileExistsError):
+    """The destination exists and may not be replaced."""
+
+
+def check_destination(path: str, overwrite: bool = False, what: str = "output") -> None:
+    """Raises :class:`OutputExistsError` unless ``path`` may be written.
+
+    ``path`` may be written when it does not exist, is an empty directory, or (with
+    ``overwrite``) is a directory that zoo wrote (it holds ``zoo.json`` or ``manifest.json``).
+    A file, or a directory of other things, is never replaced.
+
+    Args:
+        path: The destination directory.
+        overwrite: Replace a directory that zoo wrote.
+        what: The destination's role in messages (``"--out"``).
+    """
+    if not os.path.lexists(path):
+        return
+    if not os.path.isdir(path):
+        raise OutputExistsError(f"{what} {path} exists and is not a directory")
+    entries = os.listdir(path)
+    if not entries:
+        return
+    if not overwrite:
+        raise OutputExistsError(f"{what} {path} is not empty; choose another directory or "
+                                f"pass overwrite (--overwrite) to replace it")
+    if not any(m in entries for m in MARKERS):
+        raise OutputExistsError(f"{what} {path} holds files that zoo did not write (no "
+                                f"zoo.json or manifest.json); refusing to replace it")
+
+
+@contextlib.contextmanager
+def staged_directory(path: str, overwrite: bool = False, what: str = "output"):
+    """Yields a staging directory that becomes ``path`` when the block ends without error.
+
+    Args:
+        path: The destination directory.
+        overwrite: Replace ``path`` if zoo wrote it (see :func:`check_destination`).
+        what: The destination's role in messages.
+
+    Yields:
+        The staging directory to write into (beside ``path``, on the same file system).
+    """
+    path = os.path.abspath(os.fspath(path))
+    check_destination(path, overwrite, what)
+    parent, name = os.path.split(path)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
+    except OSError as err:
+        raise OutputExistsError(f"{what} {path}: cannot create it ({err.strerror})") from None
+    try:
+        yield tmp
+        check_destination(path, overwrite, what)  # nothing appeared there meanwhile
+        if os.path.lexists(path):
+            old = tempfile.mkdtemp(prefix=f".{name}.old-", dir=parent)
+            os.rmdir(old)
+            os.rename(path, old)
+            os.rename(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,505 @@
+"""The task-agnostic sequence-to-sequence model every zoo task is built on.
+
+``Seq2Seq`` owns what encoder-decoder tasks share: networks found through
+``zoo.layers.NETWORKS``, presets (by task), tokenizers, ``generate`` with its compiled cache,
+text in / text out with batching, the input contract (``zoo.inputs``), the compile defaults
+and the save/load format (which records the task). A task subclass sets ``task`` and names its
+text method; see docs/tasks.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import List, Optional, Sequence
+
+import keras
+from keras import ops
+
+import zoo.layers  # noqa: F401  (registers the networks for loading)
+import zoo.training  # noqa: F401  (registers the loss, metric and schedule for loading)
+from zoo import decoding
+from zoo.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from zoo.inputs import InputError, check_decoding, check_positive_int, check_texts
+from zoo.models import presets as _presets
+from zoo.registry import Registry
+
+#: Version of the saved directory layout (``zoo.json``); format 1 was ``translator.json``.
+FORMAT_VERSION = 2
+META_FILE = "zoo.json"
+_LEGACY_META = "translator.json"
+
+
+class ModelFileError(ValueError):
+    """A saved model directory that cannot be read; the message names the file."""
+
+
+def _network(obj, role):
+    if isinstance(obj, keras.layers.Layer):
+        return obj
+    if isinstance(obj, dict) and "class_name" in obj:
+        return zoo.layers.NETWORKS.get(obj)
+    raise ValueError(f"{role} must be a layer or a config dict with 'class_name' (one of "
+                     f"{', '.join(zoo.layers.NETWORKS.names())}), got {type(obj).__name__}")
+
+
+class Seq2Seq(keras.Model):
+    """An encoder network + a decoder network (``zoo.layers``), trained with ``fit``.
+
+    Public endpoints (what decoding, export and serving use):
+
+    * ``call({"source": (batch, S), "target": (batch, T)})`` -> logits ``(batch, T, V)``:
+      teacher forcing, what ``fit`` trains (labels: the target shifted left). Losses on the
+      attention weights (coverage) are added in training.
+    * ``encode(source_ids)`` -> the encoder's output dict (``outputs``, ``mask``...).
+    * ``prepare_memory(encoded)`` -> memory: what every decoder step reads and never changes.
+    * ``initial_state(encoded, max_length)`` -> decoder state, what every step changes.
+    * ``decode_step(token_ids (batch,), state, memory)`` -> ``(logits (batch, V), state,
+      weights (batch, S))``.
+    * ``generate(source_ids, strategy)`` -> :class:`zoo.decoding.DecodingResult`.
+    * ``generate_text(texts, strategy)`` -> strings (needs tokenizers).
+
+    Args:
+        encoder: An encoder network or its config.
+        decoder: A decoder network (a ``zoo.layers.Decoder``) or its config.
+        max_target_length: Default maximum generated length.
+        max_source_length: Source ids kept per text (eos included); longer texts are
+            truncated with a ``zoo.inputs.InputTruncatedWarning``.
+        preset: Name of the preset it was built from (informational).
+        **kwargs: Keras model arguments (``name``, ``dtype``).
+    """
+
+    #: The task name, recorded in saved models and exports ("translation"...).
+    task = None
+
+    def __init__(self, encoder, decoder, max_target_length=128, max_source_length=256,
+                 preset=None, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = _network(encoder, "encoder")
+        self.decoder = _network(decoder, "decoder")
+        if not isinstance(self.decoder, zoo.layers.Decoder):
+            raise TypeError(f"decoder must be a zoo.layers.Decoder, got "
+                            f"{type(self.decoder).__name__}")
+        self.max_target_length = check_positive_int("max_target_length", max_target_length)
+        self.max_source_length = check_positive_int("max_source_length", max_source_length)
+        if self.max_source_length < 2:
+            raise ValueError("max_source_length must leave room for one id and eos (>= 2)")
+        self.preset = preset
+        self.source_tokenizer = None
+        self.target_tokenizer = None
+        self._compiled_generate = {}
+        self._meta = None
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_preset(cls, name, tokenizer=None, target_tokenizer=None, vocab_size=None,
+                    target_vocab_size=None, dtype=None, max_target_length=128,
+                    max_source_length=256, encoder=None, decoder=None, **overrides):
+        """Builds a model from a preset of its task (``zoo.models.presets.names(task)``).
+
+        Args:
+            name: Preset name, e.g. ``"rnn_bahdanau"``, ``"transformer_small"``.
+            tokenizer: Source tokenizer (also the target one unless ``target_tokenizer``);
+                gives the vocabulary sizes and lets the text methods take strings.
+            target_tokenizer: A separate target tokenizer.
+            vocab_size: Source vocabulary size, when no tokenizer is given.
+            target_vocab_size: Target vocabulary size (default: ``vocab_size``).
+            dtype: Keras dtype policy, e.g. ``"mixed_float16"`` (loss scaling is then added
+                by ``compile``).
+            max_target_length: Default maximum generated length.
+            max_source_length: Source ids kept per text (eos included).
+            encoder: Overrides for the encoder config only, e.g. ``{"units": 128}``.
+            decoder: Overrides for the decoder config only.
+            **overrides: Values for keys of the encoder/decoder configs (applied to every
+                network that has the key), e.g. ``attention="coverage"``, ``dropout=0.2``.
+
+        Returns:
+            An unbuilt model (weights are created on first call or ``build``).
+        """
+        preset = _presets.get_preset(name)
+        preset_cls = REGISTRY.get_class(preset["class"])
+        if not issubclass(preset_cls, cls):
+            raise ValueError(f"preset {name!r} builds a {preset_cls.__name__}, not a "
+                             f"{cls.__name__}; presets of this task: "
+                             f"{', '.join(_presets.names(cls.task))}")
+        target_tokenizer = target_tokenizer or tokenizer
+        src_v = tokenizer.vocab_size if tokenizer is not None else vocab_size
+        tgt_v = target_tokenizer.vocab_size if target_tokenizer is not None else (
+            target_vocab_size or vocab_size)
+        if src_v is None or tgt_v is None:
+            raise ValueError("from_preset needs a tokenizer or vocab_size")
+        enc, dec = preset["config"]["encoder"], preset["config"]["decoder"]
+        known = set(enc["config"]) | set(dec["config"])
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"preset {name!r} has no option {unknown[0]!r}; options: "
+                             f"{', '.join(sorted(known))}")
+        for k, v in overrides.items():
+            for net in (enc, dec):
+                if k in net["config"]:
+                    net["config"][k] = v
+        for role, net, own in (("encoder", enc, encoder), ("decoder", dec, decoder)):
+            for k, v in (own or {}).items():
+                if k not in net["config"]:
+                    raise ValueError(f"preset {name!r} {role} has no option {k!r}; options: "
+                                     f"{', '.join(sorted(net['config']))}")
+                net["config"][k] = v
+        enc["config"]["vocab_size"], dec["config"]["vocab_size"] = int(src_v), int(tgt_v)
+        if dtype is not None:
+            enc["config"]["dtype"] = dec["config"]["dtype"] = dtype
+        model = preset_cls(encoder=enc, decoder=dec, max_target_length=max_target_length,
+                           max_source_length=max_source_length, preset=name, dtype=dtype)
+        model.source_tokenizer, model.target_tokenizer = tokenizer, target_tokenizer
+        return model
+
+    def build(self, input_shape=None):
+        self.encoder.build((None, None))
+        dim = self.encoder.output_dim
+        self.decoder.build((None, None), {"outputs": (None, None, dim), "mask": (None, None),
+                                          "final": (None, dim)})
+        self.built = True
+
+    # ------------------------------------------------------------------ endpoints
+    def call(self, inputs, training=None):
+        if not isinstance(inputs, dict) or not {"source", "target"} <= set(inputs):
+            got = sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__
+            raise ValueError(f"{type(self).__name__} expects inputs {{'source': ids "
+                             f"(batch, S), 'target': ids (batch, T)}}; got {got}")
+        encoded = self.encoder(inputs["source"], training=training)
+        return self.decoder(inputs["target"], encoded, training=training)
+
+    def forward(self, source_ids, target_ids, training=False):
+        """Teacher forcing with the attention weights: ``{"logits", "attention"}``."""
+        if not self.built:
+            self.build()
+        encoded = self.encoder(source_ids, training=training)
+        return self.decoder.forward(target_ids, encoded, training=training)
+
+    def encode(self, source_ids, training=False):
+        """Source ids ``(batch, S)`` (0 = padding) -> the encoder's output dict."""
+        if not self.built:
+            self.build()
+        return self.encoder(source_ids, training=training)
+
+    def prepare_memory(self, encoded):
+        """The decoder's constant input from ``encode``'s output (projected once per source)."""
+        if not self.built:
+            self.build()
+        return self.decoder.prepare_memory(encoded)
+
+    def initial_state(self, encoded, max_length=None):
+        """Decoder state for ``decode_step`` (Transformers: a cache of ``max_length``)."""
+        if not self.built:
+            self.build()
+        return self.decoder.initial_state(encoded, max_length or self.max_target_length)
+
+    def decode_step(self, token_ids, state, memory, training=False):
+        """One step: ``(logits (batch, V) float32, state, weights (batch, S))``."""
+        return self.decoder.step(token_ids, state, memory, training=training)
+
+    def decode(self, source_ids, strategy, max_length, min_length=0):
+        """The decoding graph, written once: encode -> memory and state -> ``strategy``.
+
+        Every caller (``generate``, each exporter) builds its loop here.
+
+        Args:
+            source_ids: ``(batch, S)`` int32 tensor.
+            strategy: A ``zoo.decoding.Strategy`` instance.
+            max_length: Maximum generated tokens (a Python int).
+            min_length: Minimum tokens before eos.
+
+        Returns:
+            :class:`zoo.decoding.DecodingResult`.
+        """
+        encoded = self.encode(source_ids)
+        shape = ops.shape(source_ids)
+        return strategy(self.decode_step, self.initial_state(encoded, max_length),
+                        self.prepare_memory(encoded), shape[0], shape[1], max_length,
+                        bos_id=BOS_ID, eos_id=EOS_ID, pad_id=PAD_ID, min_length=min_length,
+                        memory_mask=encoded["mask"])
+
+    def generate(self, source_ids, strategy="greedy", max_length=None, min_length=0,
+                 compiled=True, jit_compile=False, **strategy_kwargs):
+        """Decodes source ids with any ``zoo.decoding`` strategy.
+
+        Args:
+            source_ids: ``(batch, S)`` int ids with eos, 0-padded.
+            strategy: ``"greedy"``, ``"beam"``, ``"sampling"``, a config or a Strategy.
+            max_length: Maximum target tokens (default ``max_target_length``).
+            min_length: Minimum target tokens before eos.
+            compiled: Run the whole loop as one ``tf.function`` graph (cached per settings).
+            jit_compile: Compile that graph with XLA.
+            **strategy_kwargs: For a strategy name: ``beam_size``, ``length_penalty``...
+
+        Returns:
+            :class:`zoo.decoding.DecodingResult`.
+        """
+        if isinstance(strategy, str):
+            strategy_kwargs = check_decoding(strategy, strategy_kwargs)
+        strat = decoding.get(strategy, **strategy_kwargs)
+        max_length = check_positive_int("max_length", max_length or self.max_target_length)
+        min_length = check_decoding("greedy", {"min_length": min_length,
+                                               "max_length": max_length})["min_length"]
+        source_ids = ops.convert_to_tensor(source_ids, "int32")
+        if len(source_ids.shape) != 2:
+            raise InputError("source_ids", f"source_ids must be (batch, S), got shape "
+                                           f"{tuple(source_ids.shape)}")
+
+        def run(ids):
+            return self.decode(ids, strat, max_length, min_length)
+
+        if not compiled or keras.backend.backend() != "tensorflow":
+            return run(source_ids)
+        key = (type(strat).__name__, json.dumps(strat.get_config(), sort_keys=True),
+               max_length, min_length, bool(jit_compile))
+        fn = self._compiled_generate.get(key)
+        if fn is None:
+            import tensorflow as tf
+
+            fn = tf.function(run, jit_compile=jit_compile, reduce_retracing=True,
+                             input_signature=[tf.TensorSpec((None, None), tf.int32)])
+            self._compiled_generate[key] = fn
+        return fn(source_ids)
+
+    def encode_texts(self, texts: Sequence[str]):
+        """Strings -> source ids ``(batch, S)`` (truncated to ``max_source_length`` with a
+        warning)."""
+        from zoo.data.pipeline import encode_sources
+
+        return encode_sources(texts, self.source_tokenizer, self.max_source_length)
+
+    def generate_text(self, texts: Sequence[str], strategy="greedy", batch_size=64,
+                      max_length=None, return_result=False, **strategy_kwargs):
+        """Strings in, strings out (the best hypothesis of each).
+
+        Args:
+            texts: Input strings; an empty list gives an empty list.
+            strategy: As in ``generate``.
+            batch_size: Texts per decoding batch (sorted by length to cut padding).
+            max_length: As in ``generate``.
+            return_result: Also return the per-text ``(token ids, attention)`` of the best
+                hypothesis (attention cropped to the real lengths).
+            **strategy_kwargs: As in ``generate``.
+
+        Returns:
+            A list of strings, or ``(strings, details)`` with ``return_result``.
+
+        Raises:
+            zoo.inputs.InputError: For texts or options that break the input contract.
+        """
+        if self.source_tokenizer is None or self.target_tokenizer is None:
+            raise ValueError(f"{type(self).__name__} needs tokenizers for text: build with "
+                             f"from_preset(..., tokenizer=...) or load with .load(dir)")
+        texts = check_texts(texts)
+        batch_size = check_positive_int("batch_size", batch_size)
+        if isinstance(strategy, str):
+            strategy_kwargs = check_decoding(strategy, {"max_length": max_length,
+                                                        **strategy_kwargs})
+            max_length = strategy_kwargs.pop("max_length", None)
+        if not texts:
+            return ([], []) if return_result else []
+        src_all = self.encode_texts(texts).numpy()
+        lengths_all = (src_all != PAD_ID).sum(1)
+        order = sorted(range(len(texts)), key=lambda i: int(lengths_all[i]))
+        out: List[Optional[str]] = [None] * len(texts)
+        details = [None] * len(texts)
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            width = int(max(lengths_all[i] for i in idx))
+            src = src_all[idx, :width]
+            res = self.generate(src, strategy=strategy, max_length=max_length,
+                                **strategy_kwargs)
+            best = ops.convert_to_numpy(res.tokens[:, 0])
+            strings = self.target_tokenizer.detokenize(best).numpy()
+            if return_result:
+                lengths = ops.convert_to_numpy(res.lengths[:, 0])
+                attn = ops.convert_to_numpy(res.attention[:, 0])
+            for j, i in enumerate(idx):
+                out[i] = strings[j].decode("utf-8")
+                if return_result:
+                    s_len = int(lengths_all[i])
+                    details[i] = {"source_ids": src[j, :s_len],
+                                  "tokens": best[j, :lengths[j]],
+                                  "attention": attn[j, :lengths[j], :s_len]}
+        return (out, details) if return_result else out
+
+    # ------------------------------------------------------------------ training
+    def compile(self, optimizer="adam", loss=None, metrics=None, learning_rate=1e-3,
+                warmup_steps=None, label_smoothing=0.1, clipnorm=1.0, jit_compile=False,
+                **kwargs):
+        """``keras.Model.compile`` with sequence-to-sequence defaults.
+
+        Args:
+            optimizer: ``"adam"`` builds Adam (beta_2 0.98) with ``learning_rate``,
+                ``warmup_steps`` and ``clipnorm``; or any Keras optimizer.
+            loss: Default: :class:`zoo.training.SequenceLoss` (masked, ``label_smoothing``).
+                Losses on the attention weights (coverage) are added to it in training.
+            metrics: Default: token accuracy.
+            learning_rate: Peak learning rate.
+            warmup_steps: If set, linear warm-up then inverse square-root decay.
+            label_smoothing: For the default loss.
+            clipnorm: Gradient norm clipping for the default optimizer (None: off).
+            jit_compile: XLA for the train step (off by default: on CPU and with bucketed
+                shapes it is slower).
+            **kwargs: Passed to ``keras.Model.compile``.
+        """
+        from zoo.training import InverseSqrtSchedule, SequenceLoss, TokenAccuracy
+
+        if jit_compile is True and not self.decoder.supports_xla_training:
+            raise ValueError(
+                f"jit_compile=True: XLA cannot compile the training step of a "
+                f"{type(self.decoder).__name__} (the gradient of its scan over a dynamic "
+                f"target length); train it without XLA. Transformer presets train with XLA, "
+                f"and generate(..., jit_compile=True) works for every model.")
+        if isinstance(optimizer, str) and optimizer == "adam":
+            lr = InverseSqrtSchedule(learning_rate, warmup_steps) if warmup_steps else \
+                learning_rate
+            optimizer = keras.optimizers.Adam(lr, beta_2=0.98, epsilon=1e-9,
+                                              clipnorm=clipnorm)
+        loss = SequenceLoss(label_smoothing=label_smoothing) if loss is None else loss
+        metrics = [TokenAccuracy()] if metrics is None else metrics
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
+                        jit_compile=jit_compile, **kwargs)
+
+    def compile_from_config(self, config):
+        """Restores the compiled state on load (optimizer with its slots, loss, metrics)."""
+        from keras.src.saving import serialization_lib
+
+        config = serialization_lib.deserialize_keras_object(config)
+        super().compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    # ------------------------------------------------------------------ files
+    def save(self, filepath, overwrite=True, **kwargs):
+        """Saves to a directory (model + tokenizers + ``zoo.json``) or, for ``*.keras``, a file.
+
+        The directory is written beside its destination and renamed into place, so a crash
+        leaves either the previous model or the new one, never a mix. ``overwrite`` replaces
+        only a directory that zoo wrote; a directory of other files is never replaced.
+
+        Args:
+            filepath: A directory, or a ``.keras`` file (weights and config only).
+            overwrite: Replace an existing model.
+            **kwargs: For a ``.keras`` file, passed to ``keras.Model.save``.
+
+        Returns:
+            The path.
+        """
+        from zoo.files import staged_directory
+
+        path = os.fspath(filepath)
+        if path.endswith((".keras", ".h5")):
+            return super().save(path, overwrite=overwrite, **kwargs)
+        if self.source_tokenizer is None:
+            raise ValueError("save(dir) needs the tokenizers (a model built without them can "
+                             "be saved to a .keras file)")
+        with staged_directory(path, overwrite=overwrite, what="model directory") as tmp:
+            self.write_files(tmp)
+        return path
+
+    def write_files(self, directory):
+        """Writes the model's files into an existing directory (not atomically: ``save``
+        stages through this)."""
+        super().save(os.path.join(directory, "model.keras"), overwrite=True)
+        self.source_tokenizer.save(os.path.join(directory, "source.model"))
+        same = self.target_tokenizer is self.source_tokenizer or (
+            self.target_tokenizer.model == self.source_tokenizer.model)
+        if not same:
+            self.target_tokenizer.save(os.path.join(directory, "target.model"))
+        meta = {"format": FORMAT_VERSION, "task": self.task, "class": type(self).__name__,
+                "preset": self.preset, "zoo_version": __import__("zoo").__version__,
+                "source_tokenizer": "source.model",
+                "target_tokenizer": "source.model" if same else "target.model",
+                "special_ids": {"pad": PAD_ID, "unk": UNK_ID, "bos": BOS_ID, "eos": EOS_ID},
+                **({"extra": self._meta} if self._meta else {})}
+        with open(os.path.join(directory, META_FILE), "w") as f:
+            json.dump(meta, f, indent=2)
+
+    @classmethod
+    def load(cls, path) -> "Seq2Seq":
+        """Loads a directory written by ``save(dir)`` (Keras ``safe_mode=True``).
+
+        ``Seq2Seq.load`` (or ``zoo.models.load``) loads any task; a task class only its own.
+
+        Raises:
+            FileNotFoundError: No such directory, or not a saved zoo model.
+            ModelFileError: A file of the model cannot be read (the message names it).
+        """
+        from zoo.data.tokenizer import SentencePieceTokenizer
+
+        path = os.fspath(path)
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"{path}: no such model directory")
+        meta_path = os.path.join(path, META_FILE)
+        if not os.path.exists(meta_path):
+            meta_path = os.path.join(path, _LEGACY_META)
+        if not os.path.exists(meta_path):
+            raise FileNotFoundError(f"{path} is not a saved zoo model (no {META_FILE}; write "
+                                    f"one with model.save(dir))")
+        meta = read_json(meta_path)
+        if meta.get("format") not in (1, FORMAT_VERSION):
+            raise ModelFileError(f"{meta_path}: format {meta.get('format')!r} is not "
+                                 f"supported (this zoo reads formats 1 and {FORMAT_VERSION})")
+        class_name = meta.get("class", "Translator")
+        if class_name not in REGISTRY:
+            raise ModelFileError(f"{meta_path}: unknown model class {class_name!r} (known: "
+                                 f"{', '.join(REGISTRY.names())})")
+        if not issubclass(REGISTRY.get_class(class_name), cls):
+            raise ModelFileError(f"{path} holds a {class_name} (task "
+                                 f"{meta.get('task')!r}), not a {cls.__name__}")
+        model_file = os.path.join(path, "model.keras")
+        if not os.path.exists(model_file):
+            raise FileNotFoundError(f"{model_file}: missing (the model directory is "
+                                    f"incomplete)")
+        try:
+            model = keras.saving.load_model(model_file, safe_mode=True)
+        except Exception as err:  # noqa: BLE001  (zip, h5py and Keras errors alike)
+            reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else \
+                type(err).__name__
+            raise ModelFileError(f"{model_file}: cannot be read; the file is damaged or "
+                                 f"incomplete ({type(err).__name__}: {reason})") from None
+        if not isinstance(model, cls):
+            raise ModelFileError(f"{model_file} holds a {type(model).__name__}, not a "
+                                 f"{cls.__name__}")
+        model.source_tokenizer = SentencePieceTokenizer.load(
+            os.path.join(path, meta["source_tokenizer"]))
+        model.target_tokenizer = (model.source_tokenizer
+                                  if meta["target_tokenizer"] == meta["source_tokenizer"] else
+                                  SentencePieceTokenizer.load(
+                                      os.path.join(path, meta["target_tokenizer"])))
+        model._meta = meta.get("extra")
+        return model
+
+    def get_config(self):
+        return {**super().get_config(),
+                "encoder": keras.saving.serialize_keras_object(self.encoder),
+                "decoder": keras.saving.serialize_keras_object(self.decoder),
+                "max_target_length": self.max_target_length,
+                "max_source_length": self.max_source_length, "preset": self.preset}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def read_json(path):
+    """A JSON file, or a :class:`ModelFileError` naming the file and line."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise ModelFileError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
+    except UnicodeDecodeError:
+        raise ModelFileError(f"{path}: not UTF-8 text") from None
+
+
+#: Model classes by task class name (``"translator"``); registering one also registers it
+#: for Keras serialization under the package "zoo".
+REGISTRY = Registry("model", base=Seq2Seq)
+register = REGISTRY.register
+
+
+def load(path) -> Seq2Seq:
+    """Loads any saved zoo model (the task comes from its ``zoo.json``)."""
+    return Seq2Seq.load(path)
