@@ -1,6 +1,6 @@
-"""Translator -> ONNX (tf2onnx), run by onnxruntime: encoder, one-step decoder, whole loops.
+"""Model -> ONNX (tf2onnx), run by onnxruntime: encoder, one-step decoder, whole loops.
 
-Three graphs plus the tokenizer, in one directory:
+Four graphs plus the tokenizers, in one directory (signature names as in docs/export.md):
 
 * ``encoder.onnx``: ``source_ids (batch, S) int32`` -> the initial decoder state and the
   memory (named tensors, as in the manifest; memory names start with ``memory__``).
@@ -10,8 +10,9 @@ Three graphs plus the tokenizer, in one directory:
   ``lengths``, ``scores``, ``attention`` - the whole decoding loop inside the graph. The beam
   size is fixed at export; ``beam.onnx`` also takes ``length_penalty`` and
   ``coverage_penalty`` (float scalars, GNMT alpha and beta).
-* ``tokenizer.model``: the SentencePiece model; ``zoo.serving`` tokenizes host-side with the
-  ``sentencepiece`` package and gets exactly the ids tensorflow-text gives (same file).
+* ``source.model`` (and ``target.model``): the SentencePiece models; ``zoo.serving``
+  tokenizes host-side with the ``sentencepiece`` package and gets exactly the ids
+  tensorflow-text gives (same file).
 
 Batch and source length are dynamic. Tokenization stays out of the graphs: tf-text ops do not
 convert to ONNX. The loops write their outputs with mask blends into preallocated tensors (the
@@ -26,7 +27,7 @@ import json
 import os
 from typing import Optional
 
-from zoo.export._state import DecoderLayout
+from zoo.export.core import ExportCore
 
 OPSET = 17
 
@@ -172,97 +173,75 @@ def _convert(fn, signature, path, opset):
     return [o.name for o in model_proto.graph.output]
 
 
-def export_onnx(model, path: str, max_length: Optional[int] = None, beam_size: int = 4,
+def export_onnx(model, path: str, max_length: Optional[int] = None,
+                max_source_length: Optional[int] = None, beam_size: int = 4,
                 length_penalty: float = 0.6, coverage_penalty: float = 0.0,
-                opset: int = OPSET) -> dict:
-    """Writes the ONNX graphs of a translator and its tokenizer.
+                opset: int = OPSET, overwrite: bool = False) -> dict:
+    """Writes the ONNX graphs of a model, its tokenizers and the manifest.
 
     Args:
-        model: A ``zoo.models.Translator`` with tokenizers.
-        path: Output directory (``manifest.json`` is written inside).
+        model: A ``zoo.models.Seq2Seq`` with tokenizers.
+        path: Output directory (written beside and renamed into place).
         max_length: Maximum generated tokens (default: the model's ``max_target_length``).
+        max_source_length: Source ids the runner keeps per text (default: the model's).
         beam_size: Beam size of ``beam.onnx``.
         length_penalty: Default GNMT length penalty for ``beam.onnx`` (in the manifest;
-            ``zoo.serving.OnnxTranslator`` feeds it unless told otherwise).
+            the runner feeds it unless told otherwise).
         coverage_penalty: Default GNMT coverage penalty, likewise.
         opset: ONNX opset.
+        overwrite: Replace an export zoo wrote at ``path``.
 
     Returns:
         The manifest dict.
     """
     import tensorflow as tf
 
-    from zoo import decoding
-    from zoo.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
-
-    if model.source_tokenizer is None:
-        raise ValueError("export_onnx needs a translator with tokenizers")
-    if model.target_tokenizer.model != model.source_tokenizer.model:
-        raise ValueError("export_onnx supports a joint (shared) source/target tokenizer")
-    max_length = int(max_length or model.max_target_length)
-    if not model.built:
-        model.build()
-    layout = DecoderLayout(model, max_length)
-    names = list(layout.specs)
-
-    src_spec = tf.TensorSpec([None, None], tf.int32, name="source_ids")
+    core = ExportCore(model, max_length=max_length, max_source_length=max_source_length,
+                      beam_size=beam_size, length_penalty=length_penalty,
+                      coverage_penalty=coverage_penalty)
+    names = list(core.specs)
+    src_spec = core.source_spec()
 
     def named(flat):
         # tf.identity names the ONNX outputs after the flat names.
         return {n: tf.identity(v, name=n) for n, v in flat.items()}
 
     def encoder(source_ids):
-        return named(layout.encode(source_ids))
+        return named(core.encode(source_ids))
 
     def decoder_step(token_ids, *inputs):
-        return named(layout.step(token_ids, dict(zip(names, inputs)),
-                                 next_prefix="next__"))
+        return named(core.step(token_ids, dict(zip(names, inputs))))
 
-    def loop(make_strategy):
-        def run(source_ids, *options):
-            strategy = make_strategy(*options)
-            encoded = model.encode(source_ids)
-            res = strategy(model.decode_step, model.initial_state(encoded, max_length),
-                           model.prepare_memory(encoded), tf.shape(source_ids)[0],
-                           tf.shape(source_ids)[1], max_length, bos_id=BOS_ID, eos_id=EOS_ID,
-                           pad_id=PAD_ID, memory_mask=encoded["mask"])
-            return {"tokens": tf.identity(res.tokens[:, 0], name="tokens"),
-                    "lengths": tf.identity(res.lengths[:, 0], name="lengths"),
-                    "scores": tf.identity(res.scores[:, 0], name="scores"),
-                    "attention": tf.identity(res.attention[:, 0], name="attention")}
-        return run
+    def greedy(source_ids):
+        return named(core.greedy(source_ids))
 
-    os.makedirs(path, exist_ok=True)
-    graphs = {}
-    graphs["encoder"] = _convert(tf.function(encoder), [src_spec],
-                                 os.path.join(path, "encoder.onnx"), opset)
-    graphs["decoder_step"] = _convert(
-        tf.function(decoder_step),
-        [tf.TensorSpec([None], tf.int32, name="token_ids")]
-        + [layout.specs[n] for n in names],
-        os.path.join(path, "decoder_step.onnx"), opset)
-    graphs["greedy"] = _convert(tf.function(loop(decoding.Greedy)), [src_spec],
-                                os.path.join(path, "greedy.onnx"), opset)
-    graphs["beam"] = _convert(
-        tf.function(loop(lambda lp, cp: decoding.BeamSearch(
-            beam_size=beam_size, length_penalty=lp, coverage_penalty=cp))),
-        [src_spec, tf.TensorSpec([], tf.float32, name="length_penalty"),
-         tf.TensorSpec([], tf.float32, name="coverage_penalty")],
-        os.path.join(path, "beam.onnx"), opset)
-    model.source_tokenizer.save(os.path.join(path, "tokenizer.model"))
-    manifest = {
-        "format": "onnx", "opset": opset, "model": type(model).__name__,
-        "preset": model.preset, "zoo_version": __import__("zoo").__version__,
-        "tensorflow": tf.__version__, "max_length": max_length, "beam_size": beam_size,
-        "length_penalty": float(length_penalty), "coverage_penalty": float(coverage_penalty),
-        "quantization": None,
-        "files": {"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx",
-                  "greedy": "greedy.onnx", "beam": "beam.onnx",
-                  "tokenizer": "tokenizer.model"},
-        **layout.manifest(),
-        "outputs": graphs,
-        "vocab": {"size": model.source_tokenizer.vocab_size,
-                  "special_ids": {"pad": PAD_ID, "bos": BOS_ID, "eos": EOS_ID}}}
-    with open(os.path.join(path, "manifest.json"), "w") as f:
-        json.dump(manifest, f, indent=2)
-    return manifest
+    def beam(source_ids, length_penalty, coverage_penalty):
+        return named(core.beam(source_ids, length_penalty, coverage_penalty))
+
+    def write(tmp):
+        graphs = {}
+        graphs["encode"] = _convert(tf.function(encoder), [src_spec],
+                                    os.path.join(tmp, "encoder.onnx"), opset)
+        graphs["decode_step"] = _convert(
+            tf.function(decoder_step),
+            [tf.TensorSpec([None], tf.int32, name="token_ids")]
+            + [core.specs[n] for n in names],
+            os.path.join(tmp, "decoder_step.onnx"), opset)
+        graphs["generate"] = _convert(tf.function(greedy), [src_spec],
+                                      os.path.join(tmp, "greedy.onnx"), opset)
+        graphs["generate_beam"] = _convert(
+            tf.function(beam),
+            [src_spec, tf.TensorSpec([], tf.float32, name="length_penalty"),
+             tf.TensorSpec([], tf.float32, name="coverage_penalty")],
+            os.path.join(tmp, "beam.onnx"), opset)
+        inputs = {"generate": ["source_ids"],
+                  "generate_beam": ["source_ids", "length_penalty", "coverage_penalty"],
+                  "encode": ["source_ids"], "decode_step": ["token_ids", *names]}
+        return {"files": {"generate": "greedy.onnx", "generate_beam": "beam.onnx",
+                          "encode": "encoder.onnx", "decode_step": "decoder_step.onnx"},
+                "signatures": {k: {"inputs": inputs[k], "outputs": v}
+                               for k, v in graphs.items()},
+                "strategies": ["greedy", "beam"], "quantization": ["float32"],
+                "opset": opset, "requires": ["onnxruntime", "sentencepiece"]}
+
+    return core.write(path, "onnx", write, overwrite=overwrite)

@@ -1,18 +1,28 @@
-"""zoo.serving: run exported zoo models without importing model code (or TensorFlow).
+"""zoo.serving: run exported zoo models without importing model code.
 
-Installed as ``zoo.serving``. ``HostTokenizer`` tokenizes with the ``sentencepiece`` package;
-``OnnxTranslator`` runs an ONNX export on onnxruntime. The HTTP server is the next issue.
+Installed as ``zoo.serving``. ``load(dir)`` picks the runner from the export's manifest
+(``OnnxRunner`` and ``LiteRTRunner`` need no TensorFlow; ``SavedModelRunner`` needs
+TensorFlow and tensorflow_text); every runner keeps the input contract of ``zoo.inputs``.
+``HostTokenizer`` tokenizes with the ``sentencepiece`` package.
 """
 
 from zoo.serving.tokenizer import HostTokenizer
 
+_RUNTIMES = ("ExportFileError", "LiteRTRunner", "OnnxRunner", "Runner", "SavedModelRunner",
+             "load", "read_manifest")
+
 
 def __getattr__(name):
-    if name == "OnnxTranslator":  # onnxruntime is an optional extra
-        from zoo.serving.onnx_runtime import OnnxTranslator
+    # The runtimes import their optional extras (onnxruntime, ai-edge-litert) on use.
+    if name in _RUNTIMES:
+        from zoo.serving import runtimes
 
-        return OnnxTranslator
+        return getattr(runtimes, name)
+    if name == "OnnxTranslator":  # the name of the ONNX runner before zoo.serving.load
+        from zoo.serving.runtimes import OnnxRunner
+
+        return OnnxRunner
     raise AttributeError(f"module 'zoo.serving' has no attribute {name!r}")
 
 
-__all__ = ["HostTokenizer", "OnnxTranslator"]
+__all__ = ["HostTokenizer", "OnnxTranslator", *_RUNTIMES]

@@ -35,19 +35,30 @@ class HostTokenizer:
 
         if not os.path.exists(model_file):
             raise FileNotFoundError(f"{model_file}: no such tokenizer model file")
-        self.processor = spm.SentencePieceProcessor(model_file=model_file)
+        try:
+            self.processor = spm.SentencePieceProcessor(model_file=model_file)
+        except (RuntimeError, OSError):
+            raise ValueError(f"{model_file}: not a valid SentencePiece model (the file is "
+                             f"corrupt or of another kind)") from None
 
     def encode(self, texts: Sequence[str], max_length: int = 256):
-        """Strings -> int32 ``(batch, S)``: ids + eos, 0-padded (the model's source input)."""
+        """Strings -> int32 ``(batch, S)``: ids + eos, 0-padded (the model's source input),
+        at most ``max_length`` ids per text (eos included)."""
+        return self.encode_with_lengths(texts, max_length)[0]
+
+    def encode_with_lengths(self, texts: Sequence[str], max_length: int = 256):
+        """Like ``encode``, also returning each text's id count (eos included) before
+        truncation."""
         import numpy as np
 
         if isinstance(texts, str):
             raise TypeError("encode takes a list of strings, got one string")
-        rows = [ids[: max_length - 1] + [EOS_ID] for ids in self.processor.encode(list(texts))]
+        full = [ids + [EOS_ID] for ids in self.processor.encode(list(texts))]
+        rows = [r if len(r) <= max_length else r[: max_length - 1] + [EOS_ID] for r in full]
         out = np.zeros((len(rows), max(len(r) for r in rows) if rows else 0), np.int32)
         for i, r in enumerate(rows):
             out[i, : len(r)] = r
-        return out
+        return out, [len(r) for r in full]
 
     def decode(self, ids) -> List[str]:
         """Ids ``(batch, T)`` -> strings; stops at eos, skips pad and bos."""

@@ -30,6 +30,11 @@ META_FILE = "zoo.json"
 _LEGACY_META = "translator.json"
 
 
+class _FunctionCache:
+    def __init__(self):
+        self.functions = {}
+
+
 class ModelFileError(ValueError):
     """A saved model directory that cannot be read; the message names the file."""
 
@@ -87,7 +92,9 @@ class Seq2Seq(keras.Model):
         self.preset = preset
         self.source_tokenizer = None
         self.target_tokenizer = None
-        self._compiled_generate = {}
+        # Compiled decoding functions by settings; in a plain object, not a dict attribute,
+        # which Keras and TensorFlow would track (and fail to export).
+        self._compiled = _FunctionCache()
         self._meta = None
 
     # ------------------------------------------------------------------ construction
@@ -252,13 +259,13 @@ class Seq2Seq(keras.Model):
             return run(source_ids)
         key = (type(strat).__name__, json.dumps(strat.get_config(), sort_keys=True),
                max_length, min_length, bool(jit_compile))
-        fn = self._compiled_generate.get(key)
+        fn = self._compiled.functions.get(key)
         if fn is None:
             import tensorflow as tf
 
             fn = tf.function(run, jit_compile=jit_compile, reduce_retracing=True,
                              input_signature=[tf.TensorSpec((None, None), tf.int32)])
-            self._compiled_generate[key] = fn
+            self._compiled.functions[key] = fn
         return fn(source_ids)
 
     def encode_texts(self, texts: Sequence[str]):

@@ -1,0 +1,345 @@
+"""Runners for exported models, chosen by the export's manifest: ``load(dir)``.
+
+Every runner has the same methods and the same input contract (``zoo.inputs``) as the Keras
+model: ``generate_text(texts, strategy, **options)`` (strings in, strings out; an empty list
+gives an empty list), ``generate(source_ids, strategy, **options)`` (ids in, numpy arrays
+out), ``encode(source_ids)`` and ``decode_step(token_ids, inputs)`` (one step; outputs
+``logits``, ``attention`` and ``next__<state name>``). None of them imports zoo's model code:
+
+* :class:`OnnxRunner` - onnxruntime; no TensorFlow.
+* :class:`LiteRTRunner` - ai-edge-litert; no TensorFlow. Pads to the export's fixed batch and
+  source length, splits larger batches.
+* :class:`SavedModelRunner` - TensorFlow + tensorflow_text (tokenization in the graph).
+
+Overlong inputs are truncated to the export's ``max_source_length`` with a
+``zoo.inputs.InputTruncatedWarning``. Options fixed at export (``beam_size``, ``max_length``)
+may be passed only with their exported value.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from zoo.inputs import InputError, check_decoding, check_texts, strategy_name, warn_truncated
+from zoo.serving.tokenizer import HostTokenizer
+
+
+class ExportFileError(ValueError):
+    """An export directory that cannot be read; the message names the file."""
+
+
+def read_manifest(path: str) -> dict:
+    """The ``manifest.json`` of an export directory, checked."""
+    manifest_path = os.path.join(path, "manifest.json")
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{path}: no such export directory")
+    if not os.path.exists(manifest_path):
+        raise FileNotFoundError(f"{path} is not a zoo export (no manifest.json; write one with "
+                                f"zoo export)")
+    try:
+        with open(manifest_path, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ExportFileError(f"{manifest_path}:{e.lineno}: invalid JSON: {e.msg}") from None
+    except UnicodeDecodeError:
+        raise ExportFileError(f"{manifest_path}: not UTF-8 text") from None
+    if not isinstance(manifest, dict) or manifest.get("format_version") != 1:
+        raise ExportFileError(f"{manifest_path}: not a zoo export manifest of format_version 1 "
+                              f"(re-export the model with this zoo)")
+    for key in ("format", "tokenizers", "shapes", "state", "memory", "decoding", "files"):
+        if key not in manifest:
+            raise ExportFileError(f"{manifest_path}: field {key!r} is missing")
+    return manifest
+
+
+class Runner:
+    """Base of the runners: the input contract, batching and tokenization.
+
+    Args:
+        path: The export directory.
+        manifest: Its manifest (read if None).
+    """
+
+    format = None
+
+    def __init__(self, path: str, manifest: Optional[dict] = None):
+        self.path = path
+        self.manifest = manifest or read_manifest(path)
+        if self.manifest["format"] != self.format:
+            raise ExportFileError(f"{path}/manifest.json: format "
+                                  f"{self.manifest['format']!r}, expected {self.format!r}")
+        toks = self.manifest["tokenizers"]
+        self.source_tokenizer = HostTokenizer(os.path.join(path, toks["source"]))
+        self.target_tokenizer = (self.source_tokenizer if toks["target"] == toks["source"]
+                                 else HostTokenizer(os.path.join(path, toks["target"])))
+        self.task = self.manifest.get("task")
+        self.max_source_length = int(self.manifest["shapes"]["max_source_length"])
+        self.max_length = int(self.manifest["shapes"]["max_length"])
+        self.state_names = [s["name"] for s in self.manifest["state"]]
+
+    @property
+    def strategies(self) -> List[str]:
+        return list(self.manifest["decoding"]["strategies"])
+
+    def check_options(self, strategy: str, options: dict) -> dict:
+        """The contract's checks, then this export's: the strategy must be exported, and
+        options fixed at export may only repeat their value."""
+        name = strategy_name(strategy)
+        if name not in self.strategies:
+            raise InputError("strategy", f"strategy {name!r} is not in this {self.format} "
+                                         f"export (it has: {', '.join(self.strategies)})")
+        options = check_decoding(name, options)
+        fixed = {"max_length": self.max_length,
+                 "beam_size": self.manifest["decoding"]["beam_size"]}
+        for key, value in fixed.items():
+            if key in options and options.pop(key) != value:
+                raise InputError(key, f"{key} is fixed at export to {value} in this "
+                                      f"{self.format} export; re-export to change it")
+        rest = sorted(set(options) - {"length_penalty", "coverage_penalty"})
+        if rest:
+            raise InputError(rest[0], f"{rest[0]} is not supported by the {self.format} "
+                                      f"runner (it takes length_penalty and coverage_penalty)")
+        if name == "beam":
+            for key in ("length_penalty", "coverage_penalty"):
+                options.setdefault(key, float(self.manifest["decoding"][key]))
+        return options
+
+    def encode_texts(self, texts: Sequence[str]):
+        """Strings -> ``(ids (batch, S) int32, ids dropped per text)``, with a warning for
+        truncated texts."""
+        ids, lengths = self.source_tokenizer.encode_with_lengths(texts,
+                                                                 self.max_source_length)
+        return ids, warn_truncated(lengths, self.max_source_length, stacklevel=4)
+
+    def generate_text(self, texts: Sequence[str], strategy: str = "greedy",
+                      **options) -> List[str]:
+        """Strings in, strings out, under the input contract."""
+        texts = check_texts(texts)
+        options = self.check_options(strategy, options)
+        if not texts:
+            return []
+        ids, _ = self.encode_texts(texts)
+        out = self._generate(ids, strategy_name(strategy), options)
+        return self.target_tokenizer.decode(out["tokens"])
+
+    translate = generate_text
+    summarize = generate_text
+
+    def generate(self, source_ids, strategy: str = "greedy", **options) -> Dict[str, np.ndarray]:
+        """Ids ``(batch, S)`` -> ``tokens``, ``lengths``, ``scores``, ``attention``."""
+        options = self.check_options(strategy, options)
+        source_ids = np.asarray(source_ids, np.int32)
+        if source_ids.ndim != 2:
+            raise InputError("source_ids", f"source_ids must be (batch, S), got shape "
+                                           f"{source_ids.shape}")
+        if source_ids.shape[0] == 0:
+            return {"tokens": np.zeros((0, self.max_length), np.int32),
+                    "lengths": np.zeros((0,), np.int32), "scores": np.zeros((0,), np.float32),
+                    "attention": np.zeros((0, self.max_length, 0), np.float32)}
+        return self._generate(source_ids, strategy_name(strategy), options)
+
+    def _generate(self, ids, strategy, options) -> dict:
+        raise NotImplementedError
+
+    def encode(self, source_ids) -> dict:
+        raise NotImplementedError
+
+    def decode_step(self, token_ids, inputs: dict) -> dict:
+        raise NotImplementedError
+
+
+class OnnxRunner(Runner):
+    """Runs an ONNX export on onnxruntime.
+
+    Args:
+        path: The export directory.
+        manifest: Its manifest (read if None).
+        providers: onnxruntime execution providers (default: CPU).
+    """
+
+    format = "onnx"
+
+    def __init__(self, path: str, manifest: Optional[dict] = None, providers=None):
+        import onnxruntime as ort
+
+        super().__init__(path, manifest)
+        providers = providers or ["CPUExecutionProvider"]
+        self._sessions = {}
+        for key, name in self.manifest["files"].items():
+            file = os.path.join(path, name)
+            try:
+                self._sessions[key] = ort.InferenceSession(file, providers=providers)
+            except Exception as err:  # noqa: BLE001  (onnxruntime raises its own types)
+                raise ExportFileError(f"{file}: cannot be loaded by onnxruntime "
+                                      f"({str(err).splitlines()[0][:160]})") from None
+
+    def _run(self, key, feeds):
+        sess = self._sessions[key]
+        return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+
+    def _generate(self, ids, strategy, options):
+        if strategy == "greedy":
+            return self._run("generate", {"source_ids": ids})
+        return self._run("generate_beam", {
+            "source_ids": ids,
+            "length_penalty": np.asarray(options["length_penalty"], np.float32),
+            "coverage_penalty": np.asarray(options["coverage_penalty"], np.float32)})
+
+    def encode(self, source_ids) -> dict:
+        return self._run("encode", {"source_ids": np.asarray(source_ids, np.int32)})
+
+    def decode_step(self, token_ids, inputs: dict) -> dict:
+        return self._run("decode_step", {"token_ids": np.asarray(token_ids, np.int32),
+                                         **inputs})
+
+
+class LiteRTRunner(Runner):
+    """Runs a LiteRT export with ai-edge-litert (greedy decoding).
+
+    Args:
+        path: The export directory.
+        manifest: Its manifest (read if None).
+        quantization: Which ``.tflite`` file (default: the first exported, float32 if there).
+    """
+
+    format = "litert"
+
+    def __init__(self, path: str, manifest: Optional[dict] = None,
+                 quantization: Optional[str] = None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        super().__init__(path, manifest)
+        shapes = self.manifest["shapes"]
+        self.batch_size, self.source_length = int(shapes["batch_size"]), \
+            int(shapes["source_length"])
+        exported = self.manifest["quantization"]
+        self.quantization = quantization or ("float32" if "float32" in exported
+                                             else exported[0])
+        if self.quantization not in exported:
+            raise InputError("quantization", f"quantization {self.quantization!r} is not in "
+                                             f"this export (it has: {', '.join(exported)})")
+        file = os.path.join(path, self.manifest["files"][self.quantization])
+        try:
+            self.interpreter = Interpreter(model_path=file)
+        except Exception as err:  # noqa: BLE001  (the interpreter raises plain errors)
+            raise ExportFileError(f"{file}: cannot be loaded by LiteRT "
+                                  f"({str(err).splitlines()[0][:160]})") from None
+        self._runners = {k: self.interpreter.get_signature_runner(k)
+                         for k in ("generate", "encode", "decode_step")}
+
+    def _pad(self, ids):
+        """(n <= batch, S <= source_length) -> (batch, source_length)."""
+        out = np.zeros((self.batch_size, self.source_length), np.int32)
+        n, s = ids.shape[0], min(ids.shape[1], self.source_length)
+        out[:n, :s] = ids[:, :s]
+        return out
+
+    def _generate(self, ids, strategy, options):
+        if ids.shape[1] > self.source_length:  # ids from generate(): cut like texts are
+            lengths = (ids != 0).sum(1)
+            warn_truncated(lengths.tolist(), self.source_length, field="source_ids")
+            ids = ids[:, : self.source_length].copy()
+            ids[lengths > self.source_length, -1] = self.manifest["vocab"]["special_ids"]["eos"]
+        parts = []
+        for start in range(0, ids.shape[0], self.batch_size):
+            chunk = ids[start:start + self.batch_size]
+            out = self._runners["generate"](source_ids=self._pad(chunk))
+            parts.append({k: v[: chunk.shape[0]] for k, v in out.items()})
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def encode(self, source_ids) -> dict:
+        ids = np.asarray(source_ids, np.int32)
+        if ids.shape[0] != self.batch_size:
+            raise InputError("source_ids", f"this LiteRT export encodes batches of exactly "
+                                           f"{self.batch_size}, got {ids.shape[0]}")
+        return self._runners["encode"](source_ids=self._pad(ids))
+
+    def decode_step(self, token_ids, inputs: dict) -> dict:
+        return self._runners["decode_step"](token_ids=np.asarray(token_ids, np.int32),
+                                            **inputs)
+
+
+class SavedModelRunner(Runner):
+    """Runs a SavedModel export with TensorFlow (tokenization inside the graph).
+
+    Args:
+        path: The export directory.
+        manifest: Its manifest (read if None).
+    """
+
+    format = "savedmodel"
+
+    def __init__(self, path: str, manifest: Optional[dict] = None):
+        import tensorflow as tf
+        import tensorflow_text  # noqa: F401  (registers the SentencePiece ops)
+
+        super().__init__(path, manifest)
+        self._tf = tf
+        try:
+            self.loaded = tf.saved_model.load(path)  # kept: a temporary would be collected
+        except (OSError, ValueError, tf.errors.OpError) as err:
+            raise ExportFileError(f"{path}: the SavedModel cannot be loaded "
+                                  f"({str(err).splitlines()[0][:160]})") from None
+
+    def generate_text(self, texts: Sequence[str], strategy: str = "greedy",
+                      **options) -> List[str]:
+        texts = check_texts(texts)
+        options = self.check_options(strategy, options)
+        if not texts:
+            return []
+        tf = self._tf
+        text = tf.constant(texts)
+        if strategy_name(strategy) == "greedy":
+            out = self.loaded.generate(text)
+        else:
+            out = self.loaded.generate_beam(text, tf.constant(options["length_penalty"]),
+                                            tf.constant(options["coverage_penalty"]))
+        dropped = out["source_ids_dropped"].numpy()
+        warn_truncated([self.max_source_length + int(d) for d in dropped],
+                       self.max_source_length, stacklevel=3)
+        return [s.decode("utf-8") for s in out["text"].numpy()]
+
+    translate = generate_text
+    summarize = generate_text
+
+    def _generate(self, ids, strategy, options):
+        raise InputError("source_ids", "the SavedModel runner takes text (generate_text); its "
+                                       "ids endpoints are encode and decode_step")
+
+    def encode(self, source_ids) -> dict:
+        out = self.loaded.encode(self._tf.constant(np.asarray(source_ids, np.int32)))
+        return {k: v.numpy() for k, v in out.items()}
+
+    def decode_step(self, token_ids, inputs: dict) -> dict:
+        tf = self._tf
+        out = self.loaded.decode_step(tf.constant(np.asarray(token_ids, np.int32)),
+                                      {k: tf.constant(v) for k, v in inputs.items()})
+        return {k: v.numpy() for k, v in out.items()}
+
+
+RUNNERS = {"onnx": OnnxRunner, "litert": LiteRTRunner, "savedmodel": SavedModelRunner}
+
+
+def load(path: str, **kwargs) -> Runner:
+    """The runner for an export directory, chosen by its manifest.
+
+    Args:
+        path: A directory written by ``zoo export`` / ``zoo.export``.
+        **kwargs: Runner options (``providers`` for ONNX, ``quantization`` for LiteRT).
+
+    Returns:
+        A :class:`Runner`.
+
+    Example (needs an export):
+        ``zoo.serving.load("model-onnx").generate_text(["Tengo hambre."], "beam")``
+    """
+    manifest = read_manifest(path)
+    fmt = manifest["format"]
+    if fmt not in RUNNERS:
+        raise ExportFileError(f"{path}/manifest.json: unknown format {fmt!r} (known: "
+                              f"{', '.join(RUNNERS)})")
+    return RUNNERS[fmt](path, manifest, **kwargs)
