@@ -60,7 +60,6 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     import numpy as np
-    import tensorflow as tf
 
     from zoo.data import read_parallel
     from zoo.export import export_savedmodel
@@ -68,7 +67,6 @@ def main(argv=None):
     from zoo.export.onnx import export_onnx
     from zoo.metrics import bleu
     from zoo.models import Translator
-    from zoo.serving import HostTokenizer, OnnxTranslator
 
     test = read_parallel(f"{args.data}/test_2016_flickr.de.gz",
                          f"{args.data}/test_2016_flickr.en.gz", limit=args.limit)
@@ -86,39 +84,20 @@ def main(argv=None):
                   quantizations=["float32"])
     export_seconds = time.time() - t
 
+    from zoo.serving import load
+
     runtimes = {}
     runtimes["keras"] = (lambda xs: model.translate(xs, batch_size=32, max_length=L),
                          None)
-    sm = tf.saved_model.load(f"{out}/savedmodel")  # keep a reference while calling it
-    runtimes["savedmodel"] = (lambda xs: [s.decode() for s in
-                                          sm.translate(tf.constant(xs))["translation"].numpy()],
-                              f"{out}/savedmodel")
-    ox = OnnxTranslator(f"{out}/onnx")
-    runtimes["onnxruntime"] = (ox.translate, f"{out}/onnx/greedy.onnx")
-
-    from ai_edge_litert.interpreter import Interpreter
-
-    host = HostTokenizer(f"{out}/litert1/tokenizer.model")
-    S = args.max_source_length
-
-    def litert(path, batch):
-        runner = Interpreter(model_path=path).get_signature_runner("greedy")
-
-        def translate(xs):
-            res = []
-            for i in range(0, len(xs), batch):
-                chunk = xs[i:i + batch]
-                ids = host.encode(chunk, max_length=S)
-                src = np.zeros((batch, S), np.int32)
-                src[:len(chunk), :ids.shape[1]] = ids
-                res.extend(host.decode(runner(source_ids=src)["tokens"])[:len(chunk)])
-            return res
-        return translate
-
+    # One runner per export, as a deployment runs it (zoo.serving.load picks it).
+    sm = load(f"{out}/savedmodel")
+    runtimes["savedmodel"] = (sm.generate_text, f"{out}/savedmodel")
+    ox = load(f"{out}/onnx")
+    runtimes["onnxruntime"] = (ox.generate_text, f"{out}/onnx/greedy.onnx")
     for q in ("float32", "float16", "int8"):
-        runtimes[f"litert {q}"] = (litert(f"{out}/litert1/model_{q}.tflite", 1),
+        runtimes[f"litert {q}"] = (load(f"{out}/litert1", quantization=q).generate_text,
                                    f"{out}/litert1/model_{q}.tflite")
-    runtimes["litert float32 b32"] = (litert(f"{out}/litert32/model_float32.tflite", 32),
+    runtimes["litert float32 b32"] = (load(f"{out}/litert32").generate_text,
                                       f"{out}/litert32/model_float32.tflite")
 
     rows, keras_out = [], None

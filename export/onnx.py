@@ -23,7 +23,6 @@ copies its carried values every iteration, which for the memory cost more than t
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Optional
 

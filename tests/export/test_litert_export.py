@@ -24,20 +24,21 @@ from ai_edge_litert.interpreter import Interpreter
 from zoo.serving.tokenizer import HostTokenizer
 d, texts = sys.argv[1], json.loads(sys.argv[2])
 man = json.load(open(d + "/manifest.json"))
-tok = HostTokenizer(d + "/tokenizer.model")
+tok = HostTokenizer(d + "/" + man["tokenizers"]["source"])
+src_len = man["shapes"]["source_length"]
 out = {"tensorflow_imported": False}
-for q in man["quantizations"]:
+for q in man["quantization"]:
     it = Interpreter(model_path=d + "/" + man["files"][q])
     ops = {op["op_name"] for op in it._get_ops_details()}
-    greedy = it.get_signature_runner("greedy")
+    greedy = it.get_signature_runner("generate")
     enc, step = it.get_signature_runner("encode"), it.get_signature_runner("decode_step")
     res = []
     for t in texts:
-        ids = tok.encode([t], max_length=man["max_source_length"])
-        src = np.zeros((1, man["max_source_length"]), np.int32)
+        ids = tok.encode([t], max_length=src_len)
+        src = np.zeros((1, src_len), np.int32)
         src[:, :ids.shape[1]] = ids
         res.append(tok.decode(greedy(source_ids=src)["tokens"])[0])
-    src = np.zeros((1, man["max_source_length"]), np.int32)
+    src = np.zeros((1, src_len), np.int32)
     ids = tok.encode(texts[:1]); src[:, :ids.shape[1]] = ids
     state = enc(source_ids=src)
     first = step(token_ids=np.full([1], 2, np.int32), **state)["logits"]

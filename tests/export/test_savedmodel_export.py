@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from zoo.data import SentencePieceTokenizer, anki_spa_eng_pairs, make_dataset
-from zoo.export import export_savedmodel, verify_savedmodel
+from zoo.export import export_savedmodel, verify
 from zoo.models import Translator
 
 TINY = {"rnn_tiny": {"units": 16, "embedding_dim": 8},
@@ -24,10 +24,19 @@ import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the SentencePiece op)
 sm = tf.saved_model.load(sys.argv[1])
 texts = tf.constant(json.loads(sys.argv[2]))
-g = sm.translate(texts)
-b = sm.translate_beam(texts, tf.constant(0.6), tf.constant(0.0))
-bc = sm.translate_beam(texts, length_penalty=tf.constant(0.0),
-                       coverage_penalty=tf.constant(2.0))
+g = sm.generate(texts)
+b = sm.generate_beam(texts, tf.constant(0.6), tf.constant(0.0))
+bc = sm.generate_beam(texts, length_penalty=tf.constant(0.0),
+                      coverage_penalty=tf.constant(2.0))
+empty = sm.generate(tf.zeros([0], tf.string))
+errors = []
+for bad in (lambda: sm.generate(tf.constant(["Hola.", "  "])),
+            lambda: sm.generate_beam(texts, tf.constant(float("nan")), tf.constant(0.0)),
+            lambda: sm.generate_beam(texts, tf.constant(0.6), tf.constant(-1.0))):
+    try:
+        bad()
+    except tf.errors.InvalidArgumentError as e:
+        errors.append(e.message)
 ids = sm.tokenize(texts)
 state = sm.encode(ids)  # the state and the memory ("memory__...")
 tok = tf.fill([len(json.loads(sys.argv[2]))], 2)
@@ -35,11 +44,12 @@ steps = []
 for _ in range(g["tokens"].shape[1]):
     r = sm.decode_step(tok, state)
     tok = tf.cast(tf.argmax(r["logits"], -1), tf.int32)
-    state.update({k: r[k] for k in state if k in r})  # the memory stays as encode gave it
+    state.update({k: r["next__" + k] for k in state if "next__" + k in r})  # not the memory
     steps.append(tok.numpy().tolist())
-print(json.dumps({"greedy": [s.decode() for s in g["translation"].numpy()],
-                  "beam": [s.decode() for s in b["translation"].numpy()],
-                  "beam_coverage": [s.decode() for s in bc["translation"].numpy()],
+print(json.dumps({"greedy": [s.decode() for s in g["text"].numpy()],
+                  "beam": [s.decode() for s in b["text"].numpy()],
+                  "beam_coverage": [s.decode() for s in bc["text"].numpy()],
+                  "empty": {k: list(v.shape) for k, v in empty.items()}, "errors": errors,
                   "tokens": g["tokens"].numpy().tolist(),
                   "lengths": g["lengths"].numpy().tolist(),
                   "stepped": np.array(steps).T.tolist(),
@@ -86,7 +96,12 @@ def test_savedmodel_matches_keras_in_a_fresh_process(preset, tok, tmp_path):
     memory = [k for k in out["encoded"] if k.startswith("memory__")]
     assert memory and len(memory) < len(out["encoded"])
     assert out["step_outputs"] == sorted(
-        ["logits", "attention"] + [k for k in out["encoded"] if k not in memory])
+        ["logits", "attention"] + ["next__" + k for k in out["encoded"] if k not in memory])
+    assert out["empty"]["text"] == [0] and out["empty"]["tokens"] == [0, 12]
+    assert len(out["errors"]) == 3
+    assert "text is empty or whitespace only at index" in out["errors"][0]
+    assert "length_penalty must be finite and >= 0" in out["errors"][1]
+    assert "coverage_penalty must be finite and >= 0" in out["errors"][2]
     # The caller-driven loop over encode/decode_step gives the greedy tokens.
     for row, n in enumerate(out["lengths"]):
         assert out["stepped"][row][:n] == out["tokens"][row][:n]
@@ -98,7 +113,7 @@ def test_verify_reports_parity(preset, tok, tmp_path):
     path = str(tmp_path / "sm")
     export_savedmodel(model, path)
     pairs = anki_spa_eng_pairs(limit=30)
-    report = verify_savedmodel(model, path, [s for s, _ in pairs], [t for _, t in pairs])
+    report = verify(model, path, [s for s, _ in pairs], [t for _, t in pairs])["savedmodel"]
     assert report["token_agreement"] == 1.0
     assert report["max_logit_diff"] < 1e-4
     assert report["bleu_diff"] == 0.0
@@ -106,5 +121,5 @@ def test_verify_reports_parity(preset, tok, tmp_path):
 
 def test_export_needs_tokenizers(tmp_path):
     model = Translator.from_preset("rnn_tiny", vocab_size=40, **TINY["rnn_tiny"])
-    with pytest.raises(ValueError, match="needs a translator with tokenizers"):
+    with pytest.raises(ValueError, match="export needs a Translator with tokenizers"):
         export_savedmodel(model, str(tmp_path / "x"))
