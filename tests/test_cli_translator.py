@@ -16,7 +16,7 @@ def trained(tmp_path_factory):
     """One tiny training run on the shipped pairs, shared by the tests below."""
     out = tmp_path_factory.mktemp("cli") / "model"
     rc = cli.main(["train", "translator", "--preset", "rnn_tiny", "--limit", "600",
-                   "--epochs", "2", "--vocab-size", "300", "--out", str(out), "--verbose", "0",
+                   "--epochs", "2", "--vocab-size", "300", "--out", str(out), "--progress", "none",
                    "--example", "Tengo hambre."])
     assert rc == 0
     return out
@@ -24,7 +24,7 @@ def trained(tmp_path_factory):
 
 def test_train_writes_model_heat_map_and_logs(trained, capsys):
     names = set(os.listdir(trained))
-    assert {"model.keras", "source.model", "translator.json", "attention.png", "logs"} <= names
+    assert {"model.keras", "source.model", "zoo.json", "attention.png", "logs"} <= names
     with open(trained / "attention.png", "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert any(f.startswith("events") for _, _, fs in os.walk(trained / "logs") for f in fs)
@@ -165,7 +165,7 @@ def test_export_command_writes_onnx(trained, tmp_path, capsys):
                      str(out), "--max-length", "8", "--verify", str(sents)]) == 0
     assert "parity of onnx on 2 sentences: identical outputs 100.0%" in capsys.readouterr().out
     assert {"encoder.onnx", "decoder_step.onnx", "greedy.onnx", "beam.onnx",
-            "tokenizer.model", "manifest.json"} <= set(os.listdir(out))
+            "source.model", "manifest.json"} <= set(os.listdir(out))
 
 
 def test_export_command_writes_litert(trained, tmp_path, capsys):
@@ -173,7 +173,17 @@ def test_export_command_writes_litert(trained, tmp_path, capsys):
     assert cli.main(["export", "--model", str(trained), "--format", "litert", "--out",
                      str(out), "--max-length", "8", "--max-source-length", "16",
                      "--quantize", "int8"]) == 0
-    assert {"model_int8.tflite", "tokenizer.model", "manifest.json"} == set(os.listdir(out))
+    assert {"model_int8.tflite", "source.model", "manifest.json"} == set(os.listdir(out))
+    # An export over it is refused, then replaces it whole with --overwrite (no stale files).
+    assert cli.main(["export", "--model", str(trained), "--format", "onnx", "--out",
+                     str(out), "--max-length", "8"]) == 2
+    assert "is not empty" in _err(capsys)
+    assert "model_int8.tflite" in os.listdir(out)
+    assert cli.main(["export", "--model", str(trained), "--format", "onnx", "--out",
+                     str(out), "--max-length", "8", "--overwrite"]) == 0
+    names = set(os.listdir(out))
+    assert "model_int8.tflite" not in names and "greedy.onnx" in names
+    assert [n for n in os.listdir(tmp_path) if n.startswith(".")] == []
 
 
 def test_presets_command_lists_them(capsys):
@@ -182,3 +192,56 @@ def test_presets_command_lists_them(capsys):
     assert cli.main(["presets"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in presets.names())
+
+
+def test_files_and_outputs_are_checked_before_any_work(trained, tmp_path, capsys):
+    # train --out onto a model: refused before the tokenizer is learned; the model is kept.
+    before = (trained / "model.keras").read_bytes()
+    assert cli.main(["train", "translator", "--limit", "100", "--out", str(trained)]) == 2
+    assert "is not empty; choose another directory or pass overwrite" in _err(capsys)
+    assert (trained / "model.keras").read_bytes() == before
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    assert cli.main(["train", "translator", "--limit", "100", "--out", str(a_file)]) == 2
+    assert f"--out {a_file} exists and is not a directory" in _err(capsys)
+    # translate --output DIR: named, before translating.
+    assert cli.main(["translate", "--model", str(trained), "--output", str(tmp_path),
+                     "Hola."]) == 2
+    assert _err(capsys) == f"zoo translate: error: {tmp_path}: is a directory; --output " \
+                           f"takes a file\n"
+    # A damaged model, a corrupt tokenizer: one line naming the file.
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in os.listdir(trained):
+        if os.path.isfile(trained / name):
+            (bad / name).write_bytes((trained / name).read_bytes())
+    (bad / "source.model").write_bytes(b"not a model")
+    assert cli.main(["translate", "--model", str(bad), "Hola."]) == 2
+    err = _err(capsys)
+    assert err.count("\n") == 1 and "source.model: not a valid SentencePiece model" in err
+    data = (trained / "model.keras").read_bytes()
+    (bad / "model.keras").write_bytes(data[: len(data) // 3])
+    assert cli.main(["translate", "--model", str(bad), "Hola."]) == 2
+    err = _err(capsys)
+    assert err.count("\n") == 1 and "model.keras: cannot be read" in err
+
+
+def test_train_and_translate_print_nothing_on_stderr(tmp_path):
+    """Run as a user runs them, in a fresh process: stderr stays empty on success, and
+    progress written to a pipe is one line per epoch, with no backspaces or colours."""
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL",
+                                                            "ZOO_VERBOSE")}
+    out = tmp_path / "m"
+    train = subprocess.run(
+        [sys.executable, "-m", "zoo.cli", "train", "translator", "--preset", "rnn_tiny",
+         "--limit", "300", "--epochs", "2", "--vocab-size", "200", "--out", str(out)],
+        capture_output=True, text=True, env=env, timeout=600)
+    assert train.returncode == 0, train.stderr[-2000:]
+    assert train.stderr == ""
+    assert "\b" not in train.stdout and "\x1b" not in train.stdout
+    assert sum(line.startswith("Epoch ") for line in train.stdout.splitlines()) == 2
+    tr = subprocess.run([sys.executable, "-m", "zoo.cli", "translate", "--model", str(out),
+                         "Hola."], capture_output=True, text=True, env=env, timeout=300)
+    assert tr.returncode == 0 and tr.stderr == "" and len(tr.stdout.splitlines()) == 1

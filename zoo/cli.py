@@ -6,20 +6,58 @@ import argparse
 import os
 import sys
 
-# Before TensorFlow is imported (the commands import it lazily): keep its C++ start-up chatter
-# out of the command's output unless the user asked for it.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Before TensorFlow is imported (the commands import it lazily): keep its C++ logging out of
+# the command's output unless the user asked for it (--verbose or ZOO_VERBOSE=1).
+_VERBOSE = os.environ.get("ZOO_VERBOSE", "") not in ("", "0")
+if not _VERBOSE:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 EXAMPLES = ["¿Dónde está la estación de tren?", "Tengo hambre.", "Me gusta leer libros.",
             "Hace frío hoy.", "¿Puedes ayudarme, por favor?", "Mi hermano vive en Madrid."]
 
 
 def _quiet_tf():
+    """Imports TensorFlow with its start-up lines (absl's pre-init notice, oneDNN, CUDA
+    probing: written to file descriptor 2 before any log level applies) captured; they are
+    shown only with --verbose, or if the import fails."""
+    if "tensorflow" in sys.modules or _VERBOSE:
+        import tensorflow  # noqa: F401
+
+        return
     import logging
+    import tempfile
 
-    import tensorflow as tf
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+            import tensorflow_text  # noqa: F401
 
+            tf.config.list_logical_devices()  # device start-up, where CUDA is probed
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode("utf-8", "replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
     tf.get_logger().setLevel(logging.ERROR)  # tf.function retracing notices
+
+
+def _show_warnings():
+    """zoo's own warnings (truncated inputs) as one line each on stderr."""
+    import warnings
+
+    from zoo.inputs import InputTruncatedWarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, InputTruncatedWarning) or _VERBOSE:
+            print(f"zoo: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
 
 
 def _read_corpus(args):
@@ -50,6 +88,9 @@ def _cmd_train(args) -> int:
     from zoo.data import anki_spa_eng_pairs
     from zoo.recipes import train_translator
 
+    from zoo.files import check_destination
+
+    check_destination(args.out, args.overwrite, "--out")  # before any work
     if args.attention:
         import zoo.attention
 
@@ -77,7 +118,10 @@ def _cmd_train(args) -> int:
         vocab_size=args.vocab_size, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.learning_rate, max_length=args.max_length,
         mixed_precision=args.mixed_precision, jit_compile=args.xla, seed=args.seed,
-        overrides=overrides, verbose=args.verbose)
+        overrides=overrides, verbose=_progress(args.progress), overwrite=args.overwrite)
+    if info["truncated_pairs"]:
+        print(f"{info['truncated_pairs']:,} of {len(train):,} training pairs were longer than "
+              f"--max-length {args.max_length} ids and were truncated")
     loss = history.history["loss"]
     print(f"trained {info['parameters']:,} parameters for {info['epochs']} epochs in "
           f"{info['train_seconds']:.0f} s: loss {loss[0]:.2f} -> {loss[-1]:.2f}")
@@ -101,15 +145,25 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _progress(choice):
+    """Keras verbosity: a bar on a terminal, one line per epoch in a file or pipe."""
+    if choice == "auto":
+        choice = "bar" if sys.stdout.isatty() else "epoch"
+    return {"bar": 1, "epoch": 2, "none": 0}[choice]
+
+
 def _strategy_kwargs(args):
+    """The decoding options the user gave (None = not given), for the chosen strategy: an
+    option of another strategy is then an error that names it."""
+    given = {k: getattr(args, k) for k in ("length_penalty", "coverage_penalty",
+                                           "temperature", "top_k", "top_p")
+             if getattr(args, k) is not None}
     if args.sample:
-        return {"strategy": "sampling", "temperature": args.temperature, "top_k": args.top_k,
-                "top_p": args.top_p, "seed": args.seed}
+        return {"strategy": "sampling", "seed": args.seed, **given}
     if args.beam_size > 1:
         return {"strategy": "beam", "beam_size": args.beam_size,
-                "length_penalty": args.length_penalty,
-                "coverage_penalty": args.coverage_penalty}
-    return {"strategy": "greedy"}
+                "length_penalty": 0.6, **given}
+    return {"strategy": "greedy", **given}
 
 
 def _read_lines(path):
@@ -148,6 +202,8 @@ def _cmd_translate(args) -> int:
     if empty:
         raise ValueError(f"{origin}: line {empty[0]} is empty ({len(empty)} empty lines); "
                          f"give one sentence per line")
+    if args.output and os.path.isdir(args.output):
+        raise IsADirectoryError(21, "is a directory; --output takes a file", args.output)
     model = _load_model(args.model)
     outs = model.translate(texts, batch_size=args.batch_size, max_length=args.max_length,
                            **_strategy_kwargs(args))
@@ -187,40 +243,31 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    import json
+    from zoo.files import check_destination
 
-    model = _load_model(args.model)
+    check_destination(args.out, args.overwrite, "--out")  # before any work
     texts = _read_lines(args.verify) if args.verify else None  # fail early on a bad file
+    model = _load_model(args.model)
+    from zoo.export import get_exporter
+
+    kwargs = {"max_length": args.max_length, "overwrite": args.overwrite}
     if args.format == "litert":
-        from zoo.export.litert import export_litert
-
-        manifest = export_litert(model, args.out, batch_size=args.batch_size,
-                                 max_source_length=args.max_source_length,
-                                 max_length=args.max_length, quantizations=args.quantize)
-        print(f"wrote litert to {args.out}: {', '.join(sorted(manifest['files'].values()))} "
-              f"(builtin ops only; batch {manifest['batch_size']}, sources padded to "
-              f"{manifest['max_source_length']} ids)")
-    elif args.format == "onnx":
-        from zoo.export.onnx import export_onnx
-
-        manifest = export_onnx(model, args.out, max_length=args.max_length,
-                               beam_size=args.beam_size)
-        print(f"wrote onnx to {args.out}: {', '.join(sorted(manifest['files'].values()))} "
-              f"(run with zoo.serving.OnnxTranslator)")
+        kwargs.update(batch_size=args.batch_size, max_source_length=args.max_source_length,
+                      quantizations=args.quantize)
     else:
-        from zoo.export import export_savedmodel
-
-        manifest = export_savedmodel(model, args.out, max_length=args.max_length,
-                                     beam_size=args.beam_size)
-        print(f"wrote savedmodel to {args.out} (endpoints: "
-              f"{', '.join(sorted(manifest['endpoints']))})")
+        kwargs.update(beam_size=args.beam_size)
+    manifest = get_exporter(args.format)(model, args.out, **kwargs)
+    files = sorted(set(manifest["files"].values()) - {"."})
+    print(f"wrote {args.format} to {args.out}: {', '.join(files) or 'saved_model.pb'} "
+          f"(signatures: {', '.join(sorted(manifest['signatures']))}; run with "
+          f"zoo.serving.load)")
     if texts:
         from zoo.export import verify
+        from zoo.export.core import write_manifest
 
         report = verify(model, args.out, texts)
         manifest["parity"] = report
-        with open(os.path.join(args.out, "manifest.json"), "w") as f:
-            json.dump(manifest, f, indent=2)
+        write_manifest(args.out, manifest)
         for name, r in report.items():
             print(f"parity of {name} on {r['sentences']} sentences: identical outputs "
                   f"{r['token_agreement']:.1%}, max logit difference {r['max_logit_diff']:.2e}")
@@ -266,12 +313,14 @@ def _add_corpus_args(p, required):
 
 def _add_decoding_args(p):
     p.add_argument("--beam-size", type=int, default=1, help="1 = greedy (default)")
-    p.add_argument("--length-penalty", type=float, default=0.6, help="GNMT alpha (beam)")
-    p.add_argument("--coverage-penalty", type=float, default=0.0, help="GNMT beta (beam)")
+    p.add_argument("--length-penalty", type=float, default=None,
+                   help="GNMT alpha (beam; default 0.6)")
+    p.add_argument("--coverage-penalty", type=float, default=None,
+                   help="GNMT beta (beam; default 0)")
     p.add_argument("--sample", action="store_true", help="sample instead of searching")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--temperature", type=float, default=None, help="sampling (default 1)")
+    p.add_argument("--top-k", type=int, default=None, help="sampling (default 0: all)")
+    p.add_argument("--top-p", type=float, default=None, help="sampling (default 1: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-length", type=int, default=None, help="maximum output tokens")
@@ -279,7 +328,11 @@ def _add_decoding_args(p):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="zoo", description="Attention-based sequence-to-sequence models for Keras 3.")
+        prog="zoo", description="Attention-based sequence-to-sequence models for Keras 3. "
+                                "Set ZOO_VERBOSE=1 (or pass --verbose) to see TensorFlow's "
+                                "logs and library warnings.")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's start-up lines and library warnings")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     tr = sub.add_parser("train", help="train a model (`zoo train translator`)")
@@ -301,10 +354,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--xla", action="store_true", help="XLA-compile the train step")
     t.add_argument("--example", action="append", default=None,
                    help="sentence to translate after training (repeatable)")
-    t.add_argument("--out", default="zoo-translator", help="output folder")
+    t.add_argument("--out", default="zoo-translator", help="output folder (must be new or "
+                                                           "empty, or use --overwrite)")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace the model in --out (written aside, renamed at the end)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
-                   help="Keras progress: 1 bar (default), 2 a line per epoch, 0 none")
+    t.add_argument("--progress", default="auto", choices=("auto", "bar", "epoch", "none"),
+                   help="training progress: a bar on a terminal, one line per epoch in a "
+                        "file or pipe (auto, the default)")
     t.set_defaults(func=_cmd_train)
 
     s = sub.add_parser("translate", help="translate sentences (arguments, --input or stdin)")
@@ -332,7 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--batch-size", type=int, default=1, help="litert: fixed batch")
     x.add_argument("--max-source-length", type=int, default=64,
                    help="litert: sources are padded to this many ids")
-    x.add_argument("--out", required=True, help="output directory")
+    x.add_argument("--out", required=True, help="output directory (must be new or empty, or "
+                                                 "use --overwrite)")
+    x.add_argument("--overwrite", action="store_true", help="replace the export in --out")
     x.add_argument("--max-length", type=int, default=None, help="maximum output tokens")
     x.add_argument("--beam-size", type=int, default=4,
                    help="beam size of the exported beam search (savedmodel, onnx)")
@@ -352,9 +411,20 @@ _POSITIVE = ("epochs", "batch_size", "vocab_size", "max_length", "limit", "beam_
              "max_source_length")
 
 
+def _cli_field(field):
+    """An option name as the CLI spells it (``length_penalty`` -> ``--length-penalty``)."""
+    field = field.split("[")[0]
+    flags = {"texts": "input", "beam_size": "beam-size"}
+    return "--" + flags.get(field, field.replace("_", "-"))
+
+
 def main(argv=None) -> int:
+    global _VERBOSE
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.verbose and not _VERBOSE:
+        _VERBOSE = True
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
     if not getattr(args, "func", None):
         (parser if args.command != "train" else
          parser._subparsers._group_actions[0].choices["train"]).print_help()
@@ -371,13 +441,25 @@ def main(argv=None) -> int:
                      f"{len(args.data)}")
     if getattr(args, "hypotheses", None) and not args.references:
         parser.error("--hypotheses needs --references")
+    _show_warnings()
+    from zoo.inputs import InputError
+
     try:
         return args.func(args)
+    except InputError as err:
+        print(f"zoo {args.command}: error: {_cli_field(err.field)}: {err}", file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError, TypeError, UnicodeDecodeError) as err:
         print(f"zoo {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # the file system's own errors: name the file, not a traceback
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"zoo {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print(f"zoo {args.command}: interrupted", file=sys.stderr)
+        print(f"zoo {args.command}: interrupted (nothing was written)"
+              if args.command in ("train", "export") else f"zoo {args.command}: interrupted",
+              file=sys.stderr)
         return 130
 
 

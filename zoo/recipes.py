@@ -18,14 +18,15 @@ def train_translator(train_pairs: Sequence[Tuple[str, str]], preset: str = "rnn_
                      max_length: int = 64, mixed_precision: bool = False,
                      jit_compile: bool = False, tensorboard: bool = True, seed: int = 0,
                      verbose="auto", overrides: Optional[dict] = None, tokenizer=None,
-                     callbacks=None):
+                     callbacks=None, overwrite: bool = False):
     """Trains a translator on sentence pairs.
 
     Args:
         train_pairs: ``[(source, target), ...]``.
         preset: A ``zoo.models.presets`` name.
         out_dir: Where to save the model directory (and ``logs/`` for TensorBoard); None: no
-            files.
+            files. Everything is written aside and renamed into place when training ends, so
+            an interrupted run leaves ``out_dir`` as it was.
         dev_pairs: Validation pairs (validation loss each epoch).
         vocab_size: Joint SentencePiece vocabulary size.
         epochs, batch_size, batch_tokens, learning_rate, warmup_steps, label_smoothing:
@@ -39,10 +40,13 @@ def train_translator(train_pairs: Sequence[Tuple[str, str]], preset: str = "rnn_
         overrides: Network config overrides (``{"attention": "coverage"}``...).
         tokenizer: Reuse a tokenizer instead of learning one.
         callbacks: Extra Keras callbacks.
+        overwrite: Replace a model that zoo wrote in ``out_dir`` (else it must be new or
+            empty).
 
     Returns:
         ``(model, history, info)``: the trained :class:`zoo.models.Translator`, the Keras
-        ``History`` and a dict with the settings used and the training time.
+        ``History`` and a dict with the settings used, the training time and the number of
+        pairs truncated to ``max_length``.
 
     Example:
         >>> from zoo.data import anki_spa_eng_pairs
@@ -51,14 +55,19 @@ def train_translator(train_pairs: Sequence[Tuple[str, str]], preset: str = "rnn_
         >>> len(history.history["loss"])
         1
     """
+    import contextlib
+
     import keras
 
     from zoo.data import SentencePieceTokenizer, make_dataset
+    from zoo.files import check_destination, staged_directory
     from zoo.models import Translator, presets
 
     train_pairs = list(train_pairs)
     if not train_pairs:
         raise ValueError("no training pairs")
+    if out_dir:
+        check_destination(out_dir, overwrite, "out_dir")
     defaults = presets.get_preset(preset)["train"]
     epochs = int(epochs or defaults["epochs"])
     lr = learning_rate or defaults["learning_rate"]
@@ -72,6 +81,12 @@ def train_translator(train_pairs: Sequence[Tuple[str, str]], preset: str = "rnn_
         tokenizer = SentencePieceTokenizer.train(
             [s for pair in train_pairs for s in pair], vocab_size=vocab_size)
     tok_time = time.time() - t0
+    # Counted host-side, as the pipeline cuts: source ids + eos, bos + target ids + eos.
+    sp = tokenizer.processor
+    src_len = sp.encode([s for s, _ in train_pairs])
+    tgt_len = sp.encode([t for _, t in train_pairs])
+    truncated = sum(1 for a, b in zip(src_len, tgt_len)
+                    if len(a) > max_length - 1 or len(b) > max_length - 1)
     model = Translator.from_preset(preset, tokenizer=tokenizer,
                                    dtype="mixed_float16" if mixed_precision else None,
                                    max_target_length=max_length, **(overrides or {}))
@@ -82,21 +97,26 @@ def train_translator(train_pairs: Sequence[Tuple[str, str]], preset: str = "rnn_
         if dev_pairs else None
     model.compile(learning_rate=lr, warmup_steps=warmup, label_smoothing=smoothing,
                   jit_compile=jit_compile)
-    cbs = list(callbacks or [])
-    if out_dir and tensorboard:
-        cbs.append(keras.callbacks.TensorBoard(os.path.join(out_dir, "logs")))
-    t1 = time.time()
-    history = model.fit(train_ds, validation_data=dev_ds, epochs=epochs, callbacks=cbs,
-                        verbose=verbose)
-    train_time = time.time() - t1
-    info = {"preset": preset, "epochs": epochs, "batch_size": batch_size,
-            "batch_tokens": batch_tokens, "learning_rate": lr, "warmup_steps": warmup,
-            "label_smoothing": smoothing, "vocab_size": tokenizer.vocab_size,
-            "max_length": max_length, "train_pairs": len(train_pairs),
-            "parameters": int(model.count_params()), "tokenizer_seconds": round(tok_time, 1),
-            "train_seconds": round(train_time, 1), "mixed_precision": mixed_precision,
-            "overrides": overrides or {}}
-    model._meta = {"training": info}
-    if out_dir:
-        model.save(out_dir)
+    stage = staged_directory(out_dir, overwrite, "out_dir") if out_dir else \
+        contextlib.nullcontext(None)
+    with stage as tmp:
+        cbs = list(callbacks or [])
+        if tmp and tensorboard:
+            cbs.append(keras.callbacks.TensorBoard(os.path.join(tmp, "logs")))
+        t1 = time.time()
+        # The dataset shuffles itself (and knows its length: a progress bar from epoch 1).
+        history = model.fit(train_ds, validation_data=dev_ds, epochs=epochs, callbacks=cbs,
+                            verbose=verbose, shuffle=False)
+        train_time = time.time() - t1
+        info = {"preset": preset, "epochs": epochs, "batch_size": batch_size,
+                "batch_tokens": batch_tokens, "learning_rate": lr, "warmup_steps": warmup,
+                "label_smoothing": smoothing, "vocab_size": tokenizer.vocab_size,
+                "max_length": max_length, "train_pairs": len(train_pairs),
+                "truncated_pairs": truncated,
+                "parameters": int(model.count_params()), "tokenizer_seconds": round(tok_time, 1),
+                "train_seconds": round(train_time, 1), "mixed_precision": mixed_precision,
+                "overrides": overrides or {}}
+        model._meta = {"training": info}
+        if tmp:
+            model.write_files(tmp)
     return model, history, info

@@ -117,7 +117,14 @@ def make_dataset(pairs, source_tokenizer, target_tokenizer=None, batch_size: int
             s, t = up(s), tf.pad(t, [[0, 0], [0, (8 - (tf.shape(t)[1] - 1) % 8) % 8]])
         return {"source": s, "target": t[:, :-1]}, t[:, 1:]
 
-    return ds.map(to_model, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(to_model, num_parallel_calls=tf.data.AUTOTUNE)
+    if not repeat:
+        # Bucketing hides the number of batches; counted once (the cache makes the pass
+        # cheap to reuse), it lets fit show a real progress bar from epoch 1 and not warn
+        # that the input "ran out of data".
+        n = int(ds.reduce(0, lambda count, _: count + 1))
+        ds = ds.apply(tf.data.experimental.assert_cardinality(n))
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def encode_sources(texts: Sequence[str], tokenizer, max_length: int = 256, warn: bool = True):
