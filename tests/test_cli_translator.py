@@ -111,18 +111,19 @@ def test_invalid_and_empty_pairs_are_reported_or_skipped(tmp_path, capsys):
     assert "skipped 2 invalid pairs" in err
 
 
-def test_empty_input_is_an_error(trained, tmp_path, capsys, monkeypatch):
+def test_empty_input_gives_empty_output_and_blank_lines_are_errors(trained, tmp_path, capsys,
+                                                                   monkeypatch):
     empty = tmp_path / "empty.txt"
     empty.write_text("")
-    assert cli.main(["translate", "--model", str(trained), "--input", str(empty)]) == 2
-    assert "no sentences to translate" in _err(capsys)
+    assert cli.main(["translate", "--model", str(trained), "--input", str(empty)]) == 0
+    assert capsys.readouterr() == ("", "")
     gap = tmp_path / "gap.txt"
     gap.write_text("Hola.\n\nAdiós.\n")
     assert cli.main(["translate", "--model", str(trained), "--input", str(gap)]) == 2
     assert "line 2 is empty" in _err(capsys)
     monkeypatch.setattr(sys, "stdin", io.StringIO(""))
-    assert cli.main(["translate", "--model", str(trained)]) == 2
-    assert "no sentences to translate (from stdin)" in _err(capsys)
+    assert cli.main(["translate", "--model", str(trained)]) == 0
+    assert capsys.readouterr() == ("", "")
     empty_tsv = tmp_path / "e.tsv"
     empty_tsv.write_text("")
     assert cli.main(["train", "translator", "--data", str(empty_tsv)]) == 2

@@ -196,12 +196,13 @@ def _cmd_translate(args) -> int:
             print("reading sentences from stdin, one per line (Ctrl-D to end)", file=sys.stderr)
         texts = [line.rstrip("\r\n") for line in sys.stdin]
         origin = "stdin"
+    # The input contract (zoo.inputs), said in lines: no input gives no output; an empty or
+    # blank line is an error that names it.
     empty = [i + 1 for i, t in enumerate(texts) if not t.strip()]
-    if not texts:
-        raise ValueError(f"no sentences to translate (from {origin})")
     if empty:
-        raise ValueError(f"{origin}: line {empty[0]} is empty ({len(empty)} empty lines); "
-                         f"give one sentence per line")
+        unit = "argument" if origin == "arguments" else "line"
+        raise ValueError(f"{origin}: {unit} {empty[0]} is empty or whitespace only "
+                         f"({len(empty)} such); give one sentence per {unit}")
     if args.output and os.path.isdir(args.output):
         raise IsADirectoryError(21, "is a directory; --output takes a file", args.output)
     model = _load_model(args.model)
@@ -441,9 +442,12 @@ def main(argv=None) -> int:
                      f"{len(args.data)}")
     if getattr(args, "hypotheses", None) and not args.references:
         parser.error("--hypotheses needs --references")
-    _show_warnings()
+    import warnings
+
     from zoo.inputs import InputError
 
+    shown = warnings.showwarning
+    _show_warnings()
     try:
         return args.func(args)
     except InputError as err:
@@ -461,6 +465,8 @@ def main(argv=None) -> int:
               if args.command in ("train", "export") else f"zoo {args.command}: interrupted",
               file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":

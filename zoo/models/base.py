@@ -408,6 +408,8 @@ class Seq2Seq(keras.Model):
     def write_files(self, directory):
         """Writes the model's files into an existing directory (not atomically: ``save``
         stages through this)."""
+        if not self.built:
+            self.build()
         super().save(os.path.join(directory, "model.keras"), overwrite=True)
         self.source_tokenizer.save(os.path.join(directory, "source.model"))
         same = self.target_tokenizer is self.source_tokenizer or (
