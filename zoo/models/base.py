@@ -331,6 +331,15 @@ class Seq2Seq(keras.Model):
         return (out, details) if return_result else out
 
     # ------------------------------------------------------------------ training
+    def fit(self, *args, **kwargs):
+        """``keras.Model.fit``; a ``tf.data`` input (which shuffles itself, as
+        ``zoo.data.make_dataset`` does) is not asked to shuffle again."""
+        x = args[0] if args else kwargs.get("x")
+        if "shuffle" not in kwargs and len(args) < 9 and type(x).__module__.startswith(
+                "tensorflow.python.data"):
+            kwargs["shuffle"] = False
+        return super().fit(*args, **kwargs)
+
     def compile(self, optimizer="adam", loss=None, metrics=None, learning_rate=1e-3,
                 warmup_steps=None, label_smoothing=0.1, clipnorm=1.0, jit_compile=False,
                 **kwargs):
@@ -506,7 +515,15 @@ def read_json(path):
 #: Model classes by task class name (``"translator"``); registering one also registers it
 #: for Keras serialization under the package "zoo".
 REGISTRY = Registry("model", base=Seq2Seq)
-register = REGISTRY.register
+
+
+def register(name: str):
+    """Class decorator: registers a task class as ``name`` and by its class name (which
+    presets and saved models use)."""
+    def decorator(cls):
+        alias = cls.__name__.lower()
+        return REGISTRY.register(name, aliases=() if alias == name else (alias,))(cls)
+    return decorator
 
 
 def load(path) -> Seq2Seq:
