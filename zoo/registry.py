@@ -1,8 +1,10 @@
 """Name -> class registries that also register Keras serialization under package "zoo".
 
-Every family in zoo (attention variants now; models, presets and exporters later) keeps one
-`Registry`. Registering a class makes it reachable three ways: by its short name
-(`"additive"`), by a config dict, and by Keras deserialization (`"zoo>AdditiveAttention"`), so
+Every family in zoo keeps one `Registry`: attention variants (``zoo.attention.REGISTRY``),
+networks (``zoo.layers.NETWORKS``), task models (``zoo.models.REGISTRY``) and decoding
+strategies (``zoo.decoding.REGISTRY``); exporters are listed in ``zoo.export.EXPORTERS``.
+Registering a class makes it reachable three ways: by its short name (`"additive"`), by a
+config dict, and by Keras deserialization (`"zoo>AdditiveAttention"`), so
 that a saved `.keras` file loads with `safe_mode=True` and no `custom_objects`.
 """
 

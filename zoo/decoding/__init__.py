@@ -1,8 +1,10 @@
 """One decoding engine for every model, over a step-function protocol.
 
-A model exposes ``step_fn(token_ids (batch,), state) -> (logits (batch, vocab), state,
-weights (batch, S))`` where ``state`` is any nest of tensors whose leading axis is the batch.
-The engine knows nothing else about the model. Strategies:
+A model exposes ``step_fn(token_ids (batch,), state, memory) -> (logits (batch, vocab), state,
+weights (batch, S))``: ``state`` is any nest of tensors whose leading axis is the batch and that
+changes every step (beam search reorders it); ``memory`` is the constant per-source input (the
+projected encoder output), repeated once per hypothesis and never reordered. The engine knows
+nothing else about the model. Strategies:
 
 * :class:`Greedy` - arg-max at each step.
 * :class:`BeamSearch` - beam size, GNMT length and coverage penalties, min/max length, n-best,
