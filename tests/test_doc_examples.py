@@ -7,10 +7,15 @@ import pkgutil
 import pytest
 
 import zoo
+import zoo.export
+import zoo.serving
 
+# zoo.export and zoo.serving live outside zoo/ in the repository (package_dir): walk them too.
 MODULES = sorted(
-    m.name for m in pkgutil.walk_packages(zoo.__path__, "zoo.")
-    if not m.name.startswith(("zoo.export", "zoo.serving")) and m.name != "zoo.cli")
+    {m.name for m in pkgutil.walk_packages(zoo.__path__, "zoo.") if m.name != "zoo.cli"}
+    | {m.name for m in pkgutil.walk_packages(zoo.export.__path__, "zoo.export.")}
+    | {m.name for m in pkgutil.walk_packages(zoo.serving.__path__, "zoo.serving.")}
+    | {"zoo.export", "zoo.serving"})
 
 
 @pytest.mark.parametrize("name", MODULES)
