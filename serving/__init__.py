@@ -18,11 +18,7 @@ def __getattr__(name):
         from zoo.serving import runtimes
 
         return getattr(runtimes, name)
-    if name == "OnnxTranslator":  # the name of the ONNX runner before zoo.serving.load
-        from zoo.serving.runtimes import OnnxRunner
-
-        return OnnxRunner
     raise AttributeError(f"module 'zoo.serving' has no attribute {name!r}")
 
 
-__all__ = ["HostTokenizer", "OnnxTranslator", *_RUNTIMES]
+__all__ = ["HostTokenizer", *_RUNTIMES]
