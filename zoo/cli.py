@@ -292,8 +292,10 @@ def _cmd_attention(args) -> int:
 def _cmd_presets(args) -> int:
     from zoo.models import presets
 
-    for name in presets.names():
-        print(f"{name:<18} {presets.PRESETS[name]['description']}")
+    for task in sorted({presets.task_of(n) for n in presets.names()}):
+        print(f"{task}:")
+        for name in presets.names(task):
+            print(f"  {name:<18} {presets.PRESETS[name]['description']}")
     return 0
 
 

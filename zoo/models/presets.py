@@ -137,6 +137,11 @@ def names(task: str = None):
                   if task is None or _TASKS.get(p["class"]) == task)
 
 
+def task_of(name: str) -> str:
+    """The task of a preset (``"translation"``...)."""
+    return _TASKS.get(get_preset(name)["class"], "unknown")
+
+
 def get_preset(name: str) -> dict:
     """A deep copy of a preset, or a ValueError naming the known ones."""
     if name not in PRESETS:
