@@ -125,6 +125,10 @@ def _cmd_train(args) -> int:
     loss = history.history["loss"]
     print(f"trained {info['parameters']:,} parameters for {info['epochs']} epochs in "
           f"{info['train_seconds']:.0f} s: loss {loss[0]:.2f} -> {loss[-1]:.2f}")
+    if dev and info["kept_epoch"] != info["epochs"]:
+        val = history.history["val_loss"]
+        print(f"kept the weights of epoch {info['kept_epoch']} (validation loss "
+              f"{val[info['kept_epoch'] - 1]:.2f}; the last epoch's was {val[-1]:.2f})")
     if dev:
         sample = dev[:500]
         hyps = model.translate([s for s, _ in sample])

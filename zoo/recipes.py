@@ -18,7 +18,7 @@ def train_translator(train_pairs: Sequence[Tuple[str, str]], preset: str = "rnn_
                      max_length: int = 64, mixed_precision: bool = False,
                      jit_compile: bool = False, tensorboard: bool = True, seed: int = 0,
                      verbose="auto", overrides: Optional[dict] = None, tokenizer=None,
-                     callbacks=None, overwrite: bool = False):
+                     callbacks=None, overwrite: bool = False, keep_best: bool = True):
     """Trains a translator on sentence pairs.
 
     Args:
@@ -42,6 +42,9 @@ def train_translator(train_pairs: Sequence[Tuple[str, str]], preset: str = "rnn_
         callbacks: Extra Keras callbacks.
         overwrite: Replace a model that zoo wrote in ``out_dir`` (else it must be new or
             empty).
+        keep_best: With ``dev_pairs``, keep the weights of the epoch with the lowest
+            validation loss (Keras ``EarlyStopping(restore_best_weights=True)``, with no
+            early stop), not those of the last epoch.
 
     Returns:
         ``(model, history, info)``: the trained :class:`zoo.models.Translator`, the Keras
@@ -101,6 +104,11 @@ def train_translator(train_pairs: Sequence[Tuple[str, str]], preset: str = "rnn_
         contextlib.nullcontext(None)
     with stage as tmp:
         cbs = list(callbacks or [])
+        best = None
+        if keep_best and dev_ds is not None:
+            best = keras.callbacks.EarlyStopping(monitor="val_loss", patience=epochs,
+                                                 restore_best_weights=True)
+            cbs.append(best)
         if tmp and tensorboard:
             cbs.append(keras.callbacks.TensorBoard(os.path.join(tmp, "logs")))
         t1 = time.time()
@@ -113,6 +121,7 @@ def train_translator(train_pairs: Sequence[Tuple[str, str]], preset: str = "rnn_
                 "label_smoothing": smoothing, "vocab_size": tokenizer.vocab_size,
                 "max_length": max_length, "train_pairs": len(train_pairs),
                 "truncated_pairs": truncated,
+                "kept_epoch": (best.best_epoch + 1) if best is not None else epochs,
                 "parameters": int(model.count_params()), "tokenizer_seconds": round(tok_time, 1),
                 "train_seconds": round(train_time, 1), "mixed_precision": mixed_precision,
                 "overrides": overrides or {}}
