@@ -201,6 +201,10 @@ def test_files_and_outputs_are_checked_before_any_work(trained, tmp_path, capsys
     assert cli.main(["train", "translator", "--limit", "100", "--out", str(trained)]) == 2
     assert "is not empty; choose another directory or pass overwrite" in _err(capsys)
     assert (trained / "model.keras").read_bytes() == before
+    assert cli.main(["export", "--model", str(trained), "--out", str(trained),
+                     "--overwrite"]) == 2
+    assert "is the model directory" in _err(capsys)
+    assert (trained / "model.keras").read_bytes() == before
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
     assert cli.main(["train", "translator", "--limit", "100", "--out", str(a_file)]) == 2

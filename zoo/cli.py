@@ -250,6 +250,8 @@ def _cmd_evaluate(args) -> int:
 def _cmd_export(args) -> int:
     from zoo.files import check_destination
 
+    if os.path.realpath(args.out) == os.path.realpath(args.model):
+        raise ValueError(f"--out {args.out} is the model directory; write the export elsewhere")
     check_destination(args.out, args.overwrite, "--out")  # before any work
     texts = _read_lines(args.verify) if args.verify else None  # fail early on a bad file
     model = _load_model(args.model)
