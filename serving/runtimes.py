@@ -122,12 +122,12 @@ class Runner:
         options = self.check_options(strategy, options)
         if not texts:
             return []
-        ids, _ = self.encode_texts(texts)
-        out = self._generate(ids, strategy_name(strategy), options)
-        return self.target_tokenizer.decode(out["tokens"])
+        return self._generate_text(texts, strategy_name(strategy), options)
 
-    translate = generate_text
-    summarize = generate_text
+    def _generate_text(self, texts, strategy, options) -> List[str]:
+        """Checked, non-empty texts -> strings (tokenized host-side)."""
+        ids, _ = self.encode_texts(texts)
+        return self.target_tokenizer.decode(self._generate(ids, strategy, options)["tokens"])
 
     def generate(self, source_ids, strategy: str = "greedy", **options) -> Dict[str, np.ndarray]:
         """Ids ``(batch, S)`` -> ``tokens``, ``lengths``, ``scores``, ``attention``."""
@@ -285,26 +285,19 @@ class SavedModelRunner(Runner):
             raise ExportFileError(f"{path}: the SavedModel cannot be loaded "
                                   f"({str(err).splitlines()[0][:160]})") from None
 
-    def generate_text(self, texts: Sequence[str], strategy: str = "greedy",
-                      **options) -> List[str]:
-        texts = check_texts(texts)
-        options = self.check_options(strategy, options)
-        if not texts:
-            return []
+    def _generate_text(self, texts, strategy, options) -> List[str]:
+        # Tokenization runs inside the SavedModel: strings in, strings out.
         tf = self._tf
         text = tf.constant(texts)
-        if strategy_name(strategy) == "greedy":
+        if strategy == "greedy":
             out = self.loaded.generate(text)
         else:
             out = self.loaded.generate_beam(text, tf.constant(options["length_penalty"]),
                                             tf.constant(options["coverage_penalty"]))
         dropped = out["source_ids_dropped"].numpy()
         warn_truncated([self.max_source_length + int(d) for d in dropped],
-                       self.max_source_length, stacklevel=3)
+                       self.max_source_length, stacklevel=4)
         return [s.decode("utf-8") for s in out["text"].numpy()]
-
-    translate = generate_text
-    summarize = generate_text
 
     def _generate(self, ids, strategy, options):
         raise InputError("source_ids", "the SavedModel runner takes text (generate_text); its "

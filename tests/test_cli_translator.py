@@ -250,3 +250,7 @@ def test_train_and_translate_print_nothing_on_stderr(tmp_path):
     tr = subprocess.run([sys.executable, "-m", "zoo.cli", "translate", "--model", str(out),
                          "Hola."], capture_output=True, text=True, env=env, timeout=300)
     assert tr.returncode == 0 and tr.stderr == "" and len(tr.stdout.splitlines()) == 1
+    for command in ("presets", "attention"):
+        listing = subprocess.run([sys.executable, "-m", "zoo.cli", command],
+                                 capture_output=True, text=True, env=env, timeout=300)
+        assert listing.returncode == 0 and listing.stderr == "", (command, listing.stderr)

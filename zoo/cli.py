@@ -83,7 +83,6 @@ def _read_corpus(args):
 def _cmd_train(args) -> int:
     import random
 
-    _quiet_tf()
     from zoo import metrics, plot
     from zoo.data import anki_spa_eng_pairs
     from zoo.recipes import train_translator
@@ -182,7 +181,6 @@ def _read_lines(path):
 
 
 def _load_model(path):
-    _quiet_tf()
     from zoo.models import Translator
 
     return Translator.load(path)
@@ -457,6 +455,8 @@ def main(argv=None) -> int:
     shown = warnings.showwarning
     _show_warnings()
     try:
+        if not getattr(args, "hypotheses", None):  # every other command imports TensorFlow
+            _quiet_tf()
         return args.func(args)
     except InputError as err:
         print(f"zoo {args.command}: error: {_cli_field(err.field)}: {err}", file=sys.stderr)

@@ -335,9 +335,12 @@ class Seq2Seq(keras.Model):
         """``keras.Model.fit``; a ``tf.data`` input (which shuffles itself, as
         ``zoo.data.make_dataset`` does) is not asked to shuffle again."""
         x = args[0] if args else kwargs.get("x")
-        if "shuffle" not in kwargs and len(args) < 9 and type(x).__module__.startswith(
-                "tensorflow.python.data"):
-            kwargs["shuffle"] = False
+        if "shuffle" not in kwargs and len(args) < 9 and \
+                keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            if isinstance(x, tf.data.Dataset):
+                kwargs["shuffle"] = False
         return super().fit(*args, **kwargs)
 
     def compile(self, optimizer="adam", loss=None, metrics=None, learning_rate=1e-3,
