@@ -68,12 +68,16 @@ class ExportCore:
         coverage_penalty: Default GNMT coverage penalty, likewise.
         batch_size: A fixed batch (LiteRT), or None for a dynamic one.
         source_length: A fixed source length (LiteRT), or None for a dynamic one.
+        min_length: Tokens before eos may be generated (fixed at export, every strategy).
+        no_repeat_ngram_size: n-gram repetition blocking of every exported strategy (fixed
+            at export: the n-gram windows are static shapes of the loop); 0: off.
     """
 
     def __init__(self, model, max_length: Optional[int] = None,
                  max_source_length: Optional[int] = None, beam_size: int = 4,
                  length_penalty: float = 0.6, coverage_penalty: float = 0.0,
-                 batch_size: Optional[int] = None, source_length: Optional[int] = None):
+                 batch_size: Optional[int] = None, source_length: Optional[int] = None,
+                 min_length: int = 0, no_repeat_ngram_size: int = 0):
         import tensorflow as tf
 
         from zoo.inputs import check_decoding, check_positive_int
@@ -87,7 +91,9 @@ class ExportCore:
                              f"({type(model).__name__}.load(dir), or from_preset(..., "
                              f"tokenizer=...))")
         opts = check_decoding("beam", {"beam_size": beam_size, "length_penalty": length_penalty,
-                                       "coverage_penalty": coverage_penalty})
+                                       "coverage_penalty": coverage_penalty,
+                                       "min_length": min_length,
+                                       "no_repeat_ngram_size": no_repeat_ngram_size})
         self.model = model
         self.max_length = check_positive_int("max_length", max_length or model.max_target_length)
         self.max_source_length = check_positive_int(
@@ -95,6 +101,11 @@ class ExportCore:
         if self.max_source_length < 2:
             raise ValueError("max_source_length must leave room for one id and eos (>= 2)")
         self.beam_size = opts["beam_size"]
+        self.min_length, self.no_repeat_ngram_size = opts["min_length"], \
+            opts["no_repeat_ngram_size"]
+        if self.min_length > self.max_length:
+            raise ValueError(f"min_length ({self.min_length}) must be <= max_length "
+                             f"({self.max_length})")
         self.length_penalty, self.coverage_penalty = opts["length_penalty"], \
             opts["coverage_penalty"]
         self.batch_size = None if batch_size is None else check_positive_int("batch_size",
@@ -142,14 +153,15 @@ class ExportCore:
     def generate(self, source_ids, strategy) -> dict:
         """The model's decoding graph -> the best hypothesis' ``tokens`` ``(batch, L)``,
         ``lengths``, ``scores`` and ``attention`` ``(batch, L, S)``."""
-        res = self.model.decode(source_ids, strategy, self.max_length)
+        res = self.model.decode(source_ids, strategy, self.max_length, self.min_length)
         return dict(zip(GENERATE_OUTPUTS, (res.tokens[:, 0], res.lengths[:, 0],
                                            res.scores[:, 0], res.attention[:, 0])))
 
     def greedy(self, source_ids) -> dict:
         from zoo import decoding
 
-        return self.generate(source_ids, decoding.Greedy())
+        return self.generate(source_ids, decoding.Greedy(
+            no_repeat_ngram_size=self.no_repeat_ngram_size))
 
     def beam(self, source_ids, length_penalty, coverage_penalty) -> dict:
         """Beam search of the export's size; the penalties may be scalar tensors."""
@@ -157,7 +169,7 @@ class ExportCore:
 
         return self.generate(source_ids, decoding.BeamSearch(
             beam_size=self.beam_size, length_penalty=length_penalty,
-            coverage_penalty=coverage_penalty))
+            coverage_penalty=coverage_penalty, no_repeat_ngram_size=self.no_repeat_ngram_size))
 
     # ------------------------------------------------------------------ files
     def manifest(self, fmt: str, files: dict, signatures: dict, strategies, quantization,
@@ -183,7 +195,9 @@ class ExportCore:
             "state": self.state.manifest(), "memory": self.memory.manifest(),
             "decoding": {"strategies": list(strategies), "beam_size": self.beam_size,
                          "length_penalty": self.length_penalty,
-                         "coverage_penalty": self.coverage_penalty},
+                         "coverage_penalty": self.coverage_penalty,
+                         "min_length": self.min_length,
+                         "no_repeat_ngram_size": self.no_repeat_ngram_size},
             "quantization": list(quantization), "files": files, "signatures": signatures,
             "parity": None, **extra}
 

@@ -32,7 +32,8 @@ QUANTIZATIONS = ("float32", "float16", "int8")
 
 def export_litert(model, path: str, batch_size: int = 1, max_source_length: int = 32,
                   max_length: Optional[int] = None,
-                  quantizations: Sequence[str] = QUANTIZATIONS, overwrite: bool = False) -> dict:
+                  quantizations: Sequence[str] = QUANTIZATIONS, overwrite: bool = False,
+                  min_length: int = 0, no_repeat_ngram_size: int = 0) -> dict:
     """Writes ``model_<quantization>.tflite`` files, the tokenizers and a manifest.
 
     Args:
@@ -43,6 +44,8 @@ def export_litert(model, path: str, batch_size: int = 1, max_source_length: int 
             runner) to this many ids, eos included.
         max_length: Maximum generated tokens (default: the model's ``max_target_length``).
         quantizations: Any of ``"float32"``, ``"float16"``, ``"int8"``.
+        min_length: Minimum generated tokens before eos (fixed at export).
+        no_repeat_ngram_size: n-gram repetition blocking (fixed at export; 0: off).
         overwrite: Replace an export zoo wrote at ``path``.
 
     Returns:
@@ -56,7 +59,8 @@ def export_litert(model, path: str, batch_size: int = 1, max_source_length: int 
     if bad or not quantizations:
         raise ValueError(f"quantizations must be among {QUANTIZATIONS}, got {quantizations}")
     core = ExportCore(model, max_length=max_length, batch_size=batch_size,
-                      source_length=max_source_length)
+                      source_length=max_source_length, min_length=min_length,
+                      no_repeat_ngram_size=no_repeat_ngram_size)
     b = core.batch_size
     src_spec = core.source_spec()
 

@@ -175,7 +175,8 @@ def _convert(fn, signature, path, opset):
 def export_onnx(model, path: str, max_length: Optional[int] = None,
                 max_source_length: Optional[int] = None, beam_size: int = 4,
                 length_penalty: float = 0.6, coverage_penalty: float = 0.0,
-                opset: int = OPSET, overwrite: bool = False) -> dict:
+                opset: int = OPSET, overwrite: bool = False,
+                min_length: int = 0, no_repeat_ngram_size: int = 0) -> dict:
     """Writes the ONNX graphs of a model, its tokenizers and the manifest.
 
     Args:
@@ -188,6 +189,8 @@ def export_onnx(model, path: str, max_length: Optional[int] = None,
             the runner feeds it unless told otherwise).
         coverage_penalty: Default GNMT coverage penalty, likewise.
         opset: ONNX opset.
+        min_length: Minimum generated tokens before eos (fixed at export).
+        no_repeat_ngram_size: n-gram repetition blocking (fixed at export; 0: off).
         overwrite: Replace an export zoo wrote at ``path``.
 
     Returns:
@@ -197,7 +200,8 @@ def export_onnx(model, path: str, max_length: Optional[int] = None,
 
     core = ExportCore(model, max_length=max_length, max_source_length=max_source_length,
                       beam_size=beam_size, length_penalty=length_penalty,
-                      coverage_penalty=coverage_penalty)
+                      coverage_penalty=coverage_penalty, min_length=min_length,
+                      no_repeat_ngram_size=no_repeat_ngram_size)
     names = list(core.specs)
     src_spec = core.source_spec()
 

@@ -33,7 +33,8 @@ SIGNATURES = ("generate", "generate_beam", "encode", "decode_step", "tokenize")
 def export_savedmodel(model, path: str, max_length: Optional[int] = None,
                       max_source_length: Optional[int] = None, beam_size: int = 4,
                       length_penalty: float = 0.6, coverage_penalty: float = 0.0,
-                      overwrite: bool = False) -> dict:
+                      overwrite: bool = False,
+                      min_length: int = 0, no_repeat_ngram_size: int = 0) -> dict:
     """Writes ``model`` (a ``zoo.models.Seq2Seq`` with tokenizers) as a SavedModel.
 
     Args:
@@ -44,6 +45,8 @@ def export_savedmodel(model, path: str, max_length: Optional[int] = None,
         beam_size: Beam size of ``generate_beam``.
         length_penalty: Default length penalty (recorded in the manifest).
         coverage_penalty: Default coverage penalty (recorded in the manifest).
+        min_length: Minimum generated tokens before eos (fixed at export).
+        no_repeat_ngram_size: n-gram repetition blocking (fixed at export; 0: off).
         overwrite: Replace an export zoo wrote at ``path``.
 
     Returns:
@@ -66,7 +69,8 @@ def export_savedmodel(model, path: str, max_length: Optional[int] = None,
 
     core = ExportCore(model, max_length=max_length, max_source_length=max_source_length,
                       beam_size=beam_size, length_penalty=length_penalty,
-                      coverage_penalty=coverage_penalty)
+                      coverage_penalty=coverage_penalty, min_length=min_length,
+                      no_repeat_ngram_size=no_repeat_ngram_size)
     src_tok = model.source_tokenizer.tf_tokenizer
     tgt_tok = model.target_tokenizer.tf_tokenizer
     limit = core.max_source_length

@@ -12,8 +12,8 @@ out), ``encode(source_ids)`` and ``decode_step(token_ids, inputs)`` (one step; o
 * :class:`SavedModelRunner` - TensorFlow + tensorflow_text (tokenization in the graph).
 
 Overlong inputs are truncated to the export's ``max_source_length`` with a
-``zoo.inputs.InputTruncatedWarning``. Options fixed at export (``beam_size``, ``max_length``)
-may be passed only with their exported value.
+``zoo.inputs.InputTruncatedWarning``. Options fixed at export (``beam_size``, ``max_length``,
+``min_length``, ``no_repeat_ngram_size``) may be passed only with their exported value.
 """
 
 from __future__ import annotations
@@ -93,8 +93,10 @@ class Runner:
             raise InputError("strategy", f"strategy {name!r} is not in this {self.format} "
                                          f"export (it has: {', '.join(self.strategies)})")
         options = check_decoding(name, options)
-        fixed = {"max_length": self.max_length,
-                 "beam_size": self.manifest["decoding"]["beam_size"]}
+        dec = self.manifest["decoding"]
+        fixed = {"max_length": self.max_length, "beam_size": dec["beam_size"],
+                 "min_length": dec.get("min_length", 0),
+                 "no_repeat_ngram_size": dec.get("no_repeat_ngram_size", 0)}
         for key, value in fixed.items():
             if key in options and options.pop(key) != value:
                 raise InputError(key, f"{key} is fixed at export to {value} in this "

@@ -1,4 +1,5 @@
-"""The `zoo` command line: train, translate, evaluate, list attention variants and presets."""
+"""The `zoo` command line: train, translate, summarize, evaluate, export, list attention
+variants and presets."""
 
 from __future__ import annotations
 
@@ -69,6 +70,9 @@ def _read_corpus(args):
         kw["source_column"] = args.source_column
     if getattr(args, "target_column", None) is not None:
         kw["target_column"] = args.target_column
+    for field in ("source_field", "target_field"):
+        if getattr(args, field, None) is not None:
+            kw[field] = getattr(args, field)
     pairs = read_pairs(paths if len(paths) == 2 else paths[0], fmt=args.format,
                        skip_invalid=args.skip_invalid, limit=args.limit, **kw)
     if pairs.skipped:
@@ -76,19 +80,51 @@ def _read_corpus(args):
               f"{pairs.skipped[0][0]}:{pairs.skipped[0][1]}: {pairs.skipped[0][2]})",
               file=sys.stderr)
     if not pairs:
-        raise ValueError(f"{' '.join(paths)}: no sentence pairs")
+        raise ValueError(f"{' '.join(paths)}: no text pairs")
     return pairs
+
+
+#: What differs between the tasks of `zoo train`, `zoo evaluate` and the text commands.
+TASKS = {
+    "translator": {"task": "translation", "verb": "translate", "metric": "bleu",
+                   "decoding": {"beam_size": 1}, "unit": "sentence",
+                   "origin": "embedded Anki/Tatoeba spa-eng subset (CC-BY 2.0 FR)"},
+    "summarizer": {"task": "summarization", "verb": "summarize", "metric": "rouge",
+                   "decoding": {"beam_size": 4, "no_repeat_ngram_size": 3}, "unit": "dialogue",
+                   "origin": "embedded DialogSum subset (MIT, 2021 release)"},
+}
+_BY_TASK = {spec["task"]: spec for spec in TASKS.values()}
+
+
+def _embedded(kind, limit):
+    """The embedded corpus of a task: ``(train pairs, held-out pairs or None, examples)``."""
+    from zoo.data import anki_spa_eng_pairs, dialogsum_pairs
+
+    if kind == "translator":
+        return anki_spa_eng_pairs(limit=limit), None, EXAMPLES
+    dev = dialogsum_pairs("dev")
+    return dialogsum_pairs("train", limit=limit), dev, [dev[0][0]]
+
+
+def _score(metric, hyps, refs):
+    """``(label, text)`` of a corpus score."""
+    from zoo import metrics
+
+    if metric == "rouge":
+        r = metrics.rouge(hyps, refs)
+        return "ROUGE-1/2/L/Lsum", (f"{r['rouge1']:.1f} / {r['rouge2']:.1f} / "
+                                    f"{r['rougeL']:.1f} / {r['rougeLsum']:.1f}")
+    r = metrics.evaluate(hyps, refs)
+    return "BLEU, chrF", f"{r['bleu']:.1f}, {r['chrf']:.1f}"
 
 
 def _cmd_train(args) -> int:
     import random
 
-    from zoo import metrics, plot
-    from zoo.data import anki_spa_eng_pairs
-    from zoo.recipes import train_translator
-
+    from zoo import plot, recipes
     from zoo.files import check_destination
 
+    spec = TASKS[args.task]
     check_destination(args.out, args.overwrite, "--out")  # before any work
     if args.attention:
         import zoo.attention
@@ -97,30 +133,50 @@ def _cmd_train(args) -> int:
     from zoo.models import presets
 
     presets.get_preset(args.preset)
+    if presets.task_of(args.preset) != spec["task"]:
+        raise ValueError(f"--preset {args.preset} is a {presets.task_of(args.preset)} preset; "
+                         f"{spec['task']} presets: {', '.join(presets.names(spec['task']))}")
+    dev = None
     if args.data:
         pairs = _read_corpus(args)
         origin = " ".join(args.data)
-        examples = args.example or [s for s, _ in pairs[:3]]
+        examples = None
     else:
-        pairs = anki_spa_eng_pairs(limit=args.limit)
-        origin = "embedded Anki/Tatoeba spa-eng subset (CC-BY 2.0 FR)"
-        examples = args.example or EXAMPLES
+        pairs, dev, examples = _embedded(args.task, args.limit)
+        origin = spec["origin"]
     pairs = list(pairs)
-    random.Random(args.seed).shuffle(pairs)
-    n_dev = min(max(1, int(len(pairs) * args.dev_fraction)), 2000) if len(pairs) > 20 else 0
-    dev, train = pairs[:n_dev], pairs[n_dev:]
-    print(f"zoo train translator: {len(train):,} training and {len(dev):,} held-out pairs "
+    if dev is None:
+        random.Random(args.seed).shuffle(pairs)
+        n_dev = min(max(1, int(len(pairs) * args.dev_fraction)), 2000) \
+            if len(pairs) > 20 and args.dev_fraction else 0
+        dev, train = pairs[:n_dev], pairs[n_dev:]
+    else:
+        train, dev = pairs, list(dev)
+    examples = args.example or examples or [s for s, _ in (dev or train)[:1 if args.task ==
+                                                                          "summarizer" else 3]]
+    print(f"zoo train {args.task}: {len(train):,} training and {len(dev):,} held-out pairs "
           f"from {origin}; preset {args.preset}")
     overrides = {"attention": args.attention} if args.attention else None
-    model, history, info = train_translator(
-        train, preset=args.preset, out_dir=args.out, dev_pairs=dev or None,
-        vocab_size=args.vocab_size, epochs=args.epochs, batch_size=args.batch_size,
-        learning_rate=args.learning_rate, max_length=args.max_length,
-        mixed_precision=args.mixed_precision, jit_compile=args.xla, seed=args.seed,
-        overrides=overrides, verbose=_progress(args.progress), overwrite=args.overwrite)
-    if info["truncated_pairs"]:
-        print(f"{info['truncated_pairs']:,} of {len(train):,} training pairs were longer than "
-              f"--max-length {args.max_length} ids and were truncated")
+    common = dict(preset=args.preset, out_dir=args.out, dev_pairs=dev or None,
+                  vocab_size=args.vocab_size, epochs=args.epochs, batch_size=args.batch_size,
+                  learning_rate=args.learning_rate, mixed_precision=args.mixed_precision,
+                  jit_compile=args.xla, seed=args.seed, overrides=overrides,
+                  verbose=_progress(args.progress), overwrite=args.overwrite)
+    if args.task == "translator":
+        model, history, info = recipes.train_translator(train, max_length=args.max_length,
+                                                        **common)
+        if info["truncated_pairs"]:
+            print(f"{info['truncated_pairs']:,} of {len(train):,} training pairs were longer "
+                  f"than --max-length {args.max_length} ids and were truncated")
+    else:
+        model, history, info = recipes.train_summarizer(
+            train, max_source_length=args.max_source_length,
+            max_target_length=args.max_target_length, coverage_epochs=args.coverage_epochs,
+            **common)
+        print(f"{info['truncated_sources']:,} of {len(train):,} training dialogues were longer "
+              f"than {info['max_source_length']} tokens and were truncated (the SAMSum "
+              f"baselines' limit: 400); coverage loss in the last {info['coverage_epochs']} "
+              f"epoch(s)")
     loss = history.history["loss"]
     print(f"trained {info['parameters']:,} parameters for {info['epochs']} epochs in "
           f"{info['train_seconds']:.0f} s: loss {loss[0]:.2f} -> {loss[-1]:.2f}")
@@ -128,23 +184,34 @@ def _cmd_train(args) -> int:
         val = history.history["val_loss"]
         print(f"kept the weights of epoch {info['kept_epoch']} (validation loss "
               f"{val[info['kept_epoch'] - 1]:.2f}; the last epoch's was {val[-1]:.2f})")
+    decoding = _strategy_kwargs(args, spec["task"])
+    label = ", ".join(f"{k} {v}" for k, v in decoding.items())
     if dev:
         sample = dev[:500]
-        hyps = model.translate([s for s, _ in sample])
-        scores = metrics.evaluate(hyps, [t for _, t in sample])
-        print(f"held-out ({len(sample)} pairs, greedy): BLEU {scores['bleu']:.1f}, "
-              f"chrF {scores['chrf']:.1f}")
-    outs, details = model.translate(examples, return_result=True)
+        hyps = model.generate_text([s for s, _ in sample], **decoding)
+        name, value = _score(spec["metric"], hyps, [t for _, t in sample])
+        print(f"held-out ({len(sample)} pairs, {label}): {name} {value}")
+    outs, details = model.generate_text(examples, return_result=True, **decoding)
     for src, out in zip(examples, outs):
-        print(f"  {src}  ->  {out}")
+        shown = src.replace("\n", " | ")
+        print(f"  {shown}\n  ->  {out}" if args.task == "summarizer" else
+              f"  {shown}  ->  {out}")
     first = details[0]
     tok = model.source_tokenizer
+    p_gen = None
+    if getattr(model.decoder, "copy", False):
+        import numpy as np
+
+        target_in = np.concatenate([[2], first["tokens"][:-1]])[None].astype("int32")
+        p_gen = model.forward(first["source_ids"][None].astype("int32"),
+                              target_in)["p_gen"].numpy()[0]
     heat = plot.attention(first["attention"], tok.id_to_piece(first["source_ids"]),
                           model.target_tokenizer.id_to_piece(first["tokens"]),
                           os.path.join(args.out, "attention.png"),
-                          title=f"{args.preset}: {examples[0]}")
-    print(f"model saved to {args.out}/ (load with zoo.models.Translator.load); attention heat "
-          f"map {heat}; TensorBoard logs {os.path.join(args.out, 'logs')}")
+                          title=f"{args.preset}: {examples[0][:60]}", p_gen=p_gen)
+    print(f"model saved to {args.out}/ (load with zoo.models.load); attention heat map "
+          f"{heat}{' with p_gen' if p_gen is not None else ''}; TensorBoard logs "
+          f"{os.path.join(args.out, 'logs')}")
     return 0
 
 
@@ -155,17 +222,21 @@ def _progress(choice):
     return {"bar": 1, "epoch": 2, "none": 0}[choice]
 
 
-def _strategy_kwargs(args):
-    """The decoding options the user gave (None = not given), for the chosen strategy: an
-    option of another strategy is then an error that names it."""
-    given = {k: getattr(args, k) for k in ("length_penalty", "coverage_penalty",
-                                           "temperature", "top_k", "top_p")
-             if getattr(args, k) is not None}
-    if args.sample:
+def _strategy_kwargs(args, task="translation"):
+    """The decoding options the user gave (None = not given) over the task's defaults, for
+    the chosen strategy: an option of another strategy is then an error that names it."""
+    defaults = _BY_TASK.get(task, TASKS["translator"])["decoding"]
+    given = {k: getattr(args, k, None) for k in ("length_penalty", "coverage_penalty",
+                                                 "temperature", "top_k", "top_p",
+                                                 "no_repeat_ngram_size", "min_length")}
+    given = {k: v for k, v in given.items() if v is not None}
+    if "no_repeat_ngram_size" not in given and defaults.get("no_repeat_ngram_size"):
+        given["no_repeat_ngram_size"] = defaults["no_repeat_ngram_size"]
+    beam_size = getattr(args, "beam_size", None) or defaults["beam_size"]
+    if getattr(args, "sample", False):
         return {"strategy": "sampling", "seed": args.seed, **given}
-    if args.beam_size > 1:
-        return {"strategy": "beam", "beam_size": args.beam_size,
-                "length_penalty": 0.6, **given}
+    if beam_size > 1:
+        return {"strategy": "beam", "beam_size": beam_size, "length_penalty": 0.6, **given}
     return {"strategy": "greedy", **given}
 
 
@@ -180,36 +251,76 @@ def _read_lines(path):
     return out
 
 
-def _load_model(path):
-    from zoo.models import Translator
+def _load_model(path, task=None):
+    """Any saved zoo model; with ``task``, one of that task (else an error naming the command
+    for the model it holds)."""
+    from zoo.models import load
 
-    return Translator.load(path)
+    model = load(path)
+    if task and model.task != task:
+        verb = _BY_TASK.get(model.task, {}).get("verb")
+        hint = f"; use zoo {verb}" if verb else ""
+        raise ValueError(f"{path} holds a {model.task} model ({type(model).__name__}), not a "
+                         f"{task} one{hint}")
+    return model
 
 
-def _cmd_translate(args) -> int:
+def _read_dialogues(args):
+    """`zoo summarize`'s inputs: ``(texts, origin, unit)``. Arguments are one text each;
+    --input is JSON lines with a --field; stdin is JSON lines when it starts with ``{``, else
+    one text (a dialogue, turns on their own lines)."""
+    from zoo.data import read_jsonl_texts
+
     if args.text:
-        texts = list(args.text)
-        origin = "arguments"
+        return list(args.text), "arguments", "argument"
+    if args.input:
+        return read_jsonl_texts(args.input, field=args.field), args.input, "line"
+    if sys.stdin.isatty():
+        print("reading one dialogue from stdin (or JSON lines with a "
+              f"{args.field!r} field); Ctrl-D to end", file=sys.stderr)
+    data = sys.stdin.read()
+    if data.lstrip().startswith("{"):
+        import tempfile
+
+        with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False,
+                                         encoding="utf-8") as f:
+            f.write(data)
+        try:
+            texts = read_jsonl_texts(f.name, field=args.field)
+        except ValueError as err:
+            raise ValueError(str(err).replace(f.name, "stdin")) from None
+        finally:
+            os.unlink(f.name)
+        return texts, "stdin", "line"
+    return ([data.strip("\n")] if data.strip() else []), "stdin", "text"
+
+
+def _cmd_generate(args, task) -> int:
+    """`zoo translate` and `zoo summarize`: texts in, one output line per text."""
+    if task == "summarization":
+        texts, origin, unit = _read_dialogues(args)
+    elif args.text:
+        texts, origin, unit = list(args.text), "arguments", "argument"
     elif args.input:
-        texts = _read_lines(args.input)
-        origin = args.input
+        texts, origin, unit = _read_lines(args.input), args.input, "line"
     else:
         if sys.stdin.isatty():
-            print("reading sentences from stdin, one per line (Ctrl-D to end)", file=sys.stderr)
+            print("reading sentences from stdin, one per line (Ctrl-D to end)",
+                  file=sys.stderr)
         texts = [line.rstrip("\r\n") for line in sys.stdin]
-        origin = "stdin"
+        origin, unit = "stdin", "line"
     # The input contract (zoo.inputs), said in lines: no input gives no output; an empty or
-    # blank line is an error that names it.
+    # blank text is an error that names it.
     empty = [i + 1 for i, t in enumerate(texts) if not t.strip()]
     if empty:
-        unit = "argument" if origin == "arguments" else "line"
+        what = _BY_TASK[task]["unit"]
         raise ValueError(f"{origin}: {unit} {empty[0]} is empty or whitespace only "
-                         f"({len(empty)} such); give one sentence per {unit}")
+                         f"({len(empty)} such); give one {what} per {unit}")
     if args.output and os.path.isdir(args.output):
         raise IsADirectoryError(21, "is a directory; --output takes a file", args.output)
-    model = _load_model(args.model)
-    outs = model.translate(texts, batch_size=args.batch_size, max_length=args.max_length,
-                           **_strategy_kwargs(args))
+    model = _load_model(args.model, task)
+    outs = model.generate_text(texts, batch_size=args.batch_size, max_length=args.max_length,
+                               **_strategy_kwargs(args, task))
     sink = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     try:
         for line in outs:
@@ -220,9 +331,18 @@ def _cmd_translate(args) -> int:
     return 0
 
 
+def _cmd_translate(args) -> int:
+    return _cmd_generate(args, "translation")
+
+
+def _cmd_summarize(args) -> int:
+    return _cmd_generate(args, "summarization")
+
+
 def _cmd_evaluate(args) -> int:
     from zoo import metrics
 
+    metric = args.metric
     if args.hypotheses:
         hyps = _read_lines(args.hypotheses)
         refs = _read_lines(args.references)
@@ -233,11 +353,22 @@ def _cmd_evaluate(args) -> int:
         if not args.model or not args.data:
             raise ValueError("give --model DIR with --data (a corpus), or --hypotheses FILE "
                              "with --references FILE")
-        pairs = _read_corpus(args)
         model = _load_model(args.model)
-        hyps = model.translate(pairs.sources, batch_size=args.batch_size,
-                               max_length=args.max_length, **_strategy_kwargs(args))
+        spec = _BY_TASK.get(model.task, TASKS["translator"])
+        if args.source_field is None and model.task == "summarization":
+            args.source_field, args.target_field = "dialogue", args.target_field or "summary"
+        pairs = _read_corpus(args)
+        hyps = model.generate_text(pairs.sources, batch_size=args.batch_size,
+                                   max_length=args.max_length,
+                                   **_strategy_kwargs(args, model.task))
         refs = pairs.targets
+        metric = metric or spec["metric"]
+    if (metric or "bleu") == "rouge":
+        r = metrics.rouge(hyps, refs)
+        print(f"ROUGE-1 {r['rouge1']:.2f}  ROUGE-2 {r['rouge2']:.2f}  ROUGE-L {r['rougeL']:.2f}"
+              f"  ROUGE-Lsum {r['rougeLsum']:.2f}  ({r['texts']} texts; F1, rouge-score, "
+              f"Porter stemming)")
+        return 0
     scores = metrics.evaluate(hyps, refs)
     print(f"BLEU {scores['bleu']:.2f}  chrF {scores['chrf']:.2f}  ({scores['sentences']} "
           f"sentences)")
@@ -261,6 +392,12 @@ def _cmd_export(args) -> int:
                       quantizations=args.quantize)
     else:
         kwargs.update(beam_size=args.beam_size)
+    if args.min_length:
+        kwargs["min_length"] = args.min_length
+    ngram = args.no_repeat_ngram_size
+    if ngram is None:
+        ngram = _BY_TASK.get(model.task, {}).get("decoding", {}).get("no_repeat_ngram_size", 0)
+    kwargs["no_repeat_ngram_size"] = ngram
     manifest = get_exporter(args.format)(model, args.out, **kwargs)
     files = sorted(set(manifest["files"].values()) - {"."})
     print(f"wrote {args.format} to {args.out}: {', '.join(files) or 'saved_model.pb'} "
@@ -313,13 +450,20 @@ def _add_corpus_args(p, required):
                    help="TSV column of the source (default 1, the Anki layout)")
     p.add_argument("--target-column", type=int, default=None,
                    help="TSV column of the target (default 0)")
+    p.add_argument("--source-field", default=None,
+                   help="JSON lines: field of the source (default 'source'; 'dialogue' for a "
+                        "summarizer)")
+    p.add_argument("--target-field", default=None,
+                   help="JSON lines: field of the target (default 'target'; 'summary' for a "
+                        "summarizer)")
     p.add_argument("--skip-invalid", action="store_true",
                    help="skip and count empty or non-UTF-8 pairs instead of stopping")
     p.add_argument("--limit", type=int, default=None, help="read at most this many pairs")
 
 
-def _add_decoding_args(p):
-    p.add_argument("--beam-size", type=int, default=1, help="1 = greedy (default)")
+def _add_decoding_args(p, defaults="1 = greedy (translation), 4 for a summarizer"):
+    p.add_argument("--beam-size", type=int, default=None, help=f"1 = greedy (default: "
+                                                                f"{defaults})")
     p.add_argument("--length-penalty", type=float, default=None,
                    help="GNMT alpha (beam; default 0.6)")
     p.add_argument("--coverage-penalty", type=float, default=None,
@@ -328,9 +472,40 @@ def _add_decoding_args(p):
     p.add_argument("--temperature", type=float, default=None, help="sampling (default 1)")
     p.add_argument("--top-k", type=int, default=None, help="sampling (default 0: all)")
     p.add_argument("--top-p", type=float, default=None, help="sampling (default 1: all)")
+    p.add_argument("--no-repeat-ngram-size", type=int, default=None,
+                   help="never repeat an n-gram of this size (0: off; default 3 for a "
+                        "summarizer, 0 for a translator)")
+    p.add_argument("--min-length", type=int, default=None,
+                   help="tokens before the end may be generated (default 0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-length", type=int, default=None, help="maximum output tokens")
+
+
+def _add_train_args(p, task, preset, vocab_size):
+    _add_corpus_args(p, required=False)
+    p.add_argument("--preset", default=preset, help=f"see `zoo presets` (default {preset})")
+    p.add_argument("--attention", default=None,
+                   help="attention variant of an RNN preset (see `zoo attention`)")
+    p.add_argument("--epochs", type=int, default=None, help="default: the preset's")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--learning-rate", type=float, default=None)
+    p.add_argument("--vocab-size", type=int, default=vocab_size,
+                   help=f"default {vocab_size or 'the preset' + chr(39) + 's'}")
+    p.add_argument("--dev-fraction", type=float, default=0.025,
+                   help="held out for validation and the score, when --data is given "
+                        "(default 0.025, at most 2000)")
+    p.add_argument("--mixed-precision", action="store_true", help="mixed_float16 (GPUs)")
+    p.add_argument("--xla", action="store_true", help="XLA-compile the train step")
+    p.add_argument("--out", default=f"zoo-{task}", help="output folder (must be new or "
+                                                       "empty, or use --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the model in --out (written aside, renamed at the end)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--progress", default="auto", choices=("auto", "bar", "epoch", "none"),
+                   help="training progress: a bar on a terminal, one line per epoch in a "
+                        "file or pipe (auto, the default)")
+    p.set_defaults(func=_cmd_train)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -342,34 +517,27 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show TensorFlow's start-up lines and library warnings")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    tr = sub.add_parser("train", help="train a model (`zoo train translator`)")
+    tr = sub.add_parser("train", help="train a model (`zoo train translator`, `zoo train "
+                                      "summarizer`)")
     tsub = tr.add_subparsers(dest="task", metavar="TASK")
     t = tsub.add_parser("translator", help="train a translator; with no --data, on the "
                                            "embedded Spanish-English pairs")
-    _add_corpus_args(t, required=False)
-    t.add_argument("--preset", default="rnn_small", help="see `zoo presets` (default rnn_small)")
-    t.add_argument("--attention", default=None,
-                   help="attention variant of an RNN preset (see `zoo attention`)")
-    t.add_argument("--epochs", type=int, default=None, help="default: the preset's")
-    t.add_argument("--batch-size", type=int, default=None)
-    t.add_argument("--learning-rate", type=float, default=None)
-    t.add_argument("--vocab-size", type=int, default=4000)
+    _add_train_args(t, "translator", "rnn_small", vocab_size=4000)
     t.add_argument("--max-length", type=int, default=64)
-    t.add_argument("--dev-fraction", type=float, default=0.025,
-                   help="held out for validation and BLEU (default 0.025, at most 2000)")
-    t.add_argument("--mixed-precision", action="store_true", help="mixed_float16 (GPUs)")
-    t.add_argument("--xla", action="store_true", help="XLA-compile the train step")
     t.add_argument("--example", action="append", default=None,
                    help="sentence to translate after training (repeatable)")
-    t.add_argument("--out", default="zoo-translator", help="output folder (must be new or "
-                                                           "empty, or use --overwrite)")
-    t.add_argument("--overwrite", action="store_true",
-                   help="replace the model in --out (written aside, renamed at the end)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--progress", default="auto", choices=("auto", "bar", "epoch", "none"),
-                   help="training progress: a bar on a terminal, one line per epoch in a "
-                        "file or pipe (auto, the default)")
-    t.set_defaults(func=_cmd_train)
+    u = tsub.add_parser("summarizer", help="train a summarizer; with no --data, on the "
+                                           "embedded DialogSum dialogues")
+    _add_train_args(u, "summarizer", "pointer_generator_small", vocab_size=None)
+    u.add_argument("--max-source-length", type=int, default=None,
+                   help="source tokens kept per dialogue (default: the preset's, 400)")
+    u.add_argument("--max-target-length", type=int, default=None,
+                   help="summary tokens kept (default: the preset's)")
+    u.add_argument("--coverage-epochs", type=int, default=None,
+                   help="train the last N epochs with the coverage loss (See et al. 2017; "
+                        "default: the preset's; 0: never)")
+    u.add_argument("--example", action="append", default=None,
+                   help="dialogue to summarize after training (repeatable)")
 
     s = sub.add_parser("translate", help="translate sentences (arguments, --input or stdin)")
     s.add_argument("text", nargs="*", help="sentences (default: --input or stdin)")
@@ -379,8 +547,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decoding_args(s)
     s.set_defaults(func=_cmd_translate)
 
-    e = sub.add_parser("evaluate", help="BLEU and chrF (sacreBLEU) of a model or of files")
+    m = sub.add_parser("summarize", help="summarize texts: arguments (one dialogue each, turns "
+                                         "on their own lines), --input JSON lines, or stdin")
+    m.add_argument("text", nargs="*", help="dialogues (default: --input or stdin)")
+    m.add_argument("--model", required=True, help="a directory written by zoo train summarizer")
+    m.add_argument("--input", default=None,
+                   help="JSON lines, one object per dialogue with a --field (plain or .gz)")
+    m.add_argument("--field", default="dialogue", help="the JSON field (default dialogue)")
+    m.add_argument("--output", default=None, help="write here instead of stdout (one summary "
+                                                  "per line)")
+    _add_decoding_args(m, defaults="4")
+    m.set_defaults(func=_cmd_summarize)
+
+    e = sub.add_parser("evaluate", help="BLEU and chrF (sacreBLEU) or ROUGE (rouge-score) of a "
+                                        "model or of files")
     e.add_argument("--model", default=None)
+    e.add_argument("--metric", choices=("bleu", "rouge"), default=None,
+                   help="default: by the model's task (rouge for a summarizer), else bleu")
     _add_corpus_args(e, required=False)
     e.add_argument("--hypotheses", default=None, help="system output, one per line")
     e.add_argument("--references", default=None, help="references, one per line")
@@ -402,6 +585,11 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--max-length", type=int, default=None, help="maximum output tokens")
     x.add_argument("--beam-size", type=int, default=4,
                    help="beam size of the exported beam search (savedmodel, onnx)")
+    x.add_argument("--no-repeat-ngram-size", type=int, default=None,
+                   help="n-gram blocking inside the exported loops (default: 3 for a "
+                        "summarizer, 0 for a translator)")
+    x.add_argument("--min-length", type=int, default=0,
+                   help="tokens before the end may be generated (fixed at export)")
     x.add_argument("--verify", default=None, metavar="FILE",
                    help="sentences (one per line) to check parity with Keras on; the figures "
                         "go into manifest.json")
@@ -415,7 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _POSITIVE = ("epochs", "batch_size", "vocab_size", "max_length", "limit", "beam_size",
-             "max_source_length")
+             "max_source_length", "max_target_length")
 
 
 def _cli_field(field):

@@ -47,9 +47,11 @@ class InputTruncatedWarning(UserWarning):
 # ``zoo.decoding`` strategies accept, by the same names.
 LENGTH_OPTIONS = ("max_length", "min_length")
 STRATEGY_OPTIONS = {
-    "greedy": (),
-    "beam": ("beam_size", "length_penalty", "coverage_penalty", "n_best", "early_stop"),
-    "sampling": ("temperature", "top_k", "top_p", "num_samples", "seed"),
+    "greedy": ("no_repeat_ngram_size",),
+    "beam": ("beam_size", "length_penalty", "coverage_penalty", "n_best", "early_stop",
+             "no_repeat_ngram_size"),
+    "sampling": ("temperature", "top_k", "top_p", "num_samples", "seed",
+                 "no_repeat_ngram_size"),
 }
 _ALIASES = {"beam_search": "beam", "sample": "sampling"}
 
@@ -162,7 +164,7 @@ def check_decoding(strategy: str, options: Dict[str, Any],
 def _check_option(key, value):
     if key in ("max_length", "beam_size", "n_best", "num_samples"):
         return _number(key, value, integer=True, low=1)
-    if key in ("min_length", "top_k"):
+    if key in ("min_length", "top_k", "no_repeat_ngram_size"):
         return _number(key, value, integer=True, low=0)
     if key in ("length_penalty", "coverage_penalty"):
         return _number(key, value, low=0.0)

@@ -9,7 +9,7 @@ import numpy as np
 
 
 def attention(weights, source_tokens: Sequence[str], target_tokens: Sequence[str], path: str,
-              title: Optional[str] = None) -> str:
+              title: Optional[str] = None, p_gen=None) -> str:
     """Writes an alignment heat map (PNG): targets down the side, sources along the top.
 
     Args:
@@ -19,6 +19,8 @@ def attention(weights, source_tokens: Sequence[str], target_tokens: Sequence[str
         target_tokens: The ``Tq`` target tokens (rows).
         path: Where to write the PNG; parent folders are created.
         title: Optional title.
+        p_gen: Optional ``(Tq,)`` generation probabilities of a pointer-generator, drawn as a
+            column beside the map (1: generated from the vocabulary, 0: copied).
 
     Returns:
         ``path``.
@@ -50,30 +52,54 @@ def attention(weights, source_tokens: Sequence[str], target_tokens: Sequence[str
     w = w[:len(target_tokens), :len(source_tokens)]
     if not np.all(np.isfinite(w)):
         raise ValueError("weights contain NaN or infinity")
+    if p_gen is not None:
+        p_gen = np.asarray(p_gen, dtype="float32").reshape(-1)
+        if p_gen.shape[0] < len(target_tokens) or not np.all(np.isfinite(p_gen)):
+            raise ValueError(f"p_gen must hold a finite value per target token "
+                             f"({len(target_tokens)}), got shape {p_gen.shape}")
+        p_gen = p_gen[:len(target_tokens)]
 
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    cell = 0.45
-    fig, ax = plt.subplots(figsize=(max(3.0, 1.5 + cell * len(source_tokens)),
-                                    max(2.5, 1.2 + cell * len(target_tokens))))
+    # Long sources (dialogues) get narrower columns, so the picture stays readable in width.
+    n_src, n_tgt = len(source_tokens), len(target_tokens)
+    cell = min(0.45, 24.0 / max(n_src, 1))
+    font = 10 if cell >= 0.3 else max(4, int(cell * 22))
+    size = (max(3.0, 2.5 + cell * n_src + (0.8 if p_gen is not None else 0)),
+            max(2.5, 1.2 + 0.35 * n_tgt))
+    if p_gen is None:
+        fig, ax = plt.subplots(figsize=size)
+        axes = ax
+    else:
+        fig, (ax, gen_ax) = plt.subplots(
+            1, 2, figsize=size, sharey=True,
+            gridspec_kw={"width_ratios": [cell * n_src, 0.45], "wspace": 0.02})
+        gen_ax.imshow(p_gen[:, None], cmap="magma", vmin=0.0, vmax=1.0, aspect="auto")
+        for i, v in enumerate(p_gen):
+            gen_ax.text(0, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if v < 0.6 else "black")
+        gen_ax.set_xticks([0])
+        gen_ax.set_xticklabels(["p_gen"])
+        gen_ax.xaxis.tick_top()
+        axes = [ax, gen_ax]
     image = ax.imshow(w, cmap="viridis", vmin=0.0, vmax=max(1e-6, float(w.max())),
                       aspect="auto")
-    ax.set_xticks(range(len(source_tokens)))
-    ax.set_xticklabels(source_tokens, rotation=60, ha="left", rotation_mode="anchor")
+    ax.set_xticks(range(n_src))
+    ax.set_xticklabels(source_tokens, rotation=60, ha="left", rotation_mode="anchor",
+                       fontsize=font)
     ax.xaxis.tick_top()
-    ax.set_yticks(range(len(target_tokens)))
+    ax.set_yticks(range(n_tgt))
     ax.set_yticklabels(target_tokens)
     ax.set_xlabel("source")
     ax.set_ylabel("target")
     if title:
         ax.set_title(title, pad=40)
-    fig.colorbar(image, ax=ax, fraction=0.04)
-    fig.tight_layout()
+    fig.colorbar(image, ax=axes, fraction=0.03, pad=0.01)
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path

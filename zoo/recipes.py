@@ -12,18 +12,105 @@ from typing import Optional, Sequence, Tuple
 
 def train_translator(train_pairs: Sequence[Tuple[str, str]], preset: str = "rnn_tiny",
                      out_dir: Optional[str] = None, dev_pairs=None, vocab_size: int = 8000,
-                     epochs: Optional[int] = None, batch_size: Optional[int] = None,
-                     batch_tokens: Optional[int] = None, learning_rate: Optional[float] = None,
-                     warmup_steps: Optional[int] = None, label_smoothing: Optional[float] = None,
-                     max_length: int = 64, mixed_precision: bool = False,
-                     jit_compile: bool = False, tensorboard: bool = True, seed: int = 0,
-                     verbose="auto", overrides: Optional[dict] = None, tokenizer=None,
-                     callbacks=None, overwrite: bool = False, keep_best: bool = True):
-    """Trains a translator on sentence pairs.
+                     max_length: int = 64, **kwargs):
+    """Trains a translator on sentence pairs: :func:`train` with a ``Translator``.
 
     Args:
         train_pairs: ``[(source, target), ...]``.
-        preset: A ``zoo.models.presets`` name.
+        preset: A translation preset (``zoo.models.presets.names("translation")``).
+        out_dir: Where to save the model directory (see :func:`train`).
+        dev_pairs: Validation pairs.
+        vocab_size: Joint SentencePiece vocabulary size.
+        max_length: Token limit per side (longer sentences are truncated and counted).
+        **kwargs: Any other argument of :func:`train`.
+
+    Returns:
+        ``(model, history, info)`` as :func:`train`.
+
+    Example:
+        >>> from zoo.data import anki_spa_eng_pairs
+        >>> model, history, info = train_translator(anki_spa_eng_pairs(200), epochs=1,
+        ...                                         vocab_size=300, verbose=0)
+        >>> len(history.history["loss"])
+        1
+    """
+    from zoo.models import Translator
+
+    return train(Translator, train_pairs, preset=preset, out_dir=out_dir, dev_pairs=dev_pairs,
+                 vocab_size=vocab_size, max_source_length=max_length,
+                 max_target_length=max_length, **kwargs)
+
+
+def train_summarizer(train_pairs: Sequence[Tuple[str, str]],
+                     preset: str = "pointer_generator_small", out_dir: Optional[str] = None,
+                     dev_pairs=None, vocab_size: Optional[int] = None,
+                     max_source_length: Optional[int] = None,
+                     max_target_length: Optional[int] = None,
+                     coverage_epochs: Optional[int] = None,
+                     coverage_loss_weight: Optional[float] = None, **kwargs):
+    """Trains a summarizer on ``(text, summary)`` pairs (dialogues: one turn per line).
+
+    The tokenizer learns one vocabulary for both sides (the copy distribution needs it) with
+    line breaks mapped to the reserved turn separator ``<sep>``; sources are cut to
+    ``max_source_length`` tokens (400, as the SAMSum paper) and the cut ones counted.
+
+    Args:
+        train_pairs: ``[(dialogue, summary), ...]``.
+        preset: A summarization preset (``zoo.models.presets.names("summarization")``).
+        out_dir: Where to save the model directory (see :func:`train`).
+        dev_pairs: Validation pairs.
+        vocab_size, max_source_length, max_target_length: None takes the preset's.
+        coverage_epochs: Train the last this many epochs with the coverage loss (See et al.
+            2017's final phase; :class:`zoo.training.CoveragePhase`); 0 never adds it. None
+            takes the preset's.
+        coverage_loss_weight: The coverage loss weight of that phase (See et al.: 1.0).
+        **kwargs: Any other argument of :func:`train`.
+
+    Returns:
+        ``(model, history, info)`` as :func:`train`.
+    """
+    from zoo.models import Summarizer, presets
+    from zoo.models.summarizer import TURN_SEPARATOR
+    from zoo.training import CoveragePhase
+
+    defaults = presets.get_preset(preset).get("train", {})
+    epochs = int(kwargs.pop("epochs", None) or defaults.get("epochs", 10))
+    cov_epochs = int(coverage_epochs if coverage_epochs is not None
+                     else defaults.get("coverage_epochs", 0))
+    cov_weight = float(coverage_loss_weight if coverage_loss_weight is not None
+                       else defaults.get("coverage_loss_weight", 1.0))
+    if not 0 <= cov_epochs <= epochs:
+        raise ValueError(f"coverage_epochs must be in [0, epochs={epochs}], got {cov_epochs}")
+    callbacks = list(kwargs.pop("callbacks", None) or [])
+    if cov_epochs:
+        callbacks.append(CoveragePhase(start_epoch=epochs - cov_epochs, weight=cov_weight))
+    model, history, info = train(
+        Summarizer, train_pairs, preset=preset, out_dir=out_dir, dev_pairs=dev_pairs,
+        vocab_size=vocab_size or defaults.get("vocab_size", 8000),
+        max_source_length=max_source_length or defaults.get("max_source_length", 400),
+        max_target_length=max_target_length or defaults.get("max_target_length", 100),
+        turn_separator=TURN_SEPARATOR, epochs=epochs, callbacks=callbacks,
+        info_extra={"coverage_epochs": cov_epochs, "coverage_loss_weight": cov_weight},
+        **kwargs)
+    return model, history, info
+
+
+def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
+          out_dir: Optional[str] = None, dev_pairs=None, vocab_size: int = 8000,
+          epochs: Optional[int] = None, batch_size: Optional[int] = None,
+          batch_tokens: Optional[int] = None, learning_rate: Optional[float] = None,
+          warmup_steps: Optional[int] = None, label_smoothing: Optional[float] = None,
+          max_source_length: int = 64, max_target_length: int = 64,
+          mixed_precision: bool = False, jit_compile: bool = False, tensorboard: bool = True,
+          seed: int = 0, verbose="auto", overrides: Optional[dict] = None, tokenizer=None,
+          callbacks=None, overwrite: bool = False, keep_best: bool = True,
+          turn_separator: Optional[str] = None, info_extra: Optional[dict] = None):
+    """Trains any task's model on text pairs: tokenizer, preset, ``compile`` + ``fit``, save.
+
+    Args:
+        model_class: The task class (``zoo.models.Translator``, ``Summarizer``...).
+        train_pairs: ``[(source, target), ...]``.
+        preset: A preset of that task.
         out_dir: Where to save the model directory (and ``logs/`` for TensorBoard); None: no
             files. Everything is written aside and renamed into place when training ends, so
             an interrupted run leaves ``out_dir`` as it was.
@@ -31,7 +118,9 @@ def train_translator(train_pairs: Sequence[Tuple[str, str]], preset: str = "rnn_
         vocab_size: Joint SentencePiece vocabulary size.
         epochs, batch_size, batch_tokens, learning_rate, warmup_steps, label_smoothing:
             Training settings; None takes the preset's ``train`` defaults.
-        max_length: Token limit per side (longer sentences are truncated).
+        max_source_length: Source tokens kept, eos included (longer ones are cut, counted).
+        max_target_length: Target tokens kept per side of the shift (also the model's default
+            generation limit).
         mixed_precision: ``mixed_float16`` compute (use on GPUs).
         jit_compile: XLA for the train step.
         tensorboard: Write TensorBoard logs under ``out_dir/logs``.
@@ -45,18 +134,12 @@ def train_translator(train_pairs: Sequence[Tuple[str, str]], preset: str = "rnn_
         keep_best: With ``dev_pairs``, keep the weights of the epoch with the lowest
             validation loss (Keras ``EarlyStopping(restore_best_weights=True)``, with no
             early stop), not those of the last epoch.
+        turn_separator: Learn the tokenizer with this reserved piece for line breaks.
+        info_extra: More entries for the training report.
 
     Returns:
-        ``(model, history, info)``: the trained :class:`zoo.models.Translator`, the Keras
-        ``History`` and a dict with the settings used, the training time and the number of
-        pairs truncated to ``max_length``.
-
-    Example:
-        >>> from zoo.data import anki_spa_eng_pairs
-        >>> model, history, info = train_translator(anki_spa_eng_pairs(200), epochs=1,
-        ...                                         vocab_size=300, verbose=0)
-        >>> len(history.history["loss"])
-        1
+        ``(model, history, info)``: the trained model, the Keras ``History`` and a dict with
+        the settings used, the training time and the number of pairs truncated.
     """
     import contextlib
 
@@ -64,7 +147,7 @@ def train_translator(train_pairs: Sequence[Tuple[str, str]], preset: str = "rnn_
 
     from zoo.data import SentencePieceTokenizer, make_dataset
     from zoo.files import check_destination, staged_directory
-    from zoo.models import Translator, presets
+    from zoo.models import presets
 
     train_pairs = list(train_pairs)
     if not train_pairs:
@@ -82,18 +165,21 @@ def train_translator(train_pairs: Sequence[Tuple[str, str]], preset: str = "rnn_
     t0 = time.time()
     if tokenizer is None:
         tokenizer = SentencePieceTokenizer.train(
-            [s for pair in train_pairs for s in pair], vocab_size=vocab_size)
+            [s for pair in train_pairs for s in pair], vocab_size=vocab_size,
+            turn_separator=turn_separator)
     tok_time = time.time() - t0
     # Counted host-side, as the pipeline cuts: source ids + eos, bos + target ids + eos.
     sp = tokenizer.processor
     src_len = sp.encode([s for s, _ in train_pairs])
     tgt_len = sp.encode([t for _, t in train_pairs])
+    truncated_sources = sum(1 for a in src_len if len(a) > max_source_length - 1)
     truncated = sum(1 for a, b in zip(src_len, tgt_len)
-                    if len(a) > max_length - 1 or len(b) > max_length - 1)
-    model = Translator.from_preset(preset, tokenizer=tokenizer,
-                                   dtype="mixed_float16" if mixed_precision else None,
-                                   max_target_length=max_length, **(overrides or {}))
-    ds_kw = dict(max_source_length=max_length, max_target_length=max_length,
+                    if len(a) > max_source_length - 1 or len(b) > max_target_length - 1)
+    model = model_class.from_preset(preset, tokenizer=tokenizer,
+                                    dtype="mixed_float16" if mixed_precision else None,
+                                    max_target_length=max_target_length,
+                                    max_source_length=max_source_length, **(overrides or {}))
+    ds_kw = dict(max_source_length=max_source_length, max_target_length=max_target_length,
                  batch_size=batch_size or 64, batch_tokens=batch_tokens)
     train_ds = make_dataset(train_pairs, tokenizer, shuffle=True, seed=seed, **ds_kw)
     dev_ds = make_dataset(list(dev_pairs), tokenizer, shuffle=False, **ds_kw) \
@@ -119,12 +205,13 @@ def train_translator(train_pairs: Sequence[Tuple[str, str]], preset: str = "rnn_
         info = {"preset": preset, "epochs": epochs, "batch_size": batch_size,
                 "batch_tokens": batch_tokens, "learning_rate": lr, "warmup_steps": warmup,
                 "label_smoothing": smoothing, "vocab_size": tokenizer.vocab_size,
-                "max_length": max_length, "train_pairs": len(train_pairs),
-                "truncated_pairs": truncated,
+                "max_source_length": max_source_length,
+                "max_target_length": max_target_length, "train_pairs": len(train_pairs),
+                "truncated_pairs": truncated, "truncated_sources": truncated_sources,
                 "kept_epoch": (best.best_epoch + 1) if best is not None else epochs,
                 "parameters": int(model.count_params()), "tokenizer_seconds": round(tok_time, 1),
                 "train_seconds": round(train_time, 1), "mixed_precision": mixed_precision,
-                "overrides": overrides or {}}
+                "overrides": overrides or {}, **(info_extra or {})}
         model._meta = {"training": info}
         if tmp:
             model.write_files(tmp)

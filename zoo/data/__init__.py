@@ -3,7 +3,8 @@
 import gzip
 import os
 
-from zoo.data.readers import DataError, Pairs, read_jsonl, read_pairs, read_parallel, read_tsv
+from zoo.data.readers import (DataError, Pairs, read_jsonl, read_jsonl_texts, read_pairs,
+                              read_parallel, read_tsv)
 from zoo.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, SentencePieceTokenizer
 from zoo.data.pipeline import encode_sources, make_dataset
 
@@ -53,3 +54,27 @@ def anki_spa_eng_pairs(limit=None):
             if limit is not None and len(pairs) >= limit:
                 break
     return pairs
+
+
+def dialogsum_pairs(split: str = "train", limit=None):
+    """The embedded DialogSum subset as ``(dialogue, summary)`` pairs.
+
+    Args:
+        split: ``"train"`` (3,000 dialogues) or ``"dev"`` (200).
+        limit: Keep the first ``limit`` pairs (file order).
+
+    Returns:
+        A :class:`Pairs` of ``(dialogue, summary)``; a dialogue has one turn per line
+        (``#Person1#: ...``). MIT-licensed 2021 release; see
+        ``corpora/dialogsum/ATTRIBUTION.md``.
+
+    Example:
+        >>> dialogue, summary = dialogsum_pairs("dev", limit=1)[0]
+        >>> dialogue.startswith("#Person1#:"), "\n" in dialogue
+        (True, True)
+    """
+    files = {"train": "train.3k.jsonl.gz", "dev": "dev.200.jsonl.gz"}
+    if split not in files:
+        raise ValueError(f"split must be 'train' or 'dev', got {split!r}")
+    return read_jsonl(corpus_path("dialogsum", files[split]), "dialogue", "summary",
+                      limit=limit)

@@ -222,33 +222,78 @@ def read_jsonl(path: str, source_field: str = "source", target_field: str = "tar
         [('Hallo', 'Hello')]
     """
     out = _Collector(skip_invalid, limit)
-    for lineno, text, err in _lines(path):
+    for lineno, record, err in _json_records(path, (source_field, target_field)):
         if err:
             out.bad(path, lineno, err)
+            continue
+        if not out.add(path, lineno, record[source_field], record[target_field]):
+            break
+    return out.pairs
+
+
+def _json_records(path: str, fields):
+    """Yields ``(line number, record, error)`` for each non-blank JSON line: the record when
+    it is an object whose ``fields`` are strings, else the reason it is not."""
+    for lineno, text, err in _lines(path):
+        if err:
+            yield lineno, None, err
             continue
         if not text.strip():
             continue  # blank lines between records are allowed in JSON lines
         try:
             record = json.loads(text)
         except json.JSONDecodeError as e:
-            out.bad(path, lineno, f"invalid JSON at column {e.colno}: {e.msg}")
+            yield lineno, None, f"invalid JSON at column {e.colno}: {e.msg}"
             continue
         if not isinstance(record, dict):
-            out.bad(path, lineno, f"expected a JSON object, got {type(record).__name__}")
+            yield lineno, None, f"expected a JSON object, got {type(record).__name__}"
             continue
-        missing = [k for k in (source_field, target_field) if k not in record]
+        missing = [k for k in fields if k not in record]
         if missing:
-            out.bad(path, lineno, f"missing field {missing[0]!r} (fields: "
-                                  f"{', '.join(sorted(record)) or 'none'})")
+            yield lineno, None, (f"missing field {missing[0]!r} (fields: "
+                                 f"{', '.join(sorted(record)) or 'none'})")
             continue
-        bad = [k for k in (source_field, target_field) if not isinstance(record[k], str)]
+        bad = [k for k in fields if not isinstance(record[k], str)]
         if bad:
-            out.bad(path, lineno, f"field {bad[0]!r} must be a string, got "
-                                  f"{type(record[bad[0]]).__name__}")
+            yield lineno, None, (f"field {bad[0]!r} must be a string, got "
+                                 f"{type(record[bad[0]]).__name__}")
             continue
-        if not out.add(path, lineno, record[source_field], record[target_field]):
+        yield lineno, record, None
+
+
+def read_jsonl_texts(path: str, field: str = "dialogue", limit: Optional[int] = None
+                     ) -> List[str]:
+    r"""Reads one text field from JSON lines (e.g. the dialogues to summarize).
+
+    Args:
+        path: The file (plain or gzip).
+        field: Key of the text.
+        limit: Stop after this many texts.
+
+    Returns:
+        The texts, in file order (a text may span lines: ``"A: hi\nB: hello"`` in JSON).
+
+    Raises:
+        DataError: Invalid JSON, a missing, non-string or empty field, or invalid UTF-8,
+            with the file and line.
+
+    Example:
+        >>> import os, tempfile
+        >>> p = os.path.join(tempfile.mkdtemp(), "d.jsonl")
+        >>> _ = open(p, "w").write('{"dialogue": "A: hi\\nB: hello"}')
+        >>> read_jsonl_texts(p)
+        ['A: hi\nB: hello']
+    """
+    texts = []
+    for lineno, record, err in _json_records(path, (field,)):
+        if err:
+            raise DataError(path, lineno, err)
+        if not record[field].strip():
+            raise DataError(path, lineno, f"field {field!r} is empty")
+        texts.append(record[field])
+        if limit is not None and len(texts) >= limit:
             break
-    return out.pairs
+    return texts
 
 
 def read_pairs(paths, fmt: Optional[str] = None, skip_invalid: bool = False,

@@ -15,6 +15,22 @@ from typing import Iterable, Optional
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
 
+def _separator_options(separator: str) -> dict:
+    """Trainer options that turn every line break into the reserved ``separator`` piece."""
+    import tempfile
+
+    if not isinstance(separator, str) or not separator.strip() or any(
+            c.isspace() for c in separator):
+        raise ValueError(f"turn_separator must be a non-empty string without spaces, got "
+                         f"{separator!r}")
+    hexed = " ".join(f"{ord(c):X}" for c in f" {separator} ")
+    rules = {"D A": hexed, "A": hexed, "D": hexed, "9": "20", "A0": "20"}
+    fd, path = tempfile.mkstemp(suffix=".tsv", prefix="zoo-normalizer-")
+    with os.fdopen(fd, "w") as f:
+        f.writelines(f"{src}\t{dst}\n" for src, dst in rules.items())
+    return {"user_defined_symbols": [separator], "normalization_rule_tsv": path}
+
+
 class SentencePieceTokenizer:
     """A SentencePiece model with fixed special ids: pad 0, unk 1, bos 2, eos 3.
 
@@ -51,7 +67,7 @@ class SentencePieceTokenizer:
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int = 8000, model_type: str = "unigram",
               character_coverage: float = 1.0, max_sentences: int = 2_000_000,
-              seed: int = 0) -> "SentencePieceTokenizer":
+              seed: int = 0, turn_separator: Optional[str] = None) -> "SentencePieceTokenizer":
         """Learns a tokenizer from raw text.
 
         Args:
@@ -63,6 +79,12 @@ class SentencePieceTokenizer:
             max_sentences: Sentences sampled for training.
             seed: Not used by SentencePiece's trainer (it is deterministic for a given input);
                 kept for a uniform signature.
+            turn_separator: A reserved piece (e.g. ``"<sep>"``) that every line break becomes,
+                so the turns of a multi-line dialogue stay apart. The rule lives in the model
+                file's normaliser, so every runtime (tensorflow-text in graphs and exports,
+                ``sentencepiece`` on hosts) splits turns the same way. Its normaliser maps
+                ``\r\n``, ``\r`` and ``\n`` to the separator, tabs and no-break spaces to
+                spaces, and leaves other text as written (no NFKC folding).
 
         Returns:
             A :class:`SentencePieceTokenizer`.
@@ -77,19 +99,35 @@ class SentencePieceTokenizer:
         if not texts:
             raise ValueError("cannot learn a tokenizer from no text")
         buf = io.BytesIO()
+        extra = {}
+        if turn_separator is not None:
+            extra = _separator_options(turn_separator)
         try:
             spm.SentencePieceTrainer.train(
                 sentence_iterator=iter(texts), model_writer=buf, vocab_size=int(vocab_size),
                 model_type=model_type, character_coverage=character_coverage,
                 pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
                 hard_vocab_limit=False, input_sentence_size=max_sentences,
-                shuffle_input_sentence=True, minloglevel=2, num_threads=os.cpu_count() or 1)
+                shuffle_input_sentence=True, minloglevel=2, num_threads=os.cpu_count() or 1,
+                **extra)
         except RuntimeError as err:
             # e.g. "Vocabulary size is smaller than required_chars": say it in our words.
             detail = str(err).split("]")[-1].strip()
             raise ValueError(f"cannot learn a {vocab_size}-piece {model_type} tokenizer from "
                              f"{len(texts)} sentences: {detail}") from None
+        finally:
+            if extra:
+                os.unlink(extra["normalization_rule_tsv"])
         return cls(buf.getvalue())
+
+    @property
+    def turn_separator(self) -> Optional[str]:
+        """The reserved piece that line breaks become (``train(turn_separator=...)``), or
+        None."""
+        sp = self.processor
+        extra = set(sp.encode("a\nb", out_type=str)) - set(sp.encode("a b", out_type=str))
+        extra.discard("\u2581")
+        return extra.pop() if len(extra) == 1 else None
 
     # ------------------------------------------------------------------ running
     @property

@@ -71,6 +71,12 @@ class Strategy:
         return cls(**config)
 
 
+def _check_ngram(n):
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"no_repeat_ngram_size must be an int >= 0 (0: off), got {n!r}")
+    return n
+
+
 REGISTRY = Registry("decoding strategy", Strategy)
 
 
@@ -90,16 +96,67 @@ def _check_lengths(max_length, min_length):
         raise ValueError(f"min_length must be in [0, max_length={max_length}], got {min_length}")
 
 
-def _log_probs(logits, step, min_length, eos_id, bos_id, pad_id):
+def _log_probs(logits, step, min_length, eos_id, bos_id, pad_id, tokens=None,
+               no_repeat_ngram_size=0):
     """Log-softmax in float32; padding and bos are never generated, eos not before
-    ``min_length`` (the other tokens keep their unrenormalised log-probabilities)."""
+    ``min_length``, and no token that would repeat an n-gram of ``tokens`` (the other tokens
+    keep their unrenormalised log-probabilities)."""
     logp = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
     ids = ops.arange(ops.shape(logp)[-1])
     banned = ops.logical_or(ops.equal(ids, pad_id), ops.equal(ids, bos_id))
     if min_length:
         banned = ops.logical_or(banned, ops.logical_and(ops.equal(ids, eos_id),
                                                         step < min_length))
+    banned = ops.expand_dims(banned, 0)  # (1, V)
+    if no_repeat_ngram_size:
+        banned = ops.logical_or(banned, repeated_ngram_mask(
+            tokens, step, no_repeat_ngram_size, ops.shape(logp)[-1]))
     return ops.where(banned, NEG, logp)
+
+
+def repeated_ngram_mask(tokens, step, n, vocab_size):
+    """The tokens that would complete an n-gram already in ``tokens[:, :step]``.
+
+    For each earlier position ``i`` whose ``n - 1`` tokens equal the last ``n - 1``
+    generated ones, the token that followed them (at ``i + n - 1 < step``) is banned: what
+    Fairseq and Hugging Face call ``no_repeat_ngram_size``. Constant shapes (windows are
+    static slices of the buffer), so it runs in compiled loops and exports.
+
+    Args:
+        tokens: ``(batch, L)`` int32, the tokens generated so far at positions ``< step``.
+        step: Scalar int, the position being generated.
+        n: The n-gram size, a Python int >= 1 (1 bans every token already generated).
+        vocab_size: ``V``.
+
+    Returns:
+        ``(batch, V)`` bool, True where the token is banned.
+
+    Example:
+        >>> import numpy as np
+        >>> mask = repeated_ngram_mask(np.array([[5, 6, 5, 0]], "int32"), 3, 2, 8)
+        >>> np.flatnonzero(mask.numpy()[0]).tolist()  # "5 6" exists, the last token is 5
+        [6]
+    """
+    tokens = ops.cast(tokens, "int32")
+    length = tokens.shape[1]
+    batch = ops.shape(tokens)[0]
+    if length is None or n > length:
+        return ops.zeros((batch, vocab_size), "bool")
+    positions = ops.arange(length, dtype="int32")
+    windows = length - n + 1  # starts i = 0 .. L - n
+    match = ops.less_equal(ops.arange(windows, dtype="int32"), step - n)  # i + n - 1 < step
+    match = ops.broadcast_to(ops.expand_dims(match, 0), (batch, windows))
+    for k in range(n - 1):
+        # The k-th of the last n - 1 tokens (position step - n + 1 + k), gathered by a mask.
+        here = ops.equal(positions, step - n + 1 + k)
+        last_k = ops.sum(ops.where(here, tokens, 0), axis=1, keepdims=True)  # (batch, 1)
+        match = ops.logical_and(match, ops.equal(tokens[:, k:k + windows], last_k))
+    completions = tokens[:, n - 1:]  # (batch, windows): the token after each window
+    # Scatter the matches onto the vocabulary: a segment sum over batch * V segments.
+    segments = completions + ops.expand_dims(ops.arange(batch, dtype="int32") * vocab_size, -1)
+    hits = ops.segment_sum(ops.reshape(ops.cast(match, "float32"), (-1,)),
+                           ops.reshape(segments, (-1,)), num_segments=batch * vocab_size)
+    return ops.greater(ops.reshape(hits, (batch, vocab_size)), 0.0)
 
 
 def _argmax(x):
@@ -120,6 +177,9 @@ def _write(buffer, step, values):
 class Greedy(Strategy):
     """Arg-max decoding.
 
+    Args:
+        no_repeat_ngram_size: Never generate an n-gram of this size twice (0: off).
+
     Example:
         >>> import numpy as np
         >>> from keras import ops
@@ -133,18 +193,25 @@ class Greedy(Strategy):
         ([[[3, 2, 0, 0]]], [[2]])
     """
 
+    def __init__(self, no_repeat_ngram_size=0):
+        self.no_repeat_ngram_size = _check_ngram(no_repeat_ngram_size)
+
+    def get_config(self):
+        return {"no_repeat_ngram_size": self.no_repeat_ngram_size}
+
     def __call__(self, step_fn, state, memory, batch_size, memory_length, max_length, bos_id,
                  eos_id, pad_id=0, min_length=0, memory_mask=None):
         _check_lengths(max_length, min_length)
         tokens, scores, lengths, attn = _single_path(
             _argmax, step_fn, state, memory, batch_size,
-            memory_length, max_length, bos_id, eos_id, pad_id, min_length)
+            memory_length, max_length, bos_id, eos_id, pad_id, min_length,
+            self.no_repeat_ngram_size)
         return DecodingResult(tokens[:, None], scores[:, None], lengths[:, None],
                               attn[:, None])
 
 
 def _single_path(choose, step_fn, state, memory, b, memory_length, max_length, bos_id, eos_id,
-                 pad_id, min_length):
+                 pad_id, min_length, no_repeat_ngram_size=0):
     """The loop of greedy decoding and sampling: one hypothesis per row, ``choose(logp)``
     picks its next token. Returns tokens (b, L), scores (b,), lengths (b,), attention."""
     init = (ops.convert_to_tensor(0, "int32"), ops.full((b,), bos_id, "int32"), state,
@@ -157,7 +224,8 @@ def _single_path(choose, step_fn, state, memory, b, memory_length, max_length, b
 
     def body(t, prev, st, tokens, scores, lengths, finished, attn):
         logits, st, w = step_fn(prev, st, memory)
-        logp = _log_probs(logits, t, min_length, eos_id, bos_id, pad_id)  # (b, V)
+        logp = _log_probs(logits, t, min_length, eos_id, bos_id, pad_id, tokens,
+                          no_repeat_ngram_size)  # (b, V)
         tok = ops.where(finished, pad_id, ops.cast(choose(logp), "int32"))
         gained = ops.take_along_axis(logp, ops.expand_dims(tok, -1), axis=-1)[:, 0]
         alive = ops.logical_not(finished)
@@ -199,6 +267,7 @@ class BeamSearch(Strategy):
         coverage_penalty: GNMT ``beta``; 0 disables it.
         n_best: Hypotheses returned per sentence (<= beam_size).
         early_stop: Stop when the best hypothesis of every sentence has finished.
+        no_repeat_ngram_size: No hypothesis repeats an n-gram of this size (0: off).
 
     Example:
         >>> s = BeamSearch(beam_size=4, length_penalty=0.6, n_best=2)
@@ -207,7 +276,7 @@ class BeamSearch(Strategy):
     """
 
     def __init__(self, beam_size=4, length_penalty=0.0, coverage_penalty=0.0, n_best=1,
-                 early_stop=True):
+                 early_stop=True, no_repeat_ngram_size=0):
         if int(beam_size) < 1:
             raise ValueError(f"beam_size must be >= 1, got {beam_size}")
         if not 1 <= int(n_best) <= int(beam_size):
@@ -224,11 +293,13 @@ class BeamSearch(Strategy):
                                  if isinstance(coverage_penalty, (int, float))
                                  else coverage_penalty)
         self.early_stop = bool(early_stop)
+        self.no_repeat_ngram_size = _check_ngram(no_repeat_ngram_size)
 
     def get_config(self):
         return {"beam_size": self.beam_size, "length_penalty": self.length_penalty,
                 "coverage_penalty": self.coverage_penalty, "n_best": self.n_best,
-                "early_stop": self.early_stop}
+                "early_stop": self.early_stop,
+                "no_repeat_ngram_size": self.no_repeat_ngram_size}
 
     def _rank(self, logprob, lengths, coverage, mask):
         score = logprob
@@ -273,7 +344,8 @@ class BeamSearch(Strategy):
 
         def body(t, prev, st, tokens, logprob, lengths, finished, attn, cov, score):
             logits, st, w = step_fn(prev, st, memory)
-            logp = _log_probs(logits, t, min_length, eos_id, bos_id, pad_id)
+            logp = _log_probs(logits, t, min_length, eos_id, bos_id, pad_id, tokens,
+                              self.no_repeat_ngram_size)
             vocab = ops.shape(logp)[-1]
             logp = ops.reshape(logp, (b, k, vocab))
             w = ops.reshape(ops.cast(w, "float32"), (b, k, -1))
@@ -329,13 +401,15 @@ class Sampling(Strategy):
         top_p: Keep the smallest set of tokens whose probability reaches ``top_p`` (1: all).
         num_samples: Samples per input, returned as ``n`` (unsorted).
         seed: Integer seed; the same seed gives the same samples.
+        no_repeat_ngram_size: No sample repeats an n-gram of this size (0: off).
 
     Example:
         >>> Sampling(temperature=0.7, top_p=0.9).get_config()["top_p"]
         0.9
     """
 
-    def __init__(self, temperature=1.0, top_k=0, top_p=1.0, num_samples=1, seed=None):
+    def __init__(self, temperature=1.0, top_k=0, top_p=1.0, num_samples=1, seed=None,
+                 no_repeat_ngram_size=0):
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if int(top_k) < 0:
@@ -346,12 +420,14 @@ class Sampling(Strategy):
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         self.temperature, self.top_k, self.top_p = float(temperature), int(top_k), float(top_p)
         self.num_samples, self.seed = int(num_samples), seed
+        self.no_repeat_ngram_size = _check_ngram(no_repeat_ngram_size)
         # Created here, not per call: a tf.function may only create variables once.
         self._seed_generator = keras.random.SeedGenerator(seed)
 
     def get_config(self):
         return {"temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p,
-                "num_samples": self.num_samples, "seed": self.seed}
+                "num_samples": self.num_samples, "seed": self.seed,
+                "no_repeat_ngram_size": self.no_repeat_ngram_size}
 
     def filter_logits(self, logits):
         """Temperature, then top-k, then top-p; filtered entries get a large negative value."""
@@ -383,7 +459,7 @@ class Sampling(Strategy):
 
         tokens, scores, lengths, attn = _single_path(
             choose, step_fn, _tile(state, n), _tile(memory, n), batch_size * n, memory_length,
-            max_length, bos_id, eos_id, pad_id, min_length)
+            max_length, bos_id, eos_id, pad_id, min_length, self.no_repeat_ngram_size)
         return DecodingResult(ops.reshape(tokens, (batch_size, n, max_length)),
                               ops.reshape(scores, (batch_size, n)),
                               ops.reshape(lengths, (batch_size, n)),

@@ -4,8 +4,9 @@ A decoder writes two things: the features of one step (``_step_features``) and t
 a whole target at once (``_sequence_features``, teacher forcing: a scan of the same step for
 RNNs, one parallel pass for Transformers). Everything after the features is defined once, here,
 for both paths: the output distribution (``_output``) and the losses that read the attention
-weights (``attention.weights_loss``, e.g. the coverage loss). So a copy distribution or a loss
-on the weights plugs in once and holds for training and decoding alike.
+weights (``attention.weights_loss``, e.g. the coverage loss) and the copy distribution of a
+pointer-generator (``copy=True``, See et al. 2017). So both hold for training and decoding alike,
+for every decoder.
 """
 
 from __future__ import annotations
@@ -27,9 +28,18 @@ def register_network(cls):
 class Decoder(keras.layers.Layer):
     """Base of zoo decoders.
 
-    Subclasses implement ``build(target_ids_shape, encoded_shape)``, ``prepare_memory``,
-    ``initial_state``, ``_step_features``, ``_sequence_features`` and ``_output``, and set
-    ``weights_attention`` (the attention whose weights they return).
+    Subclasses implement ``build(target_ids_shape, encoded_shape)`` (calling
+    ``_build_copy(feature_dim)``), ``_prepare_memory``, ``initial_state``, ``_step_features``,
+    ``_sequence_features`` and ``_output``, and set ``weights_attention`` (the attention whose
+    weights they return).
+
+    With ``copy=True`` the output is a pointer-generator's (See et al. 2017): a generation
+    probability ``p_gen = sigmoid(w . features + b)`` mixes the vocabulary distribution with
+    the attention weights scattered onto the source's token ids,
+    ``P(w) = p_gen P_vocab(w) + (1 - p_gen) sum_{j: x_j = w} a_j``, and the "logits" returned
+    are ``log P`` (a normalised log-distribution: ``softmax`` of it is ``P``, so every loss
+    and decoding strategy works unchanged). Source and target must share one vocabulary; the
+    model passes the source ids in the encoder's output dict as ``source_ids``.
 
     * ``decoder(target_ids, encoded)`` -> logits ``(batch, T, V)``: teacher forcing; in
       training, the weights' losses are added to the layer's losses.
@@ -55,6 +65,21 @@ class Decoder(keras.layers.Layer):
     #: target length cannot be).
     supports_xla_training = True
 
+    def __init__(self, copy=False, **kwargs):
+        super().__init__(**kwargs)
+        self.copy = bool(copy)
+        self.copy_gate = keras.layers.Dense(1, dtype=self.dtype_policy, name="copy_gate") \
+            if self.copy else None
+
+    def _build_copy(self, feature_dim):
+        if self.copy_gate is not None:
+            self.copy_gate.build((None, feature_dim))
+
+    @property
+    def needs_source_ids(self):
+        """Whether ``encoded`` must carry ``source_ids`` (the copy distribution reads them)."""
+        return self.copy
+
     def call(self, target_ids, encoded, training=None):
         return self.forward(target_ids, encoded, training=training)["logits"]
 
@@ -67,7 +92,10 @@ class Decoder(keras.layers.Layer):
             training: Enables dropout and the weights' losses.
 
         Returns:
-            ``{"logits": (batch, T, V) float32, "attention": (batch, T, S) float32}``.
+            ``{"logits": (batch, T, V) float32, "attention": (batch, T, S) float32,
+            "p_gen": (batch, T) float32}`` (``p_gen``: the generation probability of a
+            copying decoder; ones for a decoder that does not copy). With ``copy`` the logits
+            are log-probabilities.
         """
         if not self.built:
             self.build(tuple(target_ids.shape),
@@ -75,8 +103,12 @@ class Decoder(keras.layers.Layer):
         features, weights = self._sequence_features(target_ids, encoded, training)
         if training:
             self._add_weights_loss(weights, ops.not_equal(target_ids, 0))
-        return {"logits": self._output(features, weights, training),
-                "attention": ops.cast(weights, "float32")}
+        logits = self._output(features, weights, training)
+        if self.copy:
+            logits, p_gen = self._mix(logits, features, weights, self._source_ids(encoded))
+        else:
+            p_gen = ops.ones(ops.shape(target_ids), "float32")
+        return {"logits": logits, "attention": ops.cast(weights, "float32"), "p_gen": p_gen}
 
     def step(self, token_ids, state, memory, training=False):
         """One decoding step.
@@ -90,8 +122,59 @@ class Decoder(keras.layers.Layer):
         Returns:
             ``(logits (batch, V) float32, state, weights (batch, S))``.
         """
+        if self.copy:
+            source_ids, memory = memory["source_ids"], memory["decoder"]
         features, weights, state = self._step_features(token_ids, state, memory, training)
-        return self._output(features, weights, training), state, weights
+        logits = self._output(features, weights, training)
+        if self.copy:
+            logits, _ = self._mix(logits, features, weights, source_ids)
+        return logits, state, weights
+
+    def prepare_memory(self, encoded):
+        """The constant per-source input of every ``step`` (projected once per source).
+
+        Args:
+            encoded: The encoder's output dict (with ``source_ids`` when copying).
+
+        Returns:
+            The decoder's memory nest, leading axis ``batch``; a copying decoder's is
+            ``{"decoder": ..., "source_ids": (batch, S) int32}``.
+        """
+        memory = self._prepare_memory(encoded)
+        if self.copy:
+            return {"decoder": memory, "source_ids": self._source_ids(encoded)}
+        return memory
+
+    def _source_ids(self, encoded):
+        if "source_ids" not in encoded:
+            raise ValueError(f"{type(self).__name__}(copy=True) needs the source ids in the "
+                             f"encoder's output dict ('source_ids'); zoo models add them")
+        return ops.cast(encoded["source_ids"], "int32")
+
+    def _gate_input(self, features):
+        """What ``p_gen`` reads (a decoder may normalise its features first)."""
+        return features
+
+    def _mix(self, logits, features, weights, source_ids):
+        """The pointer-generator mixture (See et al. 2017, eq. 9).
+
+        Args:
+            logits: ``(batch, [T,] V)`` vocabulary logits.
+            features: ``(batch, [T,] F)`` the decoder features of the same positions.
+            weights: ``(batch, [T,] S)`` attention weights over the source.
+            source_ids: ``(batch, S)`` int32 source token ids (0 = padding, weight 0).
+
+        Returns:
+            ``(log P (batch, [T,] V) float32, p_gen (batch, [T]) float32)``.
+        """
+        p_gen = ops.sigmoid(ops.cast(self.copy_gate(self._gate_input(features)), "float32"))
+        p_vocab = ops.softmax(ops.cast(logits, "float32"), axis=-1)
+        copied = scatter_onto_vocabulary(ops.cast(weights, "float32"), source_ids,
+                                         ops.shape(logits)[-1])
+        mixed = p_gen * p_vocab + (1.0 - p_gen) * copied
+        # The floor keeps log finite where neither part gives mass (a token that is neither
+        # likely nor in the source); 1e-12 is far below any probability a decision rests on.
+        return ops.log(ops.maximum(mixed, 1e-12)), ops.squeeze(p_gen, -1)
 
     def _add_weights_loss(self, weights, target_mask):
         attention = self.weights_attention
@@ -114,8 +197,48 @@ class Decoder(keras.layers.Layer):
         """Features (``(batch, F)`` or ``(batch, T, F)``) -> float32 logits."""
         raise NotImplementedError
 
-    def prepare_memory(self, encoded):
+    def _prepare_memory(self, encoded):
+        """The decoder's own constant per-source input (e.g. the projected keys)."""
         raise NotImplementedError
+
+    def get_config(self):
+        return {**super().get_config(), "copy": self.copy}
+
+
+def scatter_onto_vocabulary(weights, ids, vocab_size):
+    """Adds each position's weight onto its token id: ``out[..., w] = sum_{j: ids_j = w} a_j``.
+
+    A segment sum over ``batch * vocab`` segments, not a ``(batch, S, V)`` one-hot: memory is
+    that of the output, whatever the source length.
+
+    Args:
+        weights: ``(batch, S)`` or ``(batch, T, S)`` float weights.
+        ids: ``(batch, S)`` int32 token ids.
+        vocab_size: ``V`` (int or scalar tensor).
+
+    Returns:
+        ``(batch, V)`` or ``(batch, T, V)``, same dtype as ``weights``.
+
+    Example:
+        >>> import numpy as np
+        >>> out = scatter_onto_vocabulary(np.array([[0.5, 0.25, 0.25]], "float32"),
+        ...                               np.array([[4, 5, 4]], "int32"), 6)
+        >>> out.numpy().tolist()
+        [[0.0, 0.0, 0.0, 0.0, 0.75, 0.25]]
+    """
+    weights = ops.convert_to_tensor(weights)
+    ids = ops.cast(ids, "int32")
+    one_step = len(weights.shape) == 2
+    if one_step:
+        weights = ops.expand_dims(weights, 1)  # (batch, 1, S)
+    shape = ops.shape(weights)
+    batch, steps, src = shape[0], shape[1], shape[2]
+    # Segment of (b, j): b * V + ids[b, j]; the segments run over batch * V rows.
+    segments = ids + ops.expand_dims(ops.arange(batch, dtype="int32") * vocab_size, -1)
+    data = ops.reshape(ops.transpose(weights, (0, 2, 1)), (batch * src, steps))  # (b*S, T)
+    summed = ops.segment_sum(data, ops.reshape(segments, (-1,)), num_segments=batch * vocab_size)
+    out = ops.transpose(ops.reshape(summed, (batch, vocab_size, steps)), (0, 2, 1))
+    return out[:, 0] if one_step else out
 
     def initial_state(self, encoded, max_length=None):
         raise NotImplementedError

@@ -125,6 +125,11 @@ class RNNDecoder(Decoder):
         dropout: Dropout on embeddings and before the output layer.
         bridge: Initialise the cell state from the encoder's ``final`` state through a
             ``tanh`` projection (else zeros).
+        output_dim: A linear layer of this size between the features and the vocabulary
+            projection (See et al. 2017's ``V``, ``V'``): fewer weights and a cheaper
+            softmax layer when the features are wide. None: project directly.
+        copy: Pointer-generator output (see :class:`zoo.layers.Decoder`): mix in the
+            attention weights scattered onto the source's ids, gated by ``p_gen``.
         **kwargs: Keras layer arguments.
 
     Example:
@@ -140,8 +145,8 @@ class RNNDecoder(Decoder):
 
     def __init__(self, vocab_size, embedding_dim=256, units=512, attention="additive",
                  attention_position="before", input_feeding=True, cell="gru", dropout=0.0,
-                 bridge=True, **kwargs):
-        super().__init__(**kwargs)
+                 bridge=True, output_dim=None, copy=False, **kwargs):
+        super().__init__(copy=copy, **kwargs)
         if attention_position not in ("before", "after"):
             raise ValueError(f"attention_position must be 'before' (Bahdanau) or 'after' "
                              f"(Luong), got {attention_position!r}")
@@ -153,6 +158,11 @@ class RNNDecoder(Decoder):
                                         dtype=self.dtype_policy, name="embedding")
         self.cell = _cell(cell, self.units, self.dtype_policy, "cell")
         self.drop = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
+        if output_dim is not None and int(output_dim) < 1:
+            raise ValueError(f"output_dim must be a positive integer or None, got {output_dim}")
+        self.output_dim = None if output_dim is None else int(output_dim)
+        self.bottleneck = None if self.output_dim is None else keras.layers.Dense(
+            self.output_dim, dtype=self.dtype_policy, name="bottleneck")
         self.output_layer = keras.layers.Dense(self.vocab_size, dtype=self.dtype_policy,
                                                name="logits")
         self.bridge_layer = keras.layers.Dense(self.units, activation="tanh",
@@ -183,12 +193,16 @@ class RNNDecoder(Decoder):
         self.cell.build((None, cell_in))
         if self.bridge:
             self.bridge_layer.build((None, final_dim or memory_dim))
-        self.output_layer.build((None, out_in))
+        if self.bottleneck is not None:
+            self.bottleneck.build((None, out_in))
+        self.output_layer.build((None, self.output_dim or out_in))
+        self._build_copy(out_in)
+        self._feature_dim = out_in
         self._memory_dim = memory_dim
         self.built = True
 
     # ------------------------------------------------------------------ state
-    def prepare_memory(self, encoded):
+    def _prepare_memory(self, encoded):
         """The constant per-source input of every ``step``: the attention's projected memory.
 
         Args:
@@ -262,7 +276,10 @@ class RNNDecoder(Decoder):
         return self.attention
 
     def _output(self, features, weights, training):
-        return ops.cast(self.output_layer(self.drop(features, training=training)), "float32")
+        x = self.drop(features, training=training)
+        if self.bottleneck is not None:
+            x = self.bottleneck(x)
+        return ops.cast(self.output_layer(x), "float32")
 
     def _step_features(self, token_ids, state, memory, training):
         return self._step_core(self.embedding(token_ids), state, memory, training)
@@ -271,7 +288,7 @@ class RNNDecoder(Decoder):
         """Teacher forcing: a scan of ``_step_core`` over the target."""
         emb = self.drop(self.embedding(target_ids), training=training)  # (batch, T, E)
         state = self.initial_state(encoded)
-        memory = self.prepare_memory(encoded)
+        memory = self._prepare_memory(encoded)
         compute = self.compute_dtype
 
         def body(carry, emb_t):
@@ -285,8 +302,7 @@ class RNNDecoder(Decoder):
             return out, out  # keras.ops.scan on TF: outputs mirror the carry
 
         batch, src_len = ops.shape(target_ids)[0], ops.shape(encoded["outputs"])[1]
-        feat_dim = self.units if self.attention_position == "after" else (
-            self.output_layer.kernel.shape[0])
+        feat_dim = self._feature_dim
         init = (_cast_floats(state, "float32"), ops.zeros((batch, feat_dim), "float32"),
                 ops.zeros((batch, src_len), "float32"))
         _, (_, feats, weights) = ops.scan(body, init, ops.transpose(emb, (1, 0, 2)))
@@ -299,4 +315,4 @@ class RNNDecoder(Decoder):
                 "attention": keras.saving.serialize_keras_object(self.attention),
                 "attention_position": self.attention_position,
                 "input_feeding": self.input_feeding, "cell": self.cell_kind,
-                "dropout": self.dropout, "bridge": self.bridge}
+                "dropout": self.dropout, "bridge": self.bridge, "output_dim": self.output_dim}

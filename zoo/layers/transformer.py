@@ -133,6 +133,8 @@ class TransformerDecoder(_Base, Decoder):
         vocab_size: Target vocabulary size.
         dim, num_layers, num_heads, ff_dim, dropout, attention_dropout: As the encoder's.
         tie_embeddings: Use the embedding matrix as the output projection.
+        copy: Pointer-generator output (see :class:`zoo.layers.Decoder`) over the last
+            layer's cross-attention, averaged over heads.
         **kwargs: Keras layer arguments.
 
     Example:
@@ -144,9 +146,10 @@ class TransformerDecoder(_Base, Decoder):
     """
 
     def __init__(self, vocab_size, dim=256, num_layers=3, num_heads=8, ff_dim=1024,
-                 dropout=0.1, attention_dropout=0.0, tie_embeddings=True, **kwargs):
+                 dropout=0.1, attention_dropout=0.0, tie_embeddings=True, copy=False,
+                 **kwargs):
         super().__init__(vocab_size, dim, num_layers, num_heads, ff_dim, dropout,
-                         attention_dropout, **kwargs)
+                         attention_dropout, copy=copy, **kwargs)
         self.tie_embeddings = bool(tie_embeddings)
         self.blocks = [{"norm1": _norm(self.dtype_policy, f"l{i}_norm1"),
                         "self_attn": self._mha(f"l{i}_self_attention"),
@@ -170,11 +173,15 @@ class TransformerDecoder(_Base, Decoder):
         self.final_norm.build((None, None, d))
         if self.output_layer is not None:
             self.output_layer.build((None, d))
+        self._build_copy(d)
         self.built = True
 
     @property
     def weights_attention(self):
         return self.blocks[-1]["cross_attn"]
+
+    def _gate_input(self, features):
+        return self.final_norm(features)  # the residual stream's scale grows with depth
 
     def _output(self, features, weights, training):
         x = self.final_norm(features)
@@ -209,7 +216,7 @@ class TransformerDecoder(_Base, Decoder):
         # Last layer's cross-attention averaged over heads: (batch, T, S).
         return x, ops.mean(weights, axis=1)
 
-    def prepare_memory(self, encoded):
+    def _prepare_memory(self, encoded):
         """The constant per-source input of every ``step``: each layer's projected memory.
 
         Args:

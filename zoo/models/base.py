@@ -48,6 +48,15 @@ def _network(obj, role):
                      f"{', '.join(zoo.layers.NETWORKS.names())}), got {type(obj).__name__}")
 
 
+def _options(net_config):
+    """The options a preset's network takes: its config's keys and its constructor's."""
+    import inspect
+
+    params = inspect.signature(zoo.layers.NETWORKS.get_class(net_config["class_name"])).parameters
+    return (set(net_config["config"]) | {p for p, v in params.items()
+                                         if v.kind == v.POSITIONAL_OR_KEYWORD}) - {"vocab_size"}
+
+
 class Seq2Seq(keras.Model):
     """An encoder network + a decoder network (``zoo.layers``), trained with ``fit``.
 
@@ -136,20 +145,21 @@ class Seq2Seq(keras.Model):
         if src_v is None or tgt_v is None:
             raise ValueError("from_preset needs a tokenizer or vocab_size")
         enc, dec = preset["config"]["encoder"], preset["config"]["decoder"]
-        known = set(enc["config"]) | set(dec["config"])
+        options = {id(net): _options(net) for net in (enc, dec)}
+        known = options[id(enc)] | options[id(dec)]
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise ValueError(f"preset {name!r} has no option {unknown[0]!r}; options: "
                              f"{', '.join(sorted(known))}")
         for k, v in overrides.items():
             for net in (enc, dec):
-                if k in net["config"]:
+                if k in options[id(net)]:
                     net["config"][k] = v
         for role, net, own in (("encoder", enc, encoder), ("decoder", dec, decoder)):
             for k, v in (own or {}).items():
-                if k not in net["config"]:
+                if k not in options[id(net)]:
                     raise ValueError(f"preset {name!r} {role} has no option {k!r}; options: "
-                                     f"{', '.join(sorted(net['config']))}")
+                                     f"{', '.join(sorted(options[id(net)]))}")
                 net["config"][k] = v
         enc["config"]["vocab_size"], dec["config"]["vocab_size"] = int(src_v), int(tgt_v)
         if dtype is not None:
@@ -172,21 +182,28 @@ class Seq2Seq(keras.Model):
             got = sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__
             raise ValueError(f"{type(self).__name__} expects inputs {{'source': ids "
                              f"(batch, S), 'target': ids (batch, T)}}; got {got}")
-        encoded = self.encoder(inputs["source"], training=training)
+        encoded = self._encode(inputs["source"], training)
         return self.decoder(inputs["target"], encoded, training=training)
 
+    def _encode(self, source_ids, training):
+        encoded = self.encoder(source_ids, training=training)
+        if self.decoder.needs_source_ids:  # the copy distribution scatters onto them
+            encoded = {**encoded, "source_ids": ops.cast(source_ids, "int32")}
+        return encoded
+
     def forward(self, source_ids, target_ids, training=False):
-        """Teacher forcing with the attention weights: ``{"logits", "attention"}``."""
+        """Teacher forcing with the attention weights: ``{"logits", "attention", "p_gen"}``
+        (see ``zoo.layers.Decoder.forward``)."""
         if not self.built:
             self.build()
-        encoded = self.encoder(source_ids, training=training)
+        encoded = self._encode(source_ids, training)
         return self.decoder.forward(target_ids, encoded, training=training)
 
     def encode(self, source_ids, training=False):
         """Source ids ``(batch, S)`` (0 = padding) -> the encoder's output dict."""
         if not self.built:
             self.build()
-        return self.encoder(source_ids, training=training)
+        return self._encode(source_ids, training)
 
     def prepare_memory(self, encoded):
         """The decoder's constant input from ``encode``'s output (projected once per source)."""

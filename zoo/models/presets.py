@@ -110,7 +110,74 @@ PRESETS = {
 }
 
 
-_TASKS = {"Translator": "translation"}
+def _pointer_generator(embedding_dim, units, attention_units, output_dim, dropout):
+    return {"encoder": {"class_name": "RNNEncoder",
+                        "config": {"embedding_dim": embedding_dim, "units": units,
+                                   "cell": "lstm", "bidirectional": True,
+                                   "dropout": dropout}},
+            "decoder": {"class_name": "RNNDecoder",
+                        "config": {"embedding_dim": embedding_dim, "units": units,
+                                   "attention": {"class_name": "coverage",
+                                                 "config": {"units": attention_units,
+                                                            "coverage_loss_weight": 0.0}},
+                                   "attention_position": "before", "cell": "lstm",
+                                   "output_dim": output_dim, "copy": True,
+                                   "dropout": dropout}}}
+
+
+# Summarization. ``train`` adds the turn separator, the source/target limits and the
+# coverage phase (See et al. 2017: the coverage loss for a short final phase).
+PRESETS.update({
+    "pointer_generator": {
+        "class": "Summarizer",
+        "description": "pointer-generator with coverage (See et al. 2017): bi-LSTM encoder, "
+                       "LSTM decoder with coverage attention and a copy distribution; "
+                       "128/256 units",
+        "config": _pointer_generator(128, 256, 256, 256, 0.1),
+        "train": {"learning_rate": 1e-3, "warmup_steps": None, "label_smoothing": 0.0,
+                  "batch_size": 16, "epochs": 12, "coverage_epochs": 2,
+                  "coverage_loss_weight": 1.0, "vocab_size": 8000,
+                  "max_source_length": 400, "max_target_length": 100},
+    },
+    "pointer_generator_small": {
+        "class": "Summarizer",
+        "description": "pointer-generator with coverage sized for a few CPU minutes "
+                       "(64/128 units); the default of `zoo train summarizer`",
+        "config": _pointer_generator(96, 128, 128, 128, 0.1),
+        "train": {"learning_rate": 2e-3, "warmup_steps": None, "label_smoothing": 0.0,
+                  "batch_size": 16, "epochs": 6, "coverage_epochs": 1,
+                  "coverage_loss_weight": 1.0, "vocab_size": 4000,
+                  "max_source_length": 400, "max_target_length": 80},
+    },
+    "pointer_generator_tiny": {
+        "class": "Summarizer",
+        "description": "tiny pointer-generator with coverage for tests and examples "
+                       "(32/48 units)",
+        "config": _pointer_generator(32, 48, 48, None, 0.0),
+        "train": {"learning_rate": 3e-3, "warmup_steps": None, "label_smoothing": 0.0,
+                  "batch_size": 16, "epochs": 4, "coverage_epochs": 1,
+                  "coverage_loss_weight": 1.0, "vocab_size": 1000,
+                  "max_source_length": 400, "max_target_length": 60},
+    },
+    "transformer_summarizer": {
+        "class": "Summarizer",
+        "description": "Transformer summarizer, 3+3 layers, d=256, 4 heads, ffn 1024, with a "
+                       "copy distribution over the last cross-attention",
+        "config": {"encoder": {"class_name": "TransformerEncoder",
+                               "config": {"dim": 256, "num_layers": 3, "num_heads": 4,
+                                          "ff_dim": 1024, "dropout": 0.1}},
+                   "decoder": {"class_name": "TransformerDecoder",
+                               "config": {"dim": 256, "num_layers": 3, "num_heads": 4,
+                                          "ff_dim": 1024, "dropout": 0.1,
+                                          "tie_embeddings": True, "copy": True}}},
+        "train": {"learning_rate": 1e-3, "warmup_steps": 1000, "label_smoothing": 0.1,
+                  "batch_size": 16, "epochs": 15, "vocab_size": 8000,
+                  "max_source_length": 400, "max_target_length": 100},
+    },
+})
+
+
+_TASKS = {"Translator": "translation", "Summarizer": "summarization"}
 
 
 def register(name: str, preset: dict, task: str = None) -> None:

@@ -110,4 +110,45 @@ class InverseSqrtSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return {"peak": self.peak, "warmup_steps": self.warmup_steps}
 
 
-__all__ = ["InverseSqrtSchedule", "SequenceLoss", "TokenAccuracy"]
+class CoveragePhase(keras.callbacks.Callback):
+    """See et al. (2017)'s recipe: train without the coverage loss, then add it for a short
+    final phase.
+
+    From epoch ``start_epoch`` (0-based) on, every attention of the model that has a
+    ``coverage_loss_weight`` gets ``weight``, and the train step is traced again (the weight
+    is a Python constant of the traced step). Works with plain ``fit``.
+
+    Args:
+        start_epoch: First epoch (0-based) that trains with the coverage loss.
+        weight: The coverage loss weight from then on (See et al.: 1.0).
+
+    Example:
+        >>> phase = CoveragePhase(start_epoch=8, weight=1.0)
+        >>> phase.start_epoch, phase.weight
+        (8, 1.0)
+    """
+
+    def __init__(self, start_epoch, weight=1.0):
+        super().__init__()
+        if int(start_epoch) < 0 or float(weight) < 0:
+            raise ValueError(f"need start_epoch >= 0 and weight >= 0, got {start_epoch}, "
+                             f"{weight}")
+        self.start_epoch, self.weight = int(start_epoch), float(weight)
+
+    def _attentions(self):
+        return [layer for layer in self.model._flatten_layers(include_self=False)
+                if hasattr(layer, "coverage_loss_weight")]
+
+    def on_train_begin(self, logs=None):
+        if not self._attentions():
+            raise ValueError("CoveragePhase: the model has no attention with a coverage loss "
+                             "(use attention='coverage')")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.start_epoch:
+            for layer in self._attentions():
+                layer.coverage_loss_weight = self.weight
+            self.model.make_train_function(force=True)
+
+
+__all__ = ["CoveragePhase", "InverseSqrtSchedule", "SequenceLoss", "TokenAccuracy"]
