@@ -127,7 +127,7 @@ def test_empty_input_gives_empty_output_and_blank_lines_are_errors(trained, tmp_
     empty_tsv = tmp_path / "e.tsv"
     empty_tsv.write_text("")
     assert cli.main(["train", "translator", "--data", str(empty_tsv)]) == 2
-    assert "no sentence pairs" in _err(capsys)
+    assert "no text pairs" in _err(capsys)
 
 
 def test_evaluate_rejects_misaligned_files_and_bad_options(tmp_path, capsys):

@@ -138,6 +138,8 @@ def _cmd_train(args) -> int:
                          f"{spec['task']} presets: {', '.join(presets.names(spec['task']))}")
     dev = None
     if args.data:
+        if args.task == "summarizer" and args.source_field is None:
+            args.source_field, args.target_field = "dialogue", args.target_field or "summary"
         pairs = _read_corpus(args)
         origin = " ".join(args.data)
         examples = None
@@ -265,6 +267,17 @@ def _load_model(path, task=None):
     return model
 
 
+def _saved_task(path):
+    """The task a saved model's ``zoo.json`` names (None where there is none to read)."""
+    import json
+
+    try:
+        with open(os.path.join(path, "zoo.json"), encoding="utf-8") as f:
+            return json.load(f).get("task")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def _read_dialogues(args):
     """`zoo summarize`'s inputs: ``(texts, origin, unit)``. Arguments are one text each;
     --input is JSON lines with a --field; stdin is JSON lines when it starts with ``{``, else
@@ -353,11 +366,12 @@ def _cmd_evaluate(args) -> int:
         if not args.model or not args.data:
             raise ValueError("give --model DIR with --data (a corpus), or --hypotheses FILE "
                              "with --references FILE")
+        task = _saved_task(args.model)
+        if args.source_field is None and task == "summarization":
+            args.source_field, args.target_field = "dialogue", args.target_field or "summary"
+        pairs = _read_corpus(args)  # the data's errors first: loading a model takes longer
         model = _load_model(args.model)
         spec = _BY_TASK.get(model.task, TASKS["translator"])
-        if args.source_field is None and model.task == "summarization":
-            args.source_field, args.target_field = "dialogue", args.target_field or "summary"
-        pairs = _read_corpus(args)
         hyps = model.generate_text(pairs.sources, batch_size=args.batch_size,
                                    max_length=args.max_length,
                                    **_strategy_kwargs(args, model.task))

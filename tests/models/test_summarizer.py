@@ -1,0 +1,210 @@
+"""The Summarizer: the pointer-generator's mixture by hand, copying learned on real sentences
+(and not without the copy distribution), the coverage loss as a term of the training loss,
+save/load, and exports with identical fp32 outputs in every format."""
+
+import random
+import re
+import warnings
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from zoo.attention.coverage import coverage_loss
+from zoo.data import SentencePieceTokenizer, anki_spa_eng_pairs, make_dataset
+from zoo.export import export
+from zoo.inputs import InputError, InputTruncatedWarning
+from zoo.layers import RNNDecoder
+from zoo.models import Summarizer, Translator, load, presets
+from zoo.serving import load as load_export
+from zoo.training import CoveragePhase
+
+# Real first names for the copy task; the test names never occur in training.
+NAMES = ["Anna", "Ben", "Carla", "David", "Emma", "Frank", "Grace", "Henry", "Irene", "Jack",
+         "Karen", "Louis", "Maria", "Nora", "Oscar", "Paula", "Peter", "Rachel", "Simon",
+         "Sarah", "Victor", "Walter", "Helen", "Daniel", "Laura", "Martin", "Linda", "Robert",
+         "Julia", "Thomas", "Alice", "Edward", "Clara", "Albert", "Diana", "George", "Ruth",
+         "Kevin", "Monica", "Arthur"]
+UNSEEN = ["Bartholomew", "Rosalind", "Leopold", "Gertrude"]
+
+
+def test_presets_are_summarization_presets():
+    names = presets.names("summarization")
+    assert {"pointer_generator", "pointer_generator_small", "pointer_generator_tiny",
+            "transformer_summarizer"} <= set(names)
+    assert not set(names) & set(presets.names("translation"))
+    with pytest.raises(ValueError, match="builds a Summarizer, not a Translator"):
+        Translator.from_preset("pointer_generator_tiny", vocab_size=40)
+
+
+def test_mixture_is_the_hand_worked_distribution():
+    dec = RNNDecoder(vocab_size=5, embedding_dim=4, units=6, copy=True)
+    dec.build((None, None), {"outputs": (None, None, 6), "mask": (None, None),
+                             "final": (None, 6)})
+    # p_gen = sigmoid(0 . features + log 3) = 0.75.
+    dec.copy_gate.set_weights([np.zeros((dec._feature_dim, 1), "float32"),
+                               np.array([np.log(3.0)], "float32")])
+    p_vocab = np.array([[0.1, 0.2, 0.3, 0.2, 0.2]], "float32")
+    weights = np.array([[0.5, 0.3, 0.2]], "float32")  # over source ids 4, 2, 4
+    source_ids = np.array([[4, 2, 4]], "int32")
+    logp, p_gen = dec._mix(np.log(p_vocab), np.ones((1, dec._feature_dim), "float32"),
+                           weights, source_ids)
+    # copy: id 4 gets 0.5 + 0.2 = 0.7, id 2 gets 0.3.
+    # P = 0.75 * P_vocab + 0.25 * copy:
+    expected = [0.75 * 0.1, 0.75 * 0.2, 0.75 * 0.3 + 0.25 * 0.3, 0.75 * 0.2,
+                0.75 * 0.2 + 0.25 * 0.7]  # = [0.075, 0.15, 0.3, 0.15, 0.325]
+    np.testing.assert_allclose(np.exp(ops.convert_to_numpy(logp)), [expected], atol=1e-6)
+    np.testing.assert_allclose(ops.convert_to_numpy(p_gen), [0.75], atol=1e-6)
+
+
+@pytest.mark.parametrize("preset", ["pointer_generator_tiny", "transformer_summarizer"])
+def test_copying_step_equals_teacher_forcing(preset):
+    kw = {} if preset == "pointer_generator_tiny" else {
+        "encoder": {"dim": 16, "num_layers": 1, "num_heads": 2, "ff_dim": 16},
+        "decoder": {"dim": 16, "num_layers": 1, "num_heads": 2, "ff_dim": 16}}
+    model = Summarizer.from_preset(preset, vocab_size=30, **kw)
+    src = np.array([[5, 6, 7, 3, 0], [8, 9, 9, 7, 3]], "int32")
+    tgt = np.array([[2, 5, 6, 7], [2, 9, 8, 7]], "int32")
+    full = model.forward(src, tgt)
+    probs = np.exp(ops.convert_to_numpy(full["logits"]))
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)  # a distribution
+    p_gen = ops.convert_to_numpy(full["p_gen"])
+    assert p_gen.shape == (2, 4) and np.all((p_gen > 0) & (p_gen < 1))
+    encoded = model.encode(src)
+    state, memory = model.initial_state(encoded, 8), model.prepare_memory(encoded)
+    assert set(memory) == {"decoder", "source_ids"}
+    for t in range(4):
+        logits, state, _ = model.decode_step(ops.convert_to_tensor(tgt[:, t]), state, memory)
+        np.testing.assert_allclose(ops.convert_to_numpy(logits),
+                                   ops.convert_to_numpy(full["logits"][:, t]), atol=1e-4)
+
+
+def test_copying_needs_one_vocabulary():
+    with pytest.raises(ValueError, match="one tokenizer for source and target"):
+        Summarizer.from_preset("pointer_generator_tiny", vocab_size=30, target_vocab_size=40)
+
+
+def test_coverage_loss_is_a_term_of_the_training_loss_from_the_coverage_phase_on():
+    keras.utils.set_random_seed(0)
+    model = Summarizer.from_preset("pointer_generator_tiny", vocab_size=30)
+    src = np.array([[5, 6, 7, 8, 3], [8, 9, 9, 7, 3]], "int32")
+    tgt = np.array([[2, 5, 6, 7, 8], [2, 9, 8, 7, 3]], "int32")
+    labels = np.concatenate([tgt[:, 1:], [[3], [0]]], axis=1)
+    # Learning rate 0: the weights stay put, so the two epochs differ by the coverage term.
+    model.compile(optimizer=keras.optimizers.SGD(0.0), label_smoothing=0.0)
+    history = model.fit({"source": src, "target": tgt}, labels, epochs=2, verbose=0,
+                        callbacks=[CoveragePhase(start_epoch=1, weight=1.0)])
+    loss = history.history["loss"]
+    weights = model.forward(src, tgt)["attention"]
+    expected = float(coverage_loss(weights, tgt != 0))
+    assert expected > 0.01
+    assert loss[1] - loss[0] == pytest.approx(expected, rel=1e-3)
+    assert model.decoder.attention.coverage_loss_weight == 1.0
+    with pytest.raises(ValueError, match="no attention with a coverage loss"):
+        plain = Summarizer.from_preset("pointer_generator_tiny", vocab_size=30,
+                                       attention="additive")
+        plain.compile()
+        plain.fit({"source": src, "target": tgt}, labels, epochs=1, verbose=0,
+                  callbacks=[CoveragePhase(start_epoch=0)])
+
+
+def test_turn_separator_lives_in_the_tokenizer_for_every_runtime():
+    dialogue = "#Person1#: Hi there.\r\n#Person2#: Hello!\n#Person1#: Bye.\tSee you."
+    tok = SentencePieceTokenizer.train([dialogue, "Two people greet."] * 30, vocab_size=40,
+                                       turn_separator="<sep>")
+    assert tok.turn_separator == "<sep>"
+    host = tok.processor.encode(dialogue, out_type=str)
+    assert host.count("<sep>") == 2  # \r\n and \n, each one separator
+    assert tok.tokenize([dialogue]).to_list()[0] == tok.processor.encode(dialogue)
+    plain = SentencePieceTokenizer.train(["a b c"] * 40, vocab_size=20)
+    assert plain.turn_separator is None
+    with pytest.raises(ValueError, match="turn_separator"):
+        SentencePieceTokenizer.train(["a b"] * 10, vocab_size=20, turn_separator="a b")
+
+
+# ---------------------------------------------------------------- a tiny copy task
+def _name_sentences():
+    """Real short sentences about Tom (Anki/Tatoeba), Tom replaced by a real first name."""
+    english = [en for _, en in anki_spa_eng_pairs()
+               if re.fullmatch(r"Tom [a-z' ]+[.?!]", en) and 3 <= len(en.split()) <= 6]
+    english = list(dict.fromkeys(english))
+    rng = random.Random(0)
+    train = [s.replace("Tom", rng.choice(NAMES)) for s in english[:400]]
+    test = [s.replace("Tom", name) for s, name in zip(english[500:504], UNSEEN)]
+    return train, test
+
+
+@pytest.fixture(scope="module")
+def copy_task():
+    """The same summarizer with and without the copy distribution, trained to repeat a
+    sentence (the "summary" of a sentence is itself): a name seen only in a test source can
+    reach the output only by copying."""
+    train, test = _name_sentences()
+    tok = SentencePieceTokenizer.train(train, vocab_size=120)
+    x, y = next(iter(make_dataset([(s, s) for s in train], tok, batch_size=len(train),
+                                  bucket=False, shuffle=False)))
+    x, y = {k: v.numpy() for k, v in x.items()}, y.numpy()
+    models = {}
+    for copy in (True, False):
+        keras.utils.set_random_seed(0)
+        model = Summarizer.from_preset("pointer_generator_tiny", tokenizer=tok,
+                                       max_target_length=16, decoder={"copy": copy})
+        model.compile(learning_rate=1e-2, label_smoothing=0.0)
+        model.fit(x, y, batch_size=32, epochs=30, verbose=0)
+        models[copy] = model
+    return models, train, test
+
+
+def test_copying_brings_names_never_seen_in_training_into_the_output(copy_task):
+    models, train, test = copy_task
+    assert not any(name in s for name in UNSEEN for s in train)
+    # Every character of the names is in the vocabulary (no unknown pieces to copy).
+    tok = models[True].source_tokenizer
+    assert all(1 not in tok.processor.encode(name) for name in UNSEEN)
+    words = {copy: [set(re.findall(r"\w+", out)) for out in models[copy].summarize(test)]
+             for copy in (True, False)}
+    copied = sum(name in w for name, w in zip(UNSEEN, words[True]))
+    generated = sum(name in w for name, w in zip(UNSEEN, words[False]))
+    assert copied >= 3, words[True]
+    assert generated <= 1, words[False]
+
+
+def test_summarizer_saves_and_reloads(copy_task, tmp_path):
+    model = copy_task[0][True]
+    test = copy_task[2]
+    model.save(str(tmp_path / "m"))
+    again = load(str(tmp_path / "m"))
+    assert type(again) is Summarizer and again.task == "summarization"
+    assert again.decoder.copy and again.summarize(test) == model.summarize(test)
+
+
+def test_summarizer_exports_identical_outputs_in_every_format(copy_task, tmp_path):
+    model = copy_task[0][True]
+    texts = copy_task[2] + copy_task[1][:4]
+    greedy = model.summarize(texts, no_repeat_ngram_size=2)
+    beam = model.summarize(texts, strategy="beam", beam_size=2, length_penalty=0.6,
+                           no_repeat_ngram_size=2)
+    for fmt, kw in (("savedmodel", {"beam_size": 2}), ("onnx", {"beam_size": 2}),
+                    ("litert", {"quantizations": ["float32"], "max_source_length": 40})):
+        manifest = export(model, str(tmp_path / fmt), fmt, no_repeat_ngram_size=2, **kw)
+        assert manifest["task"] == "summarization"
+        assert manifest["decoding"]["no_repeat_ngram_size"] == 2
+        assert "memory__source_ids" in [m["name"] for m in manifest["memory"]]
+        runner = load_export(str(tmp_path / fmt))
+        assert runner.generate_text(texts) == greedy, fmt
+        if "beam" in runner.strategies:
+            assert runner.generate_text(texts, "beam") == beam, fmt
+        # The same input contract as the translator's.
+        with pytest.raises(InputError, match="texts\\[1\\]"):
+            runner.generate_text(["Anna sleeps.", "  "])
+        with pytest.raises(InputError, match="no_repeat_ngram_size is fixed at export"):
+            runner.generate_text(texts, no_repeat_ngram_size=3)
+        with pytest.warns(InputTruncatedWarning):
+            runner.generate_text([" ".join(texts) * 30])
+    with pytest.raises(InputError, match="texts\\[0\\]"):
+        model.summarize([""])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.summarize([" ".join(texts) * 30], max_length=4)
+    assert any(issubclass(w.category, InputTruncatedWarning) for w in caught)
