@@ -52,6 +52,24 @@ PUBLISHED_ROUGE = {  # SAMSum test, Gliwa et al. 2019 (Table 3), with a turn sep
     "pointer_generator": "40.1 / 15.3 / 36.6", "transformer_summarizer": "37.3 / 10.9 / 33.5"}
 
 
+def append_record(path, record):
+    """One JSON line per run in the results file."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def repeated_trigrams(texts):
+    """Share of word trigrams that repeat an earlier trigram of the same text (%)."""
+    total = repeats = 0
+    for text in texts:
+        words = text.lower().split()
+        grams = [tuple(words[i:i + 3]) for i in range(len(words) - 2)]
+        total += len(grams)
+        repeats += len(grams) - len(set(grams))
+    return 100.0 * repeats / max(total, 1)
+
+
 def summarization(args, argv):
     import tensorflow as tf
 
@@ -106,6 +124,8 @@ def summarization(args, argv):
               "published_test_rouge": PUBLISHED_ROUGE.get(model.preset), "training": info,
               "decoding": label, "max_length": args.max_length,
               "rouge": {k: round(v, 2) for k, v in scores.items() if k != "texts"},
+              "repeated_trigrams_percent": round(repeated_trigrams(hyps), 2),
+              "mean_summary_words": round(sum(len(h.split()) for h in hyps) / len(hyps), 1),
               "decode_seconds": round(secs, 1), "examples": [
                   {"dialogue": s, "reference": r, "summary": h}
                   for s, r, h in list(zip(dev.sources, dev.targets, hyps))[:3]],
@@ -113,16 +133,15 @@ def summarization(args, argv):
     if history is not None:
         record["val_loss"] = [round(x, 4) for x in history.history.get("val_loss", [])]
         record["loss"] = [round(x, 4) for x in history.history["loss"]]
-    os.makedirs(os.path.dirname(args.results), exist_ok=True)
-    with open(args.results, "a") as f:
-        f.write(json.dumps(record) + "\n")
+    append_record(args.results, record)
     print(f"\nSAMSum validation ({len(dev)} dialogues), {record['hardware']}")
     print(f"{model.preset}: {model.count_params():,} parameters; decoding {label}; "
           f"{secs:.0f} s")
-    print(f"{'ROUGE-1':>8}{'ROUGE-2':>8}{'ROUGE-L':>8}{'R-Lsum':>8}  published (test) R1/R2/RL")
+    print(f"{'ROUGE-1':>8}{'ROUGE-2':>8}{'ROUGE-L':>8}{'R-Lsum':>8}{'rep.3g%':>9}"
+          f"  published (test) R1/R2/RL")
     r = record["rouge"]
-    print(f"{r['rouge1']:>8.2f}{r['rouge2']:>8.2f}{r['rougeL']:>8.2f}{r['rougeLsum']:>8.2f}  "
-          f"{PUBLISHED_ROUGE.get(model.preset, '-')}")
+    print(f"{r['rouge1']:>8.2f}{r['rouge2']:>8.2f}{r['rougeL']:>8.2f}{r['rougeLsum']:>8.2f}"
+          f"{record['repeated_trigrams_percent']:>9.2f}  {PUBLISHED_ROUGE.get(model.preset, '-')}")
 
 
 def main(argv=None):
@@ -195,9 +214,7 @@ def main(argv=None):
               "val_loss": [round(x, 4) for x in history.history.get("val_loss", [])],
               "loss": [round(x, 4) for x in history.history["loss"]], "results": rows,
               "command": "python bench/quality.py " + " ".join(argv or sys.argv[1:])}
-    os.makedirs(os.path.dirname(args.results), exist_ok=True)
-    with open(args.results, "a") as f:
-        f.write(json.dumps(record) + "\n")
+    append_record(args.results, record)
     print(f"\nMulti30k de-en test_2016_flickr ({len(test)} sentences), {record['hardware']}")
     print(f"preset {args.preset}: {info['parameters']:,} parameters, {info['epochs']} epochs, "
           f"{info['train_seconds'] / 60:.1f} min training")

@@ -20,7 +20,7 @@ Example:
     ...     check_decoding("beam", {"beamsize": 4})
     ... except InputError as err:
     ...     print(err)
-    unknown decoding option 'beamsize' for strategy 'beam'; did you mean 'beam_size'? (options: beam_size, coverage_penalty, early_stop, length_penalty, max_length, min_length, n_best)
+    unknown decoding option 'beamsize' for strategy 'beam'; did you mean 'beam_size'? (options: beam_size, coverage_penalty, early_stop, length_penalty, max_length, min_length, n_best, no_repeat_ngram_size)
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """End-to-end recipes: learn a tokenizer, build a preset, ``compile`` + ``fit``, save.
 
-What ``zoo train translator`` and ``bench/quality.py`` run; usable from Python.
+``train`` is the one recipe for every task; ``train_translator`` and ``train_summarizer`` set
+its task defaults. What ``zoo train`` and ``bench/quality.py`` run; usable from Python.
 """
 
 from __future__ import annotations

@@ -107,7 +107,8 @@ def test_savedmodel_matches_keras_in_a_fresh_process(preset, tok, tmp_path):
         assert out["stepped"][row][:n] == out["tokens"][row][:n]
 
 
-@pytest.mark.parametrize("preset", sorted(TINY))
+# The report is model-agnostic; the Transformer's SavedModel parity is checked above.
+@pytest.mark.parametrize("preset", ["rnn_tiny"])
 def test_verify_reports_parity(preset, tok, tmp_path):
     model = _trained(preset, tok)
     path = str(tmp_path / "sm")

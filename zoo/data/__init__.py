@@ -57,7 +57,7 @@ def anki_spa_eng_pairs(limit=None):
 
 
 def dialogsum_pairs(split: str = "train", limit=None):
-    """The embedded DialogSum subset as ``(dialogue, summary)`` pairs.
+    r"""The embedded DialogSum subset as ``(dialogue, summary)`` pairs.
 
     Args:
         split: ``"train"`` (3,000 dialogues) or ``"dev"`` (200).

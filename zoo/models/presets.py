@@ -13,6 +13,15 @@ _RNN_ENC = {"class_name": "RNNEncoder",
             "config": {"embedding_dim": 256, "units": 256, "num_layers": 1, "cell": "gru",
                        "bidirectional": True, "dropout": 0.3}}
 
+
+def _transformer(dim, num_layers, num_heads, ff_dim, dropout, **decoder):
+    """Encoder and decoder configs of one Transformer shape (``decoder``: its own options)."""
+    shape = {"dim": dim, "num_layers": num_layers, "num_heads": num_heads, "ff_dim": ff_dim,
+             "dropout": dropout}
+    return {"encoder": {"class_name": "TransformerEncoder", "config": dict(shape)},
+            "decoder": {"class_name": "TransformerDecoder", "config": {**shape, **decoder}}}
+
+
 PRESETS = {
     "rnn_bahdanau": {
         "class": "Translator",
@@ -46,13 +55,7 @@ PRESETS = {
         "class": "Translator",
         "description": "Transformer, 3+3 layers, d=256, 8 heads, ffn 1024, pre-norm, tied "
                        "output embedding",
-        "config": {"encoder": {"class_name": "TransformerEncoder",
-                               "config": {"dim": 256, "num_layers": 3, "num_heads": 8,
-                                          "ff_dim": 1024, "dropout": 0.1}},
-                   "decoder": {"class_name": "TransformerDecoder",
-                               "config": {"dim": 256, "num_layers": 3, "num_heads": 8,
-                                          "ff_dim": 1024, "dropout": 0.1,
-                                          "tie_embeddings": True}}},
+        "config": _transformer(256, 3, 8, 1024, 0.1, tie_embeddings=True),
         "train": {"learning_rate": 1e-3, "warmup_steps": 500, "label_smoothing": 0.1,
                   "batch_tokens": 2048, "epochs": 12},
     },
@@ -60,13 +63,7 @@ PRESETS = {
         "class": "Translator",
         "description": "Transformer base (Vaswani et al. 2017): 6+6 layers, d=512, 8 heads, "
                        "ffn 2048",
-        "config": {"encoder": {"class_name": "TransformerEncoder",
-                               "config": {"dim": 512, "num_layers": 6, "num_heads": 8,
-                                          "ff_dim": 2048, "dropout": 0.1}},
-                   "decoder": {"class_name": "TransformerDecoder",
-                               "config": {"dim": 512, "num_layers": 6, "num_heads": 8,
-                                          "ff_dim": 2048, "dropout": 0.1,
-                                          "tie_embeddings": True}}},
+        "config": _transformer(512, 6, 8, 2048, 0.1, tie_embeddings=True),
         "train": {"learning_rate": 7e-4, "warmup_steps": 4000, "label_smoothing": 0.1,
                   "batch_tokens": 8192, "epochs": 20},
     },
@@ -98,12 +95,7 @@ PRESETS = {
     "transformer_tiny": {
         "class": "Translator",
         "description": "Small Transformer for laptops and tests: 2+2 layers, d=64, 4 heads",
-        "config": {"encoder": {"class_name": "TransformerEncoder",
-                               "config": {"dim": 64, "num_layers": 2, "num_heads": 4,
-                                          "ff_dim": 128, "dropout": 0.1}},
-                   "decoder": {"class_name": "TransformerDecoder",
-                               "config": {"dim": 64, "num_layers": 2, "num_heads": 4,
-                                          "ff_dim": 128, "dropout": 0.1}}},
+        "config": _transformer(64, 2, 4, 128, 0.1),
         "train": {"learning_rate": 2e-3, "warmup_steps": 200, "label_smoothing": 0.0,
                   "batch_size": 64, "epochs": 10},
     },
@@ -163,13 +155,7 @@ PRESETS.update({
         "class": "Summarizer",
         "description": "Transformer summarizer, 3+3 layers, d=256, 4 heads, ffn 1024, with a "
                        "copy distribution over the last cross-attention",
-        "config": {"encoder": {"class_name": "TransformerEncoder",
-                               "config": {"dim": 256, "num_layers": 3, "num_heads": 4,
-                                          "ff_dim": 1024, "dropout": 0.1}},
-                   "decoder": {"class_name": "TransformerDecoder",
-                               "config": {"dim": 256, "num_layers": 3, "num_heads": 4,
-                                          "ff_dim": 1024, "dropout": 0.1,
-                                          "tie_embeddings": True, "copy": True}}},
+        "config": _transformer(256, 3, 4, 1024, 0.1, tie_embeddings=True, copy=True),
         "train": {"learning_rate": 1e-3, "warmup_steps": 1000, "label_smoothing": 0.1,
                   "batch_size": 16, "epochs": 15, "vocab_size": 8000,
                   "max_source_length": 400, "max_target_length": 100},

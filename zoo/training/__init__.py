@@ -114,9 +114,10 @@ class CoveragePhase(keras.callbacks.Callback):
     """See et al. (2017)'s recipe: train without the coverage loss, then add it for a short
     final phase.
 
-    From epoch ``start_epoch`` (0-based) on, every attention of the model that has a
-    ``coverage_loss_weight`` gets ``weight``, and the train step is traced again (the weight
-    is a Python constant of the traced step). Works with plain ``fit``.
+    From epoch ``start_epoch`` (0-based) on, the coverage attention of a zoo model's decoder
+    (``model.decoder.weights_attention``) gets ``coverage_loss_weight = weight``, and the train
+    step is traced again (the weight is a Python constant of the traced step). Works with
+    plain ``fit``.
 
     Args:
         start_epoch: First epoch (0-based) that trains with the coverage loss.
@@ -136,8 +137,9 @@ class CoveragePhase(keras.callbacks.Callback):
         self.start_epoch, self.weight = int(start_epoch), float(weight)
 
     def _attentions(self):
-        return [layer for layer in self.model._flatten_layers(include_self=False)
-                if hasattr(layer, "coverage_loss_weight")]
+        # A zoo model's decoder names the attention whose weights its losses read.
+        attention = getattr(getattr(self.model, "decoder", None), "weights_attention", None)
+        return [attention] if hasattr(attention, "coverage_loss_weight") else []
 
     def on_train_begin(self, logs=None):
         if not self._attentions():
