@@ -137,7 +137,7 @@ PRESETS.update({
                        "(64/128 units); the default of `zoo train summarizer`",
         "config": _pointer_generator(96, 128, 128, 128, 0.1),
         "train": {"learning_rate": 2e-3, "warmup_steps": None, "label_smoothing": 0.0,
-                  "batch_size": 16, "epochs": 6, "coverage_epochs": 1,
+                  "batch_size": 16, "epochs": 4, "coverage_epochs": 1,
                   "coverage_loss_weight": 1.0, "vocab_size": 4000,
                   "max_source_length": 400, "max_target_length": 80},
     },
