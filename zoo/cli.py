@@ -450,7 +450,7 @@ def _cmd_presets(args) -> int:
     for task in sorted({presets.task_of(n) for n in presets.names()}):
         print(f"{task}:")
         for name in presets.names(task):
-            print(f"  {name:<18} {presets.PRESETS[name]['description']}")
+            print(f"  {name:<24} {presets.PRESETS[name]['description']}")
     return 0
 
 

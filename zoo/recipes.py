@@ -78,6 +78,9 @@ def train_summarizer(train_pairs: Sequence[Tuple[str, str]],
     epochs = int(kwargs.pop("epochs", None) or defaults.get("epochs", 10))
     cov_epochs = int(coverage_epochs if coverage_epochs is not None
                      else defaults.get("coverage_epochs", 0))
+    attention = (kwargs.get("overrides") or {}).get("attention")
+    if coverage_epochs is None and attention is not None and not _has_coverage(attention):
+        cov_epochs = 0  # the preset's coverage phase needs a coverage attention
     cov_weight = float(coverage_loss_weight if coverage_loss_weight is not None
                        else defaults.get("coverage_loss_weight", 1.0))
     if not 0 <= cov_epochs <= epochs:
@@ -94,6 +97,12 @@ def train_summarizer(train_pairs: Sequence[Tuple[str, str]],
         info_extra={"coverage_epochs": cov_epochs, "coverage_loss_weight": cov_weight},
         **kwargs)
     return model, history, info
+
+
+def _has_coverage(attention) -> bool:
+    import zoo.attention
+
+    return hasattr(zoo.attention.get(attention), "coverage_loss_weight")
 
 
 def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,

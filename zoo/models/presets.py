@@ -134,7 +134,7 @@ PRESETS.update({
     "pointer_generator_small": {
         "class": "Summarizer",
         "description": "pointer-generator with coverage sized for a few CPU minutes "
-                       "(64/128 units); the default of `zoo train summarizer`",
+                       "(96/128 units); the default of `zoo train summarizer`",
         "config": _pointer_generator(96, 128, 128, 128, 0.1),
         "train": {"learning_rate": 2e-3, "warmup_steps": None, "label_smoothing": 0.0,
                   "batch_size": 16, "epochs": 4, "coverage_epochs": 1,
