@@ -193,6 +193,20 @@ def test_summarizer_exports_identical_outputs_in_every_format(copy_task, tmp_pat
         assert "memory__source_ids" in [m["name"] for m in manifest["memory"]]
         runner = load_export(str(tmp_path / fmt))
         assert runner.generate_text(texts) == greedy, fmt
+        if fmt == "onnx":  # a server's process: no TensorFlow, the same summaries
+            import json
+            import os
+            import subprocess
+            import sys
+
+            code = ("import json, sys; from zoo.serving import load; "
+                    "out = load(sys.argv[1]).generate_text(json.loads(sys.argv[2])); "
+                    "print(json.dumps([out, 'tensorflow' in sys.modules]))")
+            run = subprocess.run([sys.executable, "-c", code, str(tmp_path / fmt),
+                                  json.dumps(texts)], capture_output=True, text=True,
+                                 env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=300)
+            assert run.returncode == 0, run.stderr[-2000:]
+            assert json.loads(run.stdout.strip().splitlines()[-1]) == [greedy, False]
         if "beam" in runner.strategies:
             assert runner.generate_text(texts, "beam") == beam, fmt
         # The same input contract as the translator's.
