@@ -65,7 +65,8 @@ def train_summarizer(train_pairs: Sequence[Tuple[str, str]],
             2017's final phase; :class:`zoo.training.CoveragePhase`); 0 never adds it. None
             takes the preset's.
         coverage_loss_weight: The coverage loss weight of that phase (See et al.: 1.0).
-        **kwargs: Any other argument of :func:`train`.
+        **kwargs: Any other argument of :func:`train`; ``keep_best`` defaults to False when
+            there is a coverage phase (its epochs raise the validation NLL by design).
 
     Returns:
         ``(model, history, info)`` as :func:`train`.
@@ -85,6 +86,9 @@ def train_summarizer(train_pairs: Sequence[Tuple[str, str]],
                        else defaults.get("coverage_loss_weight", 1.0))
     if not 0 <= cov_epochs <= epochs:
         raise ValueError(f"coverage_epochs must be in [0, epochs={epochs}], got {cov_epochs}")
+    # Keeping the best held-out epoch would throw the coverage phase away: its epochs trade
+    # likelihood for coverage, so validation NLL rises. With a phase, keep the last epoch.
+    kwargs.setdefault("keep_best", cov_epochs == 0)
     callbacks = list(kwargs.pop("callbacks", None) or [])
     if cov_epochs:
         callbacks.append(CoveragePhase(start_epoch=epochs - cov_epochs, weight=cov_weight))
