@@ -222,37 +222,3 @@ def test_summarizer_exports_identical_outputs_in_every_format(copy_task, tmp_pat
         warnings.simplefilter("always")
         model.summarize([" ".join(texts) * 30], max_length=4)
     assert any(issubclass(w.category, InputTruncatedWarning) for w in caught)
-
-
-def _repeated_trigrams(texts):
-    total = repeats = 0
-    for text in texts:
-        words = text.lower().split()
-        grams = [tuple(words[i:i + 3]) for i in range(len(words) - 2)]
-        total, repeats = total + len(grams), repeats + len(grams) - len(set(grams))
-    return repeats / max(total, 1)
-
-
-@pytest.mark.slow
-def test_coverage_phase_reduces_repeated_trigrams_on_real_dialogues():
-    """See et al.'s recipe on 800 shipped DialogSum dialogues: the same weights trained two
-    more epochs with and without the coverage loss; greedy summaries of held-out dialogues
-    (no n-gram blocking) repeat fewer trigrams with it. Minutes of CPU: not in the CI run."""
-    from zoo.data import dialogsum_pairs
-    from zoo.recipes import train_summarizer
-
-    train, dev = dialogsum_pairs("train", limit=800), dialogsum_pairs("dev", limit=60)
-    model, _, _ = train_summarizer(train, preset="pointer_generator_tiny", epochs=6,
-                                   coverage_epochs=0, vocab_size=1000, verbose=0,
-                                   keep_best=False)
-    start = model.get_weights()
-    rates = {}
-    for weight in (0.0, 1.0):
-        model.set_weights(start)
-        model.compile(learning_rate=1e-3, label_smoothing=0.0)
-        x = make_dataset(list(train), model.source_tokenizer, batch_size=16,
-                         max_source_length=400, max_target_length=60, seed=1)
-        model.fit(x, epochs=2, verbose=0, callbacks=[CoveragePhase(0, weight)])
-        rates[weight] = _repeated_trigrams(model.summarize([d for d, _ in dev],
-                                                           max_length=60))
-    assert rates[1.0] < rates[0.0], rates
