@@ -138,8 +138,7 @@ def _cmd_train(args) -> int:
                          f"{spec['task']} presets: {', '.join(presets.names(spec['task']))}")
     dev = None
     if args.data:
-        if args.task == "summarizer" and args.source_field is None:
-            args.source_field, args.target_field = "dialogue", args.target_field or "summary"
+        _summary_fields(args, spec["task"])
         pairs = _read_corpus(args)
         origin = " ".join(args.data)
         examples = None
@@ -267,6 +266,13 @@ def _load_model(path, task=None):
     return model
 
 
+def _summary_fields(args, task):
+    """JSON lines of a summarization corpus default to the ``dialogue`` and ``summary``
+    fields (the SAMSum and DialogSum layout)."""
+    if task == "summarization" and args.source_field is None:
+        args.source_field, args.target_field = "dialogue", args.target_field or "summary"
+
+
 def _saved_task(path):
     """The task a saved model's ``zoo.json`` names (None where there is none to read)."""
     import json
@@ -367,8 +373,7 @@ def _cmd_evaluate(args) -> int:
             raise ValueError("give --model DIR with --data (a corpus), or --hypotheses FILE "
                              "with --references FILE")
         task = _saved_task(args.model)
-        if args.source_field is None and task == "summarization":
-            args.source_field, args.target_field = "dialogue", args.target_field or "summary"
+        _summary_fields(args, task)
         pairs = _read_corpus(args)  # the data's errors first: loading a model takes longer
         model = _load_model(args.model)
         spec = _BY_TASK.get(model.task, TASKS["translator"])
