@@ -120,16 +120,63 @@ class Runner:
     def generate_text(self, texts: Sequence[str], strategy: str = "greedy",
                       **options) -> List[str]:
         """Strings in, strings out, under the input contract."""
+        result = self.run_texts(texts, strategy, **options)
+        warn_truncated([self.max_source_length + d for d in result["source_ids_dropped"]],
+                       self.max_source_length, stacklevel=3)
+        return result["text"]
+
+    def run_texts(self, texts: Sequence[str], strategy: str = "greedy", *,
+                  return_attention: bool = False, **options) -> dict:
+        """Strings in, everything the export computes out (no truncation warning: the
+        caller reports ``source_ids_dropped``; the server puts it in its answer).
+
+        Args:
+            texts: A list of non-empty strings (the input contract).
+            strategy: An exported strategy.
+            return_attention: Also return, per text, the attention weights trimmed to the
+                output and source tokens, and those tokens as pieces.
+            **options: Decoding options (``zoo.inputs``; those fixed at export may only
+                repeat their value).
+
+        Returns:
+            ``text`` (list of str), ``scores`` (list of float), ``source_ids_dropped`` (list
+            of int); with ``return_attention`` also ``attention`` (per text, a list of
+            ``output_tokens`` rows of ``source_tokens`` weights), ``source_tokens`` and
+            ``output_tokens`` (per text, lists of SentencePiece pieces, eos included).
+        """
         texts = check_texts(texts)
         options = self.check_options(strategy, options)
         if not texts:
-            return []
-        return self._generate_text(texts, strategy_name(strategy), options)
+            empty = {"text": [], "scores": [], "source_ids_dropped": []}
+            if return_attention:
+                empty.update(attention=[], source_tokens=[], output_tokens=[])
+            return empty
+        ids, lengths = self.source_tokenizer.encode_with_lengths(texts, self.max_source_length)
+        out = self._generate_texts(texts, ids, strategy_name(strategy), options)
+        result = {"text": out["text"], "scores": [float(x) for x in out["scores"]],
+                  "source_ids_dropped": [max(0, n - self.max_source_length) for n in lengths]}
+        if return_attention:
+            result.update(self._attention(ids, out))
+        return result
 
-    def _generate_text(self, texts, strategy, options) -> List[str]:
-        """Checked, non-empty texts -> strings (tokenized host-side)."""
-        ids, _ = self.encode_texts(texts)
-        return self.target_tokenizer.decode(self._generate(ids, strategy, options)["tokens"])
+    def _generate_texts(self, texts, ids, strategy, options) -> dict:
+        """Checked texts and their ids -> ``text`` and the ``generate`` outputs."""
+        out = self._generate(ids, strategy, options)
+        return {**out, "text": self.target_tokenizer.decode(out["tokens"])}
+
+    def _attention(self, ids, out) -> dict:
+        """Per text: attention (output x source, trimmed) and both sides as pieces."""
+        src_pieces = self.source_tokenizer.pieces
+        tgt_pieces = self.target_tokenizer.pieces
+        attention, sources, outputs = [], [], []
+        for row, tokens, n_out, weights in zip(ids, out["tokens"], out["lengths"],
+                                               out["attention"]):
+            n_src = int((row != 0).sum())
+            n_out = int(min(n_out, len(tokens)))
+            sources.append(src_pieces(row[:n_src]))
+            outputs.append(tgt_pieces(tokens[:n_out]))
+            attention.append(np.asarray(weights[:n_out, :n_src], np.float64).round(5).tolist())
+        return {"attention": attention, "source_tokens": sources, "output_tokens": outputs}
 
     def generate(self, source_ids, strategy: str = "greedy", **options) -> Dict[str, np.ndarray]:
         """Ids ``(batch, S)`` -> ``tokens``, ``lengths``, ``scores``, ``attention``."""
@@ -287,8 +334,9 @@ class SavedModelRunner(Runner):
             raise ExportFileError(f"{path}: the SavedModel cannot be loaded "
                                   f"({str(err).splitlines()[0][:160]})") from None
 
-    def _generate_text(self, texts, strategy, options) -> List[str]:
-        # Tokenization runs inside the SavedModel: strings in, strings out.
+    def _generate_texts(self, texts, ids, strategy, options) -> dict:
+        # Tokenization runs inside the SavedModel: strings in, strings out (the host ids are
+        # the same, tested; they serve only to name the attention's source pieces).
         tf = self._tf
         text = tf.constant(texts)
         if strategy == "greedy":
@@ -296,10 +344,9 @@ class SavedModelRunner(Runner):
         else:
             out = self.loaded.generate_beam(text, tf.constant(options["length_penalty"]),
                                             tf.constant(options["coverage_penalty"]))
-        dropped = out["source_ids_dropped"].numpy()
-        warn_truncated([self.max_source_length + int(d) for d in dropped],
-                       self.max_source_length, stacklevel=4)
-        return [s.decode("utf-8") for s in out["text"].numpy()]
+        out = {k: v.numpy() for k, v in out.items()}
+        out["text"] = [s.decode("utf-8") for s in out["text"]]
+        return out
 
     def _generate(self, ids, strategy, options):
         raise InputError("source_ids", "the SavedModel runner takes text (generate_text); its "

@@ -73,3 +73,7 @@ class HostTokenizer:
                     keep.append(t)
             out.append(self.processor.decode(keep))
         return out
+
+    def pieces(self, ids) -> List[str]:
+        """Ids -> their SentencePiece pieces (``<pad>`` / ``</s>`` for the specials)."""
+        return [self.processor.id_to_piece(int(i)) for i in ids]

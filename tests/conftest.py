@@ -37,3 +37,25 @@ def _seed_and_policy():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_exports(tmp_path_factory):
+    """One untrained tiny Transformer translator exported once per run in every format the
+    runners and the server read: ``onnx`` (beam 2), ``savedmodel`` (beam 2) and ``litert``
+    (batch 2, sources of 32 ids, float32 and int8). Returns ``(model, root)``."""
+    from zoo.data import SentencePieceTokenizer, anki_spa_eng_pairs
+    from zoo.export import export
+    from zoo.models import Translator
+
+    pairs = anki_spa_eng_pairs(limit=300)
+    tok = SentencePieceTokenizer.train([s for p in pairs for s in p], vocab_size=200)
+    keras.utils.set_random_seed(1234)
+    model = Translator.from_preset("transformer_tiny", tokenizer=tok, max_target_length=6,
+                                   dim=16, ff_dim=32, num_heads=2)
+    root = tmp_path_factory.mktemp("exports")
+    export(model, str(root / "onnx"), "onnx", beam_size=2)
+    export(model, str(root / "savedmodel"), "savedmodel", beam_size=2)
+    export(model, str(root / "litert"), "litert", batch_size=2, max_source_length=32,
+           quantizations=["float32", "int8"])
+    return model, root

@@ -7,9 +7,6 @@ import shutil
 
 import pytest
 
-from zoo.data import SentencePieceTokenizer, anki_spa_eng_pairs
-from zoo.export import export
-from zoo.models import Translator
 from zoo.serving import ExportFileError, LiteRTRunner, OnnxRunner, load
 
 TEXTS = ["Tengo hambre.", "Hola.", "¿Dónde está la estación de tren?", "Me gusta leer.",
@@ -17,16 +14,8 @@ TEXTS = ["Tengo hambre.", "Hola.", "¿Dónde está la estación de tren?", "Me g
 
 
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory):
-    pairs = anki_spa_eng_pairs(limit=300)
-    tok = SentencePieceTokenizer.train([s for p in pairs for s in p], vocab_size=200)
-    model = Translator.from_preset("transformer_tiny", tokenizer=tok, max_target_length=6,
-                                   dim=16, ff_dim=32, num_heads=2)
-    root = tmp_path_factory.mktemp("runners")
-    export(model, str(root / "onnx"), "onnx", beam_size=2)
-    export(model, str(root / "litert"), "litert", batch_size=2, max_source_length=32,
-           quantizations=["float32", "int8"])
-    return model, root
+def exports(tiny_exports):
+    return tiny_exports
 
 
 def test_runner_is_chosen_by_the_manifest(exports):
