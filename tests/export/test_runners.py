@@ -62,3 +62,37 @@ def test_damaged_exports_are_named(exports, tmp_path):
         load(str(bad))
     with pytest.raises(FileNotFoundError, match="no such export directory"):
         load(str(tmp_path / "missing"))
+
+
+def test_run_texts_gives_trimmed_attention_and_pieces_in_every_runtime(exports):
+    model, root = exports
+    ids = model.encode_texts(TEXTS[:3]).numpy()
+    keras_text = model.translate(TEXTS[:3])
+    results = {}
+    for fmt in ("onnx", "savedmodel", "litert"):
+        out = load(str(root / fmt)).run_texts(TEXTS[:3], return_attention=True)
+        assert out["text"] == keras_text and out["source_ids_dropped"] == [0, 0, 0]
+        for row, src, tgt, weights in zip(ids, out["source_tokens"], out["output_tokens"],
+                                          out["attention"]):
+            n_src = int((row != 0).sum())
+            assert len(src) == n_src and src[-1] == "</s>" and len(weights) == len(tgt)
+            assert all(len(w) == n_src and abs(sum(w) - 1) < 1e-3 for w in weights)
+        results[fmt] = out
+    # Same numbers from every runtime (LiteRT pads sources to 32 ids: trimmed away here).
+    for fmt in ("savedmodel", "litert"):
+        assert results[fmt]["source_tokens"] == results["onnx"]["source_tokens"]
+        for a, b in zip(results[fmt]["attention"], results["onnx"]["attention"]):
+            assert max(abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra, rb)) < 1e-4
+    empty = load(str(root / "onnx")).run_texts([], return_attention=True)
+    assert empty == {"text": [], "scores": [], "source_ids_dropped": [], "attention": [],
+                     "source_tokens": [], "output_tokens": []}
+
+
+def test_run_texts_counts_what_truncation_dropped(exports):
+    _, root = exports
+    runner = load(str(root / "litert"))  # max_source_length 32
+    long_text = " ".join(["estación"] * 40)
+    out = runner.run_texts(["Hola.", long_text])
+    assert out["source_ids_dropped"][0] == 0 and out["source_ids_dropped"][1] > 0
+    with pytest.warns(UserWarning, match=r"texts\[1\]"):
+        runner.generate_text(["Hola.", long_text])
