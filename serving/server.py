@@ -472,6 +472,15 @@ def create_app(models: Dict[str, str], limits: Optional[Limits] = None,
             raise HTTPError(503, f"model {name!r} failed to load: {m.error}")
         return m
 
+    async def receive(request) -> dict:
+        # A client that sends its body too slowly must not hold a connection for ever.
+        try:
+            return await asyncio.wait_for(read_json(request, limits.max_body_bytes),
+                                          limits.request_timeout)
+        except asyncio.TimeoutError:
+            raise HTTPError(408, f"the request body did not arrive within "
+                                 f"{limits.request_timeout:g} s") from None
+
     async def decode(m: ServedModel, key, texts) -> List[dict]:
         metrics.queue.labels(m.name).set(m.batcher.depth)
         try:
@@ -492,7 +501,7 @@ def create_app(models: Dict[str, str], limits: Optional[Limits] = None,
               openapi_extra={"requestBody": {"required": True, "content": {
                   "application/json": {"schema": GenerateRequest.model_json_schema()}}}})
     async def generate(name: str, request: Request):
-        body = await read_json(request, limits.max_body_bytes)
+        body = await receive(request)
         m = model(name)
         check_fields(body, GENERATE_FIELDS)
         texts = check_request_texts(body.get("texts"), limits)
@@ -572,7 +581,7 @@ def create_app(models: Dict[str, str], limits: Optional[Limits] = None,
         return await _predict(name, request)
 
     async def _predict(name, request):
-        body = await read_json(request, limits.max_body_bytes)
+        body = await receive(request)
         m = model(name)
         check_fields(body, ("signature_name", "instances", "inputs"))
         sig = body.get("signature_name") or "serving_default"

@@ -74,6 +74,9 @@ def test_second_task_saves_and_reloads_as_itself(trained, tmp_path):
         Translator.load(str(tmp_path / "m"))
 
 
+# The Summarizer (tests/models/test_summarizer.py) is a second task whose exports are checked
+# in every format in the CI run; this one runs with `pytest -m slow`.
+@pytest.mark.slow
 def test_second_task_exports_to_every_format_with_identical_outputs(trained, tmp_path):
     model, pairs, _ = trained
     texts = [s for s, _ in pairs[:12]]

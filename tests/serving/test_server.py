@@ -8,6 +8,7 @@ import math
 import re
 import shutil
 import signal
+import socket
 import threading
 import time
 
@@ -335,6 +336,13 @@ def test_request_timeout_answers_504_and_the_server_goes_on(tiny_exports, tmp_pa
     try:
         status, out, _ = srv.post(GEN, {"texts": ["Hola."]})
         assert status == 504 and "longer than 0.3 s" in out["error"]
+        assert srv.get("/healthz")[0] == 200
+        # A body that never finishes arriving does not hold the connection for ever.
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as conn:
+            conn.sendall(b"POST " + GEN.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Length: 100\r\n\r\n{\"texts\": [")
+            answer = conn.recv(4096).decode()
+        assert answer.startswith("HTTP/1.1 408") and "did not arrive within 0.3 s" in answer
         assert srv.get("/healthz")[0] == 200
     finally:
         assert srv.stop() in CLEAN_EXIT
