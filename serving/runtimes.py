@@ -151,18 +151,23 @@ class Runner:
             if return_attention:
                 empty.update(attention=[], source_tokens=[], output_tokens=[])
             return empty
-        ids, lengths = self.source_tokenizer.encode_with_lengths(texts, self.max_source_length)
-        out = self._generate_texts(texts, ids, strategy_name(strategy), options)
+        out = self._generate_texts(texts, strategy_name(strategy), options)
         result = {"text": out["text"], "scores": [float(x) for x in out["scores"]],
-                  "source_ids_dropped": [max(0, n - self.max_source_length) for n in lengths]}
+                  "source_ids_dropped": [int(d) for d in out["source_ids_dropped"]]}
         if return_attention:
+            ids = out.get("source_ids")
+            if ids is None:  # tokenized inside the graph: the host ids are the same (tested)
+                ids = self.source_tokenizer.encode(texts, self.max_source_length)
             result.update(self._attention(ids, out))
         return result
 
-    def _generate_texts(self, texts, ids, strategy, options) -> dict:
-        """Checked texts and their ids -> ``text`` and the ``generate`` outputs."""
+    def _generate_texts(self, texts, strategy, options) -> dict:
+        """Checked texts -> ``text``, ``source_ids_dropped``, the ``generate`` outputs and
+        (where tokenized host-side) ``source_ids``."""
+        ids, lengths = self.source_tokenizer.encode_with_lengths(texts, self.max_source_length)
         out = self._generate(ids, strategy, options)
-        return {**out, "text": self.target_tokenizer.decode(out["tokens"])}
+        return {**out, "text": self.target_tokenizer.decode(out["tokens"]), "source_ids": ids,
+                "source_ids_dropped": [max(0, n - self.max_source_length) for n in lengths]}
 
     def _attention(self, ids, out) -> dict:
         """Per text: attention (output x source, trimmed) and both sides as pieces."""
@@ -334,9 +339,9 @@ class SavedModelRunner(Runner):
             raise ExportFileError(f"{path}: the SavedModel cannot be loaded "
                                   f"({str(err).splitlines()[0][:160]})") from None
 
-    def _generate_texts(self, texts, ids, strategy, options) -> dict:
-        # Tokenization runs inside the SavedModel: strings in, strings out (the host ids are
-        # the same, tested; they serve only to name the attention's source pieces).
+    def _generate_texts(self, texts, strategy, options) -> dict:
+        # Tokenization runs inside the SavedModel (strings in, strings out), which also counts
+        # the ids it cut: the host tokenizes only to name the attention's source pieces.
         tf = self._tf
         text = tf.constant(texts)
         if strategy == "greedy":
