@@ -153,6 +153,9 @@ class ExportCore:
     def generate(self, source_ids, strategy) -> dict:
         """The model's decoding graph -> the best hypothesis' ``tokens`` ``(batch, L)``,
         ``lengths``, ``scores`` and ``attention`` ``(batch, L, S)``."""
+        if self.batch_size is not None:
+            # A fixed-batch graph (LiteRT) keeps every loop tensor's shape.
+            strategy = strategy.with_static_shapes()
         res = self.model.decode(source_ids, strategy, self.max_length, self.min_length)
         return dict(zip(GENERATE_OUTPUTS, (res.tokens[:, 0], res.lengths[:, 0],
                                            res.scores[:, 0], res.attention[:, 0])))

@@ -158,6 +158,44 @@ def test_greedy_follows_argmax_and_records_attention():
         assert (attn[row, 0, n:] == 0).all()
 
 
+def _uneven_tables(seed, rows):
+    """Tables whose rows end at different steps: row r's eos gets a boost growing with r."""
+    logits, att = _tables(seed, rows=rows)
+    logits[:, :, EOS] += np.linspace(-3.0, 4.0, rows, dtype="float32")[:, None]
+    return logits, att
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("ngram", [0, 2])
+def test_compacting_greedy_equals_static_shapes(compiled, ngram):
+    logits, att = _uneven_tables(29, rows=6)
+    fast = _run(decoding.Greedy(no_repeat_ngram_size=ngram), logits, att, 6, 8,
+                compiled=compiled)
+    static = _run(decoding.Greedy(no_repeat_ngram_size=ngram).with_static_shapes(), logits,
+                  att, 6, 8, compiled=compiled)
+    assert len(set(fast[2][:, 0].tolist())) > 2  # the rows really end at different steps
+    for f, s in zip(fast, static):
+        np.testing.assert_allclose(f, s, rtol=1e-6)
+
+
+def test_compacting_greedy_steps_only_the_live_rows():
+    logits, att = _uneven_tables(31, rows=5)
+    inner, seen = _step_fn(logits, att), []
+
+    def step_fn(tokens, state, memory):
+        seen.append(int(ops.shape(tokens)[0]))
+        return inner(tokens, state, memory)
+
+    res = decoding.Greedy()(step_fn, _state(5), _memory(5), 5, S, 8, bos_id=BOS, eos_id=EOS,
+                            pad_id=PAD)
+    lengths = ops.convert_to_numpy(res.lengths)[:, 0]
+    # Step t runs the rows whose output is longer than t, and no others.
+    assert seen == [int((lengths > t).sum()) for t in range(len(seen))]
+    assert len(seen) == lengths.max() and seen[-1] < 5
+    assert sum(seen) == lengths.sum()
+    assert decoding.Greedy().with_static_shapes().get_config()["compact"] is False
+
+
 def test_min_length_delays_eos():
     logits, att = _tables(7, rows=2)
     logits[:, :, EOS] += 6.0  # eos is the arg-max everywhere

@@ -41,8 +41,9 @@ print(json.dumps({"greedy": t.generate_text(texts), "beam": t.generate_text(text
 """
 
 
-def _check_loops(path, n_state):
-    """The decoding Loop carries only what changes per step: no weight, no memory."""
+def _check_loops(path, n_state, n_memory):
+    """The decoding Loop carries only what changes per step: no weight, and the memory only
+    because greedy decoding drops finished rows from it."""
     import onnx
 
     from zoo.export.onnx import fold_selects
@@ -62,10 +63,10 @@ def _check_loops(path, n_state):
         body = next(a.g for a in loop.attribute if a.name == "body")
         through = [i.name for i, o in zip(body.input[2:], body.output[1:]) if i.name == o.name]
         assert not through, f"{loop.name} carries values it does not change: {through}"
-    # Greedy carries step, previous token, the state, tokens, scores, lengths, finished,
-    # attention - and nothing else.
+    # Greedy carries the step, the live rows' numbers, previous tokens, state and memory, and
+    # the full batch's tokens, scores, lengths and attention - nothing else.
     decode = loops[-1]
-    assert len(decode.input) - 2 == 7 + n_state
+    assert len(decode.input) - 2 == 7 + n_state + n_memory
     assert fold_selects(model.graph) == 0  # tf2onnx's arithmetic selects were folded
 
 
@@ -88,7 +89,8 @@ def test_onnx_matches_keras_without_tensorflow(preset, tok, tmp_path):
     manifest = export_onnx(model, path, beam_size=3, length_penalty=0.6)
     assert set(manifest["files"]) == {"encode", "decode_step", "generate", "generate_beam"}
     assert manifest["tokenizers"] == {"source": "source.model", "target": "source.model"}
-    _check_loops(os.path.join(path, "greedy.onnx"), n_state=len(manifest["state"]))
+    _check_loops(os.path.join(path, "greedy.onnx"), n_state=len(manifest["state"]),
+                 n_memory=len(manifest["memory"]))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     run = subprocess.run([sys.executable, "-c", RUN, path, json.dumps(TEXTS)],
                          capture_output=True, text=True, env=env, timeout=300)

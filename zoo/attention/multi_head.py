@@ -90,17 +90,64 @@ class MultiHeadAttention(Attention):
         self.output_dense.build((None, None, h, vd))
         self._scale_value = 1.0 / math.sqrt(kd)
 
+    # The prepared memory is laid out for the two products of a step (keys (b, H, kd, Tv),
+    # values (b, H, Tv, vd)): a decoder step then reads its key/value cache and the encoder's
+    # memory without transposing them (transposes were a sixth of an exported step).
     def _prepare(self, key, value):
-        return {"keys": self.key_dense(key),  # (batch, Tv, H, kd)
-                "values": self.value_dense(value)}  # (batch, Tv, H, vd)
+        return {"keys": ops.transpose(self.key_dense(key), (0, 2, 3, 1)),  # (batch, H, kd, Tv)
+                "values": ops.transpose(self.value_dense(value), (0, 2, 1, 3))}  # (b, H, Tv, vd)
 
     def _score(self, query, memory, state):
         q = self.query_dense(query) * ops.cast(self._scale_value, query.dtype)  # (b, Tq, H, kd)
-        return ops.einsum("aecd,abcd->acbe", memory["keys"], q)  # (batch, H, Tq, Tv)
+        return ops.matmul(ops.transpose(q, (0, 2, 1, 3)), memory["keys"])  # (batch, H, Tq, Tv)
 
     def _combine(self, weights, memory):
-        heads = ops.einsum("acbe,aecd->abcd", weights, memory["values"])  # (batch, Tq, H, vd)
-        return self.output_dense(heads)
+        heads = ops.matmul(weights, memory["values"])  # (batch, H, Tq, vd)
+        return self.output_dense(ops.transpose(heads, (0, 2, 1, 3)))
+
+    def empty_cache(self, batch_size, length, dtype=None):
+        """A key/value cache of ``length`` empty positions for :meth:`roll_cache`.
+
+        Args:
+            batch_size: Batch size (int or scalar tensor).
+            length: Positions kept (the longest decode).
+            dtype: The cache's dtype; the compute dtype if None.
+
+        Returns:
+            ``{"keys": (batch, H, kd, length), "values": (batch, H, length, vd)}`` of zeros,
+            laid out as :meth:`prepare`'s memory.
+        """
+        if not self.built:
+            raise ValueError(f"{self._label()} is not built: build it before empty_cache")
+        dtype = dtype or self.compute_dtype
+        h, kd, vd = self.num_heads, self._head_key_dim, self._head_value_dim
+        return {"keys": ops.zeros((batch_size, h, kd, int(length)), dtype),
+                "values": ops.zeros((batch_size, h, int(length), vd), dtype)}
+
+    def roll_cache(self, cache, new):
+        """Drops the oldest position of ``cache`` and appends ``new`` (constant shapes).
+
+        Args:
+            cache: ``{"keys", "values"}`` as :meth:`empty_cache` gives.
+            new: ``prepare(value=x)`` of one position, ``x (batch, 1, dim)``.
+
+        Returns:
+            The cache with ``new`` in its last position.
+
+        Example:
+            >>> import numpy as np
+            >>> layer = MultiHeadAttention(num_heads=2)
+            >>> layer.build((None, None, 4), (None, None, 4))
+            >>> cache = layer.empty_cache(1, 3)
+            >>> cache = layer.roll_cache(cache, layer.prepare(value=np.ones((1, 1, 4))))
+            >>> tuple(cache["values"].shape)  # (batch, H, length, vd)
+            (1, 2, 3, 2)
+        """
+        return {"keys": ops.concatenate([cache["keys"][..., 1:],
+                                         ops.cast(new["keys"], cache["keys"].dtype)], axis=3),
+                "values": ops.concatenate([cache["values"][:, :, 1:],
+                                           ops.cast(new["values"], cache["values"].dtype)],
+                                          axis=2)}
 
     def get_config(self):
         return {**super().get_config(), "num_heads": self.num_heads, "key_dim": self.key_dim,

@@ -14,9 +14,12 @@ nothing else about the model. Strategies:
 Every strategy returns a :class:`DecodingResult` of the same shapes: tokens
 ``(batch, n, max_length)``, scores ``(batch, n)``, lengths ``(batch, n)`` and attention
 ``(batch, n, max_length, S)`` (``n`` = 1 for greedy, ``n_best`` for beam search,
-``num_samples`` for sampling). The loops are ``keras.ops.while_loop`` with constant shapes and
-mask-blend writes into preallocated buffers, so they run eagerly, inside ``tf.function``
-(one graph), with XLA, and convert to ONNX.
+``num_samples`` for sampling). The loops are ``keras.ops.while_loop`` writing into preallocated
+buffers with mask blends, so they run eagerly, inside ``tf.function`` (one graph), with XLA, and
+convert to ONNX and LiteRT. Greedy decoding drops finished rows from the step's batch (a batch
+costs the sum of its output lengths, not its size times the longest); that loop's batch axis
+is dynamic, so XLA and fixed-shape graphs take ``strategy.with_static_shapes()``, which
+``generate(jit_compile=True)`` and the LiteRT exporter do.
 """
 
 from zoo.decoding.search import (BeamSearch, DecodingResult, Greedy, Sampling, Strategy,

@@ -63,6 +63,12 @@ class Strategy:
         """
         raise NotImplementedError
 
+    def with_static_shapes(self) -> "Strategy":
+        """This strategy with every loop tensor of constant shape (for XLA and for graphs
+        with a fixed batch, such as LiteRT's). The strategies that can shrink their batch
+        return a copy that does not; the others return themselves."""
+        return self
+
     def get_config(self):
         return {}
 
@@ -179,6 +185,10 @@ class Greedy(Strategy):
 
     Args:
         no_repeat_ngram_size: Never generate an n-gram of this size twice (0: off).
+        compact: Drop finished rows from the batch as the loop goes, so a batch costs the
+            sum of its output lengths rather than its size times the longest (the loop's
+            batch axis then has a dynamic size: XLA and fixed-shape LiteRT graphs use
+            :meth:`with_static_shapes`). Same tokens either way.
 
     Example:
         >>> import numpy as np
@@ -193,16 +203,21 @@ class Greedy(Strategy):
         ([[[3, 2, 0, 0]]], [[2]])
     """
 
-    def __init__(self, no_repeat_ngram_size=0):
+    def __init__(self, no_repeat_ngram_size=0, compact=True):
         self.no_repeat_ngram_size = _check_ngram(no_repeat_ngram_size)
+        self.compact = bool(compact)
 
     def get_config(self):
-        return {"no_repeat_ngram_size": self.no_repeat_ngram_size}
+        return {"no_repeat_ngram_size": self.no_repeat_ngram_size, "compact": self.compact}
+
+    def with_static_shapes(self):
+        return Greedy(self.no_repeat_ngram_size, compact=False)
 
     def __call__(self, step_fn, state, memory, batch_size, memory_length, max_length, bos_id,
                  eos_id, pad_id=0, min_length=0, memory_mask=None):
         _check_lengths(max_length, min_length)
-        tokens, scores, lengths, attn = _single_path(
+        path = _compacting_path if self.compact else _single_path
+        tokens, scores, lengths, attn = path(
             _argmax, step_fn, state, memory, batch_size,
             memory_length, max_length, bos_id, eos_id, pad_id, min_length,
             self.no_repeat_ngram_size)
@@ -239,6 +254,55 @@ def _single_path(choose, step_fn, state, memory, b, memory_length, max_length, b
 
     out = ops.while_loop(cond, body, init, maximum_iterations=max_length)
     return out[3], out[4], out[5], out[7]
+
+
+def _compacting_path(choose, step_fn, state, memory, b, memory_length, max_length, bos_id,
+                     eos_id, pad_id, min_length, no_repeat_ngram_size=0):
+    """``_single_path`` that drops finished rows from the step's batch.
+
+    The loop carries the live rows only (their state, memory, last token and original row
+    number); what they produce is scattered into full-batch buffers. The batch axis of the
+    carried tensors has a dynamic size from the start (gathered by a ``nonzero`` index), so a
+    graph accepts its shrinking. Rows are gathered only on the steps where one finishes.
+    """
+    rows = ops.nonzero(ops.ones((b,), "bool"))[0]  # (b,) int32, dynamic length
+    live = (rows, ops.full_like(rows, bos_id), _gather_batch(state, rows),
+            _gather_batch(memory, rows))
+    init = (ops.convert_to_tensor(0, "int32"), live,
+            ops.zeros((b, max_length), "int32"), ops.zeros((b,), "float32"),
+            ops.zeros((b,), "int32"), ops.zeros((b, max_length, memory_length), "float32"))
+
+    def cond(t, live, tokens, scores, lengths, attn):
+        return ops.logical_and(t < max_length, ops.shape(live[0])[0] > 0)
+
+    def body(t, live, tokens, scores, lengths, attn):
+        rows, prev, st, mem = live
+        logits, st, w = step_fn(prev, st, mem)  # (a, V), a = live rows
+        history = ops.take(tokens, rows, axis=0) if no_repeat_ngram_size else None
+        logp = _log_probs(logits, t, min_length, eos_id, bos_id, pad_id, history,
+                          no_repeat_ngram_size)
+        tok = ops.cast(choose(logp), "int32")  # (a,)
+        gained = ops.take_along_axis(logp, ops.expand_dims(tok, -1), axis=-1)[:, 0]
+        at = ops.expand_dims(rows, -1)  # (a, 1) scatter indices
+        # Rows that finished earlier are absent: their slots get pad (0 from the scatter).
+        written = ops.scatter(at, tok - pad_id, (b,)) + pad_id
+        tokens = _write(tokens, t, written)
+        scores = scores + ops.scatter(at, gained, (b,))
+        lengths = lengths + ops.scatter(at, ops.ones_like(tok), (b,))
+        attn = _write(attn, t, ops.scatter(at, ops.cast(w, "float32"),
+                                           (b, ops.shape(attn)[2])))
+        done = ops.equal(tok, eos_id)
+
+        def drop():
+            keep = ops.nonzero(ops.logical_not(done))[0]
+            return (ops.take(rows, keep, axis=0), ops.take(tok, keep, axis=0),
+                    _gather_batch(st, keep), _gather_batch(mem, keep))
+
+        live = drop()
+        return t + 1, live, tokens, scores, lengths, attn
+
+    out = ops.while_loop(cond, body, init, maximum_iterations=max_length)
+    return out[2], out[3], out[4], out[5]
 
 
 def _gather_batch(tree, indices):

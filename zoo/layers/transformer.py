@@ -126,8 +126,13 @@ class TransformerEncoder(_Base):
 class TransformerDecoder(_Base, Decoder):
     """Pre-norm Transformer decoder; its step keeps a fixed-size key/value cache.
 
-    The cache holds ``max_length`` positions per layer, written in place with a position
-    mask, so the decoding loop has constant shapes (compiles once; exports to ONNX/TFLite).
+    The cache holds ``max_length`` positions per layer and rolls: each step drops the oldest
+    (still empty) slot and appends the new keys/values at the end, so the decoding loop has
+    constant shapes (compiles once; exports to ONNX/TFLite) and a step copies the cache once
+    instead of blending every slot with a position mask (the blend's broadcast was half of an
+    exported ONNX step at batch 64). Attention ignores the order of its keys; the positions live
+    in the embeddings, so only the mask knows the layout: a row that has taken ``i + 1``
+    steps sees the last ``i + 1`` slots.
 
     Args:
         vocab_size: Target vocabulary size.
@@ -237,35 +242,29 @@ class TransformerDecoder(_Base, Decoder):
             max_length: Cache positions (the longest decode).
 
         Returns:
-            ``{"index": (batch,), "layers": [{"keys", "values"}: (batch, L, heads, dim/heads)]}``.
+            ``{"index": (batch,), "layers": [{"keys": (batch, H, kd, L), "values": (batch, H,
+            L, vd)}]}`` (the self-attention's ``empty_cache``).
         """
         batch = ops.shape(encoded["outputs"])[0]
-        heads, kd = self.num_heads, self.dim // self.num_heads
-        state = {"index": ops.zeros((batch,), "int32"), "layers": []}
-        for _ in self.blocks:
-            cache = ops.zeros((batch, int(max_length), heads, kd), self.compute_dtype)
-            state["layers"].append({"keys": cache, "values": cache})
-        return state
+        return {"index": ops.zeros((batch,), "int32"),
+                "layers": [b["self_attn"].empty_cache(batch, max_length) for b in self.blocks]}
 
     def _step_features(self, token_ids, state, memory, training):
-        """One token per sequence; writes its keys/values at ``state["index"]``."""
+        """One token per sequence; appends its keys/values to the rolling cache."""
         index = state["index"]  # (batch,)
         x = self.embedding(ops.expand_dims(token_ids, 1), positions=ops.expand_dims(index, 1))
         x = x[:, 0, :]  # (batch, dim)
-        max_len = ops.shape(state["layers"][0]["keys"])[1]
+        max_len = ops.shape(state["layers"][0]["values"])[2]
         positions = ops.expand_dims(ops.arange(max_len, dtype="int32"), 0)  # (1, L)
-        here = ops.equal(positions, ops.expand_dims(index, 1))  # (batch, L)
-        visible = ops.less_equal(positions, ops.expand_dims(index, 1))
-        here4 = ops.expand_dims(ops.expand_dims(here, -1), -1)  # (batch, L, 1, 1)
+        # After this step the row's i + 1 entries fill the last i + 1 slots.
+        visible = ops.greater_equal(positions, max_len - 1 - ops.expand_dims(index, 1))
         new_layers, weights = [], None
         for b, layer, mem in zip(self.blocks, state["layers"], memory["layers"]):
             cache = {}
 
             def self_attend(y, b=b, layer=layer, cache=cache):
-                new = b["self_attn"].prepare(value=ops.expand_dims(y, 1))  # (batch, 1, H, kd)
-                # Mask-blend into the preallocated cache: constant shapes, no scatter.
-                for k in ("keys", "values"):
-                    cache[k] = ops.where(here4, ops.cast(new[k], layer[k].dtype), layer[k])
+                cache.update(b["self_attn"].roll_cache(
+                    layer, b["self_attn"].prepare(value=ops.expand_dims(y, 1))))
                 ctx, _, _ = b["self_attn"].step(y, {**cache, "mask": visible}, {},
                                                 training=training)
                 return ctx

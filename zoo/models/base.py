@@ -261,6 +261,8 @@ class Seq2Seq(keras.Model):
         if isinstance(strategy, str):
             strategy_kwargs = check_decoding(strategy, strategy_kwargs)
         strat = decoding.get(strategy, **strategy_kwargs)
+        if jit_compile:
+            strat = strat.with_static_shapes()  # XLA compiles constant shapes only
         max_length = check_positive_int("max_length", max_length or self.max_target_length)
         min_length = check_decoding("greedy", {"min_length": min_length,
                                                "max_length": max_length})["min_length"]
