@@ -266,8 +266,9 @@ def _compacting_path(choose, step_fn, state, memory, b, memory_length, max_lengt
     graph accepts its shrinking. Rows are gathered only on the steps where one finishes.
     """
     rows = ops.nonzero(ops.ones((b,), "bool"))[0]  # (b,) int32, dynamic length
+    no_memory = memory is None  # a loop cannot carry None: an empty nest stands in for it
     live = (rows, ops.full_like(rows, bos_id), _gather_batch(state, rows),
-            _gather_batch(memory, rows))
+            {} if no_memory else _gather_batch(memory, rows))
     init = (ops.convert_to_tensor(0, "int32"), live,
             ops.zeros((b, max_length), "int32"), ops.zeros((b,), "float32"),
             ops.zeros((b,), "int32"), ops.zeros((b, max_length, memory_length), "float32"))
@@ -277,7 +278,7 @@ def _compacting_path(choose, step_fn, state, memory, b, memory_length, max_lengt
 
     def body(t, live, tokens, scores, lengths, attn):
         rows, prev, st, mem = live
-        logits, st, w = step_fn(prev, st, mem)  # (a, V), a = live rows
+        logits, st, w = step_fn(prev, st, None if no_memory else mem)  # (a, V), a = live rows
         history = ops.take(tokens, rows, axis=0) if no_repeat_ngram_size else None
         logp = _log_probs(logits, t, min_length, eos_id, bos_id, pad_id, history,
                           no_repeat_ngram_size)
