@@ -14,7 +14,9 @@ dialogues) and reports ROUGE-1/2/L/Lsum F1 on the 818 validation dialogues (the 
 not in ../shared; it is kept for judging generalisation). With a coverage phase, the model of
 the epoch before it is saved as ``OUT-nocov``: the same run gives the pointer-generator without
 and with the coverage loss. ``--evaluate DIR`` scores a saved summarizer (decoding settings as
-flags), so decoding can be chosen on validation without training again.
+flags), so decoding can be chosen on validation without training again. ``--continue-from DIR``
+trains a saved summarizer ``--epochs`` more epochs (its restored optimizer at
+``--learning-rate``, the last ``--coverage-epochs`` with the coverage loss) and scores it.
 
 Usage:
     python bench/quality.py --preset rnn_bahdanau --epochs 10
@@ -23,6 +25,9 @@ Usage:
         --coverage-epochs 1 --out runs/pg
     python bench/quality.py --task summarization --evaluate runs/pg --beam-size 4 \
         --no-repeat-ngram-size 3
+    python bench/quality.py --task summarization --continue-from runs/pg-nocov --epochs 4 \
+        --coverage-epochs 1 --learning-rate 3e-4 --out runs/pg2 --beam-size 6 \
+        --length-penalty 2.0 --min-length 10 --no-repeat-ngram-size 3
 """
 
 import argparse
@@ -86,6 +91,8 @@ def summarization(args, argv):
     if args.evaluate:
         model = Summarizer.load(args.evaluate)
         info = (model._meta or {}).get("training", {})
+    elif args.continue_from:
+        model, history, info = continue_training(args, d, dev)
     else:
         import keras
 
@@ -144,6 +151,38 @@ def summarization(args, argv):
           f"{record['repeated_trigrams_percent']:>9.2f}  {PUBLISHED_ROUGE.get(model.preset, '-')}")
 
 
+def continue_training(args, d, dev):
+    """More epochs for a saved summarizer (``--continue-from``): its tokenizer and lengths,
+    its restored optimizer (Adam moments included) at ``--learning-rate``, the coverage loss
+    in the last ``--coverage-epochs`` epochs; saved to ``--out``."""
+    from zoo.data import make_dataset, read_jsonl
+    from zoo.models import Summarizer
+    from zoo.training import CoveragePhase
+
+    model = Summarizer.load(args.continue_from)
+    epochs, cov = args.epochs or 1, args.coverage_epochs or 0
+    train = read_jsonl(f"{d}/train.jsonl.gz", "dialogue", "summary", limit=args.limit)
+    kw = dict(batch_size=16, max_source_length=model.max_source_length,
+              max_target_length=model.max_target_length)
+    ds = make_dataset(train, model.source_tokenizer, shuffle=True, seed=1, **kw)
+    dev_ds = make_dataset(list(dev), model.source_tokenizer, shuffle=False, **kw)
+    if getattr(model, "optimizer", None) is None:
+        model.compile(learning_rate=args.learning_rate, label_smoothing=0.0)
+    else:
+        model.optimizer.learning_rate.assign(args.learning_rate)
+    callbacks = [CoveragePhase(start_epoch=epochs - cov, weight=1.0)] if cov else []
+    start = time.time()
+    history = model.fit(ds, validation_data=dev_ds, epochs=epochs, callbacks=callbacks,
+                        verbose=2)
+    info = {**((model._meta or {}).get("training", {})), "continued_from": args.continue_from,
+            "more_epochs": epochs, "more_coverage_epochs": cov,
+            "learning_rate": args.learning_rate, "train_seconds": round(time.time() - start, 1)}
+    model._meta = {"training": info}
+    if args.out:
+        model.save(args.out)
+    return model, history, info
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--task", choices=("translation", "summarization"), default="translation")
@@ -152,6 +191,10 @@ def main(argv=None):
     p.add_argument("--coverage-epochs", type=int, default=None,
                    help="summarization: last epochs with the coverage loss")
     p.add_argument("--evaluate", default=None, help="summarization: score a saved model")
+    p.add_argument("--continue-from", default=None,
+                   help="summarization: train a saved model --epochs more epochs")
+    p.add_argument("--learning-rate", type=float, default=3e-4,
+                   help="with --continue-from")
     p.add_argument("--no-repeat-ngram-size", type=int, default=0)
     p.add_argument("--min-length", type=int, default=0)
     p.add_argument("--max-length", type=int, default=None)
