@@ -128,11 +128,11 @@ class TransformerDecoder(_Base, Decoder):
 
     The cache holds ``max_length`` positions per layer and rolls: each step drops the oldest
     (still empty) slot and appends the new keys/values at the end, so the decoding loop has
-    constant shapes (compiles once; exports to ONNX/TFLite) and a step copies the cache (a slice
-    and a concatenation) instead of blending every slot with a position mask (the blend's broadcast was half of an
-    exported ONNX step at batch 64). Attention ignores the order of its keys; the positions live
-    in the embeddings, so only the mask knows the layout: a row that has taken ``i + 1``
-    steps sees the last ``i + 1`` slots.
+    constant shapes (compiles once; exports to ONNX/TFLite) and a step copies the cache (a
+    slice and a concatenation) instead of blending every slot with a position mask (the
+    blend's broadcast was half of an exported ONNX step at batch 64). Attention ignores the
+    order of its keys; the positions live in the embeddings, so only the mask knows the
+    layout: a row that has taken ``i + 1`` steps sees the last ``i + 1`` slots.
 
     Args:
         vocab_size: Target vocabulary size.
