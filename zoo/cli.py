@@ -125,7 +125,14 @@ def _cmd_train(args) -> int:
     from zoo.files import check_destination
 
     spec = TASKS[args.task]
-    check_destination(args.out, args.overwrite, "--out")  # before any work
+    if args.resume:
+        from zoo.files import RUN_MARKER
+
+        if not os.path.isfile(os.path.join(args.out, RUN_MARKER)):
+            raise FileNotFoundError(f"--resume: {args.out} holds no training run to resume "
+                                    f"(no {os.path.join(args.out, RUN_MARKER)})")
+    else:
+        check_destination(args.out, args.overwrite, "--out")  # before any work
     if args.attention:
         import zoo.attention
 
@@ -162,7 +169,9 @@ def _cmd_train(args) -> int:
                   vocab_size=args.vocab_size, epochs=args.epochs, batch_size=args.batch_size,
                   learning_rate=args.learning_rate, mixed_precision=args.mixed_precision,
                   jit_compile=args.xla, seed=args.seed, overrides=overrides,
-                  verbose=_progress(args.progress), overwrite=args.overwrite)
+                  verbose=_progress(args.progress), overwrite=args.overwrite,
+                  resume=args.resume, checkpoint_every=args.checkpoint_every or None,
+                  keep_checkpoints=args.keep_checkpoints)
     if args.task == "translator":
         model, history, info = recipes.train_translator(train, max_length=args.max_length,
                                                         **common)
@@ -546,6 +555,14 @@ def _add_train_args(p, task, preset, vocab_size):
                                                        "empty, or use --overwrite)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the model in --out (written aside, renamed at the end)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its newest checkpoint (same "
+                        "command, same data; --epochs may grow)")
+    p.add_argument("--checkpoint-every", type=int, default=500, metavar="STEPS",
+                   help="batches between checkpoints in --out/checkpoints, besides each "
+                        "epoch's end and Ctrl-C/SIGTERM (default 500; 0: epoch ends only)")
+    p.add_argument("--keep-checkpoints", type=int, default=3, metavar="K",
+                   help="newest checkpoints kept (default 3)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--progress", default="auto", choices=("auto", "bar", "epoch", "none"),
                    help="training progress: a bar on a terminal, one line per epoch in a "
@@ -678,7 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _POSITIVE = ("epochs", "batch_size", "vocab_size", "max_length", "limit", "beam_size",
-             "max_source_length", "max_target_length")
+             "max_source_length", "max_target_length", "keep_checkpoints")
 
 
 def _cli_field(field):
@@ -705,6 +722,9 @@ def main(argv=None) -> int:
         value = getattr(args, name, None)
         if value is not None and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    if (getattr(args, "checkpoint_every", 0) or 0) < 0:
+        parser.error(f"--checkpoint-every must be 0 (epoch ends only) or a positive number of "
+                     f"batches, got {args.checkpoint_every}")
     dev_fraction = getattr(args, "dev_fraction", 0.1)
     if not 0 <= dev_fraction < 1:
         parser.error(f"--dev-fraction must be in [0, 1), got {dev_fraction}")
@@ -739,7 +759,14 @@ def main(argv=None) -> int:
         where = f"{err.filename}: " if err.filename else ""
         print(f"zoo {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        if getattr(err, "checkpoint", None):  # zoo.training.TrainingInterrupted
+            import signal
+
+            print(f"zoo {args.command}: {err.signal_name}: stopped in epoch {err.epoch + 1} "
+                  f"after batch {err.step}; checkpoint {err.checkpoint}. Continue with the "
+                  f"same command and --resume", file=sys.stderr)
+            return 128 + int(getattr(signal, err.signal_name))
         print(f"zoo {args.command}: interrupted (nothing was written)"
               if args.command in ("train", "export") else f"zoo {args.command}: interrupted",
               file=sys.stderr)

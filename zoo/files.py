@@ -25,6 +25,31 @@ import tempfile
 
 #: A directory holding one of these was written by zoo and may be replaced with overwrite.
 MARKERS = ("zoo.json", "translator.json", "manifest.json")
+#: A training run's settings, written when it starts: its directory holds a run of zoo's.
+RUN_MARKER = os.path.join("checkpoints", "run.json")
+
+
+def unfinished_run(path: str) -> bool:
+    """True when ``path`` holds a training run's checkpoints but no finished model."""
+    return os.path.isfile(os.path.join(path, RUN_MARKER)) and not any(
+        os.path.exists(os.path.join(path, m)) for m in MARKERS)
+
+
+def write_file_atomically(path: str, data: bytes) -> str:
+    """Writes ``data`` to ``path`` through a temporary file and a rename: a crash leaves the
+    old file or the new one, never a part."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
 
 
 class OutputExistsError(FileExistsError):
@@ -51,21 +76,28 @@ def check_destination(path: str, overwrite: bool = False, what: str = "output") 
     if not entries:
         return
     if not overwrite:
+        if unfinished_run(path):
+            raise OutputExistsError(
+                f"{what} {path} holds the checkpoints of an unfinished training run; resume "
+                f"it (--resume) or pass overwrite (--overwrite) to start again")
         raise OutputExistsError(f"{what} {path} is not empty; choose another directory or "
                                 f"pass overwrite (--overwrite) to replace it")
-    if not any(m in entries for m in MARKERS):
+    if not any(m in entries for m in MARKERS) and not unfinished_run(path):
         raise OutputExistsError(f"{what} {path} holds files that zoo did not write (no "
                                 f"zoo.json or manifest.json); refusing to replace it")
 
 
 @contextlib.contextmanager
-def staged_directory(path: str, overwrite: bool = False, what: str = "output"):
+def staged_directory(path: str, overwrite: bool = False, what: str = "output",
+                     carry=()):
     """Yields a staging directory that becomes ``path`` when the block ends without error.
 
     Args:
         path: The destination directory.
         overwrite: Replace ``path`` if zoo wrote it (see :func:`check_destination`).
         what: The destination's role in messages.
+        carry: Entries of the old ``path`` moved into the new one after the swap (a run's
+            ``checkpoints`` and ``logs``), unless the new one has its own.
 
     Yields:
         The staging directory to write into (beside ``path``, on the same file system).
@@ -86,6 +118,10 @@ def staged_directory(path: str, overwrite: bool = False, what: str = "output"):
             os.rmdir(old)
             os.rename(path, old)
             os.rename(tmp, path)
+            for entry in carry:
+                src, dst = os.path.join(old, entry), os.path.join(path, entry)
+                if os.path.lexists(src) and not os.path.lexists(dst):
+                    os.rename(src, dst)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, path)

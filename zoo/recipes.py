@@ -109,6 +109,53 @@ def _has_coverage(attention) -> bool:
     return hasattr(zoo.attention.get(attention), "coverage_loss_weight")
 
 
+def _fingerprint(pairs) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for src, tgt in pairs:
+        h.update(src.encode("utf-8") + b"\x00" + tgt.encode("utf-8") + b"\x01")
+    return f"{len(pairs)}:{h.hexdigest()[:16]}"
+
+
+def _start_run(out_dir, settings, tokenizer_fn, resume, overwrite):
+    """Opens the run's ``checkpoints/`` in ``out_dir``: a new run writes its settings and
+    tokenizer there; a resumed one checks its settings and reuses its tokenizer."""
+    import json
+    import shutil
+
+    from zoo.data import SentencePieceTokenizer
+    from zoo.files import RUN_MARKER, write_file_atomically
+    from zoo.training import CheckpointError
+
+    ckpt_dir = os.path.join(out_dir, "checkpoints")
+    run_path = os.path.join(out_dir, RUN_MARKER)
+    if resume:
+        try:
+            with open(run_path) as f:
+                run = json.load(f)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"resume: {out_dir} holds no training run to resume (no "
+                                    f"{run_path}); start one without --resume") from None
+        except ValueError as err:
+            raise CheckpointError(f"{run_path}: not valid JSON ({err})") from None
+        changed = [f"{k} (the run has {run[k]!r}, this call {v!r})"
+                   for k, v in settings.items() if k in run and run[k] != v]
+        if changed:
+            raise CheckpointError(f"resume: the run in {out_dir} was started with other "
+                                  f"settings: {'; '.join(changed)}")
+        return ckpt_dir, SentencePieceTokenizer.load(os.path.join(ckpt_dir, "source.model"))
+    if overwrite:  # a fresh run: the old run's checkpoints and logs go now, its model at the end
+        for entry in ("checkpoints", "logs"):
+            shutil.rmtree(os.path.join(out_dir, entry), ignore_errors=True)
+    tokenizer = tokenizer_fn()
+    os.makedirs(ckpt_dir, exist_ok=True)
+    write_file_atomically(os.path.join(ckpt_dir, "source.model"), tokenizer.model)
+    # Written last: its presence marks a run that can be resumed.
+    write_file_atomically(run_path, json.dumps(settings, indent=2).encode("utf-8"))
+    return ckpt_dir, tokenizer
+
+
 def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
           out_dir: Optional[str] = None, dev_pairs=None, vocab_size: int = 8000,
           epochs: Optional[int] = None, batch_size: Optional[int] = None,
@@ -118,16 +165,25 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
           mixed_precision: bool = False, jit_compile: bool = False, tensorboard: bool = True,
           seed: int = 0, verbose="auto", overrides: Optional[dict] = None, tokenizer=None,
           callbacks=None, overwrite: bool = False, keep_best: bool = True,
-          turn_separator: Optional[str] = None, info_extra: Optional[dict] = None):
+          turn_separator: Optional[str] = None, info_extra: Optional[dict] = None,
+          resume: bool = False, checkpoint_every: Optional[int] = 500,
+          keep_checkpoints: int = 3):
     """Trains any task's model on text pairs: tokenizer, preset, ``compile`` + ``fit``, save.
+
+    With ``out_dir``, the run is resumable: ``out_dir/checkpoints/`` gets the run's settings
+    and tokenizer when it starts, and a checkpoint (:class:`zoo.training.Checkpointer`) every
+    ``checkpoint_every`` batches, at each epoch's end, and on SIGINT/SIGTERM (then
+    :class:`zoo.training.TrainingInterrupted` is raised). ``resume=True`` continues from the
+    newest checkpoint and ends with the weights an uninterrupted run would have (see
+    docs/training.md for what is exact). The model files appear in ``out_dir`` only when
+    training ends, all at once.
 
     Args:
         model_class: The task class (``zoo.models.Translator``, ``Summarizer``...).
         train_pairs: ``[(source, target), ...]``.
         preset: A preset of that task.
-        out_dir: Where to save the model directory (and ``logs/`` for TensorBoard); None: no
-            files. Everything is written aside and renamed into place when training ends, so
-            an interrupted run leaves ``out_dir`` as it was.
+        out_dir: Where to save the model directory (with ``checkpoints/`` and ``logs/``);
+            None: no files, no checkpoints.
         dev_pairs: Validation pairs (validation loss each epoch).
         vocab_size: Joint SentencePiece vocabulary size.
         epochs, batch_size, batch_tokens, learning_rate, warmup_steps, label_smoothing:
@@ -138,35 +194,45 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
         mixed_precision: ``mixed_float16`` compute (use on GPUs).
         jit_compile: XLA for the train step.
         tensorboard: Write TensorBoard logs under ``out_dir/logs``.
-        seed: Seeds Python, NumPy and the backend.
+        seed: Seeds Python, NumPy, the backend and each epoch's data order.
         verbose: Keras ``fit`` verbosity (progress bar by default).
         overrides: Network config overrides (``{"attention": "coverage"}``...).
         tokenizer: Reuse a tokenizer instead of learning one.
         callbacks: Extra Keras callbacks.
-        overwrite: Replace a model that zoo wrote in ``out_dir`` (else it must be new or
-            empty).
+        overwrite: Replace a model (or an unfinished run) that zoo wrote in ``out_dir`` (else
+            it must be new or empty).
         keep_best: With ``dev_pairs``, keep the weights of the epoch with the lowest
-            validation loss (Keras ``EarlyStopping(restore_best_weights=True)``, with no
-            early stop), not those of the last epoch.
+            validation loss (:class:`zoo.training.EarlyStopping` with no early stop), not
+            those of the last epoch.
         turn_separator: Learn the tokenizer with this reserved piece for line breaks.
         info_extra: More entries for the training report.
+        resume: Continue the unfinished (or finished, for more ``epochs``) run in
+            ``out_dir``; the settings must match the run's.
+        checkpoint_every: Batches between checkpoints (None: epoch ends only).
+        keep_checkpoints: Newest checkpoints kept.
 
     Returns:
         ``(model, history, info)``: the trained model, the Keras ``History`` and a dict with
         the settings used, the training time and the number of pairs truncated.
-    """
-    import contextlib
 
+    Raises:
+        zoo.training.TrainingInterrupted: SIGINT or SIGTERM stopped the run after a
+            checkpoint; no model was written.
+    """
+    import tensorflow as tf
     import keras
 
     from zoo.data import SentencePieceTokenizer, make_dataset
     from zoo.files import check_destination, staged_directory
     from zoo.models import presets
+    from zoo.training import Checkpointer, EarlyStopping
 
     train_pairs = list(train_pairs)
     if not train_pairs:
         raise ValueError("no training pairs")
-    if out_dir:
+    if resume and not out_dir:
+        raise ValueError("resume needs out_dir (the run to continue)")
+    if out_dir and not resume:
         check_destination(out_dir, overwrite, "out_dir")
     defaults = presets.get_preset(preset)["train"]
     epochs = int(epochs or defaults["epochs"])
@@ -176,11 +242,27 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
     if batch_size is None and batch_tokens is None:
         batch_size, batch_tokens = defaults.get("batch_size", 64), defaults.get("batch_tokens")
     keras.utils.set_random_seed(seed)
+    # What the next step depends on: a resumed run must match it (epochs may grow).
+    settings = {"task": model_class.task, "preset": preset, "overrides": overrides or {},
+                "vocab_size": vocab_size, "batch_size": batch_size,
+                "batch_tokens": batch_tokens, "learning_rate": lr, "warmup_steps": warmup,
+                "label_smoothing": smoothing, "max_source_length": max_source_length,
+                "max_target_length": max_target_length, "mixed_precision": mixed_precision,
+                "seed": seed, "keep_best": bool(keep_best and dev_pairs),
+                "turn_separator": turn_separator, "train_data": _fingerprint(train_pairs),
+                "dev_data": _fingerprint(list(dev_pairs)) if dev_pairs else None}
     t0 = time.time()
-    if tokenizer is None:
-        tokenizer = SentencePieceTokenizer.train(
+
+    def learn_tokenizer():
+        return tokenizer or SentencePieceTokenizer.train(
             [s for pair in train_pairs for s in pair], vocab_size=vocab_size,
             turn_separator=turn_separator)
+
+    ckpt_dir = None
+    if out_dir:
+        ckpt_dir, tokenizer = _start_run(out_dir, settings, learn_tokenizer, resume, overwrite)
+    else:
+        tokenizer = learn_tokenizer()
     tok_time = time.time() - t0
     # Counted host-side, as the pipeline cuts: source ids + eos, bos + target ids + eos.
     sp = tokenizer.processor
@@ -195,38 +277,51 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
                                     max_source_length=max_source_length, **(overrides or {}))
     ds_kw = dict(max_source_length=max_source_length, max_target_length=max_target_length,
                  batch_size=batch_size or 64, batch_tokens=batch_tokens)
-    train_ds = make_dataset(train_pairs, tokenizer, shuffle=True, seed=seed, **ds_kw)
+    # Each epoch's order is a function of (seed, epoch): what makes a resume exact.
+    data_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+    train_ds = make_dataset(train_pairs, tokenizer, shuffle=True, seed=seed, epoch=data_epoch,
+                            **ds_kw)
     dev_ds = make_dataset(list(dev_pairs), tokenizer, shuffle=False, **ds_kw) \
         if dev_pairs else None
     model.compile(learning_rate=lr, warmup_steps=warmup, label_smoothing=smoothing,
                   jit_compile=jit_compile)
-    stage = staged_directory(out_dir, overwrite, "out_dir") if out_dir else \
-        contextlib.nullcontext(None)
-    with stage as tmp:
-        cbs = list(callbacks or [])
-        best = None
-        if keep_best and dev_ds is not None:
-            best = keras.callbacks.EarlyStopping(monitor="val_loss", patience=epochs,
-                                                 restore_best_weights=True)
-            cbs.append(best)
-        if tmp and tensorboard:
-            cbs.append(keras.callbacks.TensorBoard(os.path.join(tmp, "logs")))
-        t1 = time.time()
-        # The dataset shuffles itself (and knows its length: a progress bar from epoch 1).
-        history = model.fit(train_ds, validation_data=dev_ds, epochs=epochs, callbacks=cbs,
-                            verbose=verbose, shuffle=False)
-        train_time = time.time() - t1
-        info = {"preset": preset, "epochs": epochs, "batch_size": batch_size,
-                "batch_tokens": batch_tokens, "learning_rate": lr, "warmup_steps": warmup,
-                "label_smoothing": smoothing, "vocab_size": tokenizer.vocab_size,
-                "max_source_length": max_source_length,
-                "max_target_length": max_target_length, "train_pairs": len(train_pairs),
-                "truncated_pairs": truncated, "truncated_sources": truncated_sources,
-                "kept_epoch": (best.best_epoch + 1) if best is not None else epochs,
-                "parameters": int(model.count_params()), "tokenizer_seconds": round(tok_time, 1),
-                "train_seconds": round(train_time, 1), "mixed_precision": mixed_precision,
-                "overrides": overrides or {}, **(info_extra or {})}
-        model._meta = {"training": info}
-        if tmp:
+    cbs = list(callbacks or [])
+    best = EarlyStopping(patience=None) if keep_best and dev_ds is not None else None
+    if best is not None:
+        cbs.append(best)
+    ckpt = None
+    if ckpt_dir:
+        ckpt = Checkpointer(ckpt_dir, every_steps=checkpoint_every, keep=keep_checkpoints,
+                            data_epoch=data_epoch, track=[best] if best else [],
+                            run_info={"epochs": epochs})
+        if resume and ckpt.restore(model) is not None and ckpt.initial_epoch >= epochs:
+            raise ValueError(f"resume: the run in {out_dir} has already trained "
+                             f"{ckpt.initial_epoch} epochs; ask for more (epochs > "
+                             f"{ckpt.initial_epoch}) to continue it")
+        cbs.append(ckpt)
+        if tensorboard:
+            cbs.append(keras.callbacks.TensorBoard(os.path.join(out_dir, "logs")))
+    t1 = time.time()
+    # The dataset shuffles itself (and knows its length: a progress bar from epoch 1).
+    history = model.fit(train_ds, validation_data=dev_ds, epochs=epochs, callbacks=cbs,
+                        verbose=verbose, shuffle=False,
+                        initial_epoch=ckpt.initial_epoch if ckpt else 0)
+    train_time = time.time() - t1
+    info = {"preset": preset, "epochs": epochs, "batch_size": batch_size,
+            "batch_tokens": batch_tokens, "learning_rate": lr, "warmup_steps": warmup,
+            "label_smoothing": smoothing, "vocab_size": tokenizer.vocab_size,
+            "max_source_length": max_source_length,
+            "max_target_length": max_target_length, "train_pairs": len(train_pairs),
+            "truncated_pairs": truncated, "truncated_sources": truncated_sources,
+            "kept_epoch": (best.best_epoch + 1) if best is not None else epochs,
+            "parameters": int(model.count_params()), "tokenizer_seconds": round(tok_time, 1),
+            "train_seconds": round(train_time, 1), "mixed_precision": mixed_precision,
+            "resumed_from_epoch": (ckpt.initial_epoch if ckpt and resume else None),
+            "overrides": overrides or {}, **(info_extra or {})}
+    model._meta = {"training": info}
+    if out_dir:
+        # The run's own directory: its checkpoints and logs move into the finished one.
+        with staged_directory(out_dir, overwrite=True, what="out_dir",
+                              carry=("checkpoints", "logs")) as tmp:
             model.write_files(tmp)
     return model, history, info

@@ -17,7 +17,7 @@ def make_dataset(pairs, source_tokenizer, target_tokenizer=None, batch_size: int
                  batch_tokens: Optional[int] = None, max_source_length: int = 128,
                  max_target_length: int = 128, shuffle: bool = True, seed: int = 0,
                  bucket: bool = True, pad_to_bucket: bool = False, cache: bool = True,
-                 repeat: bool = False, drop_remainder: bool = False):
+                 repeat: bool = False, drop_remainder: bool = False, epoch=None):
     """Builds the training/eval dataset of a translator.
 
     Sentences are tokenized in the graph (tensorflow-text), truncated, cached, shuffled,
@@ -39,6 +39,10 @@ def make_dataset(pairs, source_tokenizer, target_tokenizer=None, batch_size: int
         cache: Cache the tokenized corpus in memory after the first epoch.
         repeat: Repeat forever.
         drop_remainder: Drop the last short batch.
+        epoch: A ``tf.Variable`` (int64) holding the epoch about to run: each epoch's order
+            is then a function of ``(seed, epoch)`` alone, so a resumed run sees the batches
+            an uninterrupted one would (``zoo.training.Checkpointer(data_epoch=...)`` sets
+            it). None: a fresh shuffle each time the dataset is iterated.
 
     Returns:
         A ``tf.data.Dataset`` of ``({"source": (batch, S), "target": (batch, T)}, labels)``:
@@ -82,10 +86,31 @@ def make_dataset(pairs, source_tokenizer, target_tokenizer=None, batch_size: int
     ds = ds.batch(1024).map(tokenize, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
     # Rows of a ragged batch come out as rank-0-ragged specs; make them plain tensors.
     ds = ds.map(lambda s, t: (tf.identity(s), tf.identity(t)))
-    if cache:
-        ds = ds.cache()
-    if shuffle:
-        ds = ds.shuffle(min(len(pairs), 100_000), seed=seed, reshuffle_each_iteration=True)
+    if shuffle and epoch is not None:
+        # A full permutation that is a function of (seed, epoch) alone: stateless, so a
+        # resumed run in a new process sees the same order. The epoch is read when each
+        # iteration starts (not when the dataset is built), so it follows the trainer.
+        n = len(pairs)
+        # The tokenized corpus, held once in memory (what cache() would hold).
+        src_rows, tgt_rows = next(iter(ds.ragged_batch(n)))  # (n, None) each
+
+        def permuted(_):
+            key = tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
+            order = tf.random.experimental.index_shuffle(tf.range(n, dtype=tf.int64), key,
+                                                         n - 1)
+            return tf.data.Dataset.from_tensor_slices(order)
+
+        # Gathered 1024 rows at a time: one op per chunk, not per sentence.
+        ds = tf.data.Dataset.range(1).flat_map(permuted).batch(1024).map(
+            lambda js: (tf.gather(src_rows, js), tf.gather(tgt_rows, js)),
+            num_parallel_calls=tf.data.AUTOTUNE).unbatch().map(
+            lambda s, t: (tf.identity(s), tf.identity(t)))
+    else:
+        if cache:
+            ds = ds.cache()
+        if shuffle:
+            ds = ds.shuffle(min(len(pairs), 100_000), seed=seed,
+                            reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
 

@@ -1,6 +1,9 @@
-"""Training pieces used by ``compile``: masked, label-smoothed loss, token accuracy, schedules."""
+"""Training pieces: the masked, label-smoothed loss, token accuracy, schedules, and the
+callbacks a long run needs (resumable checkpoints, early stopping, See et al.'s coverage
+phase)."""
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -147,10 +150,70 @@ class CoveragePhase(keras.callbacks.Callback):
                              "(use attention='coverage')")
 
     def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.start_epoch:
-            for layer in self._attentions():
+        # ">=": a run resumed inside the phase starts with the weight set.
+        attentions = self._attentions()
+        if epoch >= self.start_epoch and any(
+                layer.coverage_loss_weight != self.weight for layer in attentions):
+            for layer in attentions:
                 layer.coverage_loss_weight = self.weight
             self.model.make_train_function(force=True)
 
 
-__all__ = ["CoveragePhase", "InverseSqrtSchedule", "SequenceLoss", "TokenAccuracy"]
+class EarlyStopping(keras.callbacks.EarlyStopping):
+    """Keras ``EarlyStopping`` whose progress survives a resume.
+
+    Defaults suit sequence models: watch ``val_loss``, and at the end restore the weights of
+    the best epoch. With ``patience=None`` it never stops early and only keeps the best
+    weights. Its state (best value, best epoch, epochs without improvement, best weights)
+    goes into every :class:`Checkpointer` checkpoint that tracks it, so a resumed run picks
+    the same epoch as an uninterrupted one.
+
+    Args:
+        monitor: The logged value to watch.
+        patience: Epochs without improvement before stopping (None: never stop).
+        min_delta: Smallest change that counts as an improvement.
+        restore_best_weights: Restore the best epoch's weights when training ends.
+        mode: ``"auto"``, ``"min"`` or ``"max"``.
+
+    Example:
+        >>> es = EarlyStopping(patience=None)
+        >>> es.patience > 10**6, es.restore_best_weights
+        (True, True)
+    """
+
+    def __init__(self, monitor="val_loss", patience=None, min_delta=0.0,
+                 restore_best_weights=True, mode="auto"):
+        super().__init__(monitor=monitor, patience=2**31 if patience is None else int(patience),
+                         min_delta=min_delta, restore_best_weights=restore_best_weights,
+                         mode=mode)
+        self._resumed = None
+
+    def get_state(self) -> dict:
+        """JSON-able values and ``np.ndarray`` weights (see :class:`Checkpointer`)."""
+        state = {"best": None if self.best is None else float(self.best),
+                 "best_epoch": int(self.best_epoch), "wait": int(self.wait)}
+        for i, w in enumerate(self.best_weights or []):
+            state[f"weights/{i}"] = np.asarray(w)
+        state["n_weights"] = len(self.best_weights or [])
+        return state
+
+    def set_state(self, state: dict) -> None:
+        """Takes effect when training begins (Keras resets the callback then)."""
+        self._resumed = dict(state)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self._resumed is not None:
+            s, self._resumed = self._resumed, None
+            self.best, self.best_epoch, self.wait = s["best"], s["best_epoch"], s["wait"]
+            n = int(s.get("n_weights", 0))
+            self.best_weights = [s[f"weights/{i}"] for i in range(n)] or None
+
+
+from zoo.training.checkpoints import (  # noqa: E402
+    Checkpointer, CheckpointError, TrainingInterrupted, latest_checkpoint, list_checkpoints,
+    read_checkpoint)
+
+__all__ = ["CheckpointError", "Checkpointer", "CoveragePhase", "EarlyStopping",
+           "InverseSqrtSchedule", "SequenceLoss", "TokenAccuracy", "TrainingInterrupted",
+           "latest_checkpoint", "list_checkpoints", "read_checkpoint"]
