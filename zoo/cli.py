@@ -17,10 +17,15 @@ EXAMPLES = ["¿Dónde está la estación de tren?", "Tengo hambre.", "Me gusta l
             "Hace frío hoy.", "¿Puedes ayudarme, por favor?", "Mi hermano vive en Madrid."]
 
 
-def _quiet_tf():
+def _quiet_tf(devices=1):
     """Imports TensorFlow with its start-up lines (absl's pre-init notice, oneDNN, CUDA
     probing: written to file descriptor 2 before any log level applies) captured; they are
-    shown only with --verbose, or if the import fails."""
+    shown only with --verbose, or if the import fails. ``devices`` > 1 first splits a
+    GPU-less CPU into that many logical devices (only possible before TensorFlow starts)."""
+    if devices > 1:
+        from zoo.training.distribute import prepare_devices
+
+        prepare_devices(devices)
     if "tensorflow" in sys.modules or _VERBOSE:
         import tensorflow  # noqa: F401
 
@@ -171,7 +176,7 @@ def _cmd_train(args) -> int:
                   jit_compile=args.xla, seed=args.seed, overrides=overrides,
                   verbose=_progress(args.progress), overwrite=args.overwrite,
                   resume=args.resume, checkpoint_every=args.checkpoint_every or None,
-                  keep_checkpoints=args.keep_checkpoints)
+                  keep_checkpoints=args.keep_checkpoints, devices=args.devices)
     if args.task == "translator":
         model, history, info = recipes.train_translator(train, max_length=args.max_length,
                                                         **common)
@@ -563,6 +568,10 @@ def _add_train_args(p, task, preset, vocab_size):
                         "epoch's end and Ctrl-C/SIGTERM (default 500; 0: epoch ends only)")
     p.add_argument("--keep-checkpoints", type=int, default=3, metavar="K",
                    help="newest checkpoints kept (default 3)")
+    p.add_argument("--devices", type=int, default=1,
+                   help="data-parallel replicas on this host (tf.distribute.MirroredStrategy; "
+                        "--batch-size is global). GPUs when there are enough, else the CPU "
+                        "split into logical devices (that adds no speed)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--progress", default="auto", choices=("auto", "bar", "epoch", "none"),
                    help="training progress: a bar on a terminal, one line per epoch in a "
@@ -695,7 +704,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _POSITIVE = ("epochs", "batch_size", "vocab_size", "max_length", "limit", "beam_size",
-             "max_source_length", "max_target_length", "keep_checkpoints")
+             "max_source_length", "max_target_length", "keep_checkpoints", "devices")
 
 
 def _cli_field(field):
@@ -742,7 +751,7 @@ def main(argv=None) -> int:
     try:
         # Every other command imports TensorFlow; a server of ONNX or LiteRT exports never does.
         if not getattr(args, "hypotheses", None) and args.command != "serve":
-            _quiet_tf()
+            _quiet_tf(getattr(args, "devices", 1) or 1)
         return args.func(args)
     except InputError as err:
         print(f"zoo {args.command}: error: {_cli_field(err.field)}: {err}", file=sys.stderr)

@@ -167,7 +167,7 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
           callbacks=None, overwrite: bool = False, keep_best: bool = True,
           turn_separator: Optional[str] = None, info_extra: Optional[dict] = None,
           resume: bool = False, checkpoint_every: Optional[int] = 500,
-          keep_checkpoints: int = 3):
+          keep_checkpoints: int = 3, devices: Optional[int] = None):
     """Trains any task's model on text pairs: tokenizer, preset, ``compile`` + ``fit``, save.
 
     With ``out_dir``, the run is resumable: ``out_dir/checkpoints/`` gets the run's settings
@@ -210,6 +210,9 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
             ``out_dir``; the settings must match the run's.
         checkpoint_every: Batches between checkpoints (None: epoch ends only).
         keep_checkpoints: Newest checkpoints kept.
+        devices: Train data-parallel on this many devices of this host
+            (:func:`zoo.training.distribute.mirrored_strategy`); ``batch_size`` and
+            ``batch_tokens`` are then global. None or 1: one device.
 
     Returns:
         ``(model, history, info)``: the trained model, the Keras ``History`` and a dict with
@@ -227,6 +230,14 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
     from zoo.models import presets
     from zoo.training import Checkpointer, EarlyStopping
 
+    import contextlib
+
+    # First: a CPU can be split into devices only before TensorFlow's first operation.
+    strategy = None
+    if devices is not None and int(devices) > 1:
+        from zoo.training.distribute import mirrored_strategy
+
+        strategy = mirrored_strategy(int(devices))
     train_pairs = list(train_pairs)
     if not train_pairs:
         raise ValueError("no training pairs")
@@ -271,20 +282,28 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
     truncated_sources = sum(1 for a in src_len if len(a) > max_source_length - 1)
     truncated = sum(1 for a, b in zip(src_len, tgt_len)
                     if len(a) > max_source_length - 1 or len(b) > max_target_length - 1)
-    model = model_class.from_preset(preset, tokenizer=tokenizer,
-                                    dtype="mixed_float16" if mixed_precision else None,
-                                    max_target_length=max_target_length,
-                                    max_source_length=max_source_length, **(overrides or {}))
+    def scope():
+        return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+    with scope():
+        model = model_class.from_preset(preset, tokenizer=tokenizer,
+                                        dtype="mixed_float16" if mixed_precision else None,
+                                        max_target_length=max_target_length,
+                                        max_source_length=max_source_length,
+                                        **(overrides or {}))
+    # Under a strategy every batch splits evenly over the replicas.
     ds_kw = dict(max_source_length=max_source_length, max_target_length=max_target_length,
-                 batch_size=batch_size or 64, batch_tokens=batch_tokens)
+                 batch_size=batch_size or 64, batch_tokens=batch_tokens,
+                 batch_multiple=strategy.num_replicas_in_sync if strategy else 1)
     # Each epoch's order is a function of (seed, epoch): what makes a resume exact.
     data_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
     train_ds = make_dataset(train_pairs, tokenizer, shuffle=True, seed=seed, epoch=data_epoch,
                             **ds_kw)
     dev_ds = make_dataset(list(dev_pairs), tokenizer, shuffle=False, **ds_kw) \
         if dev_pairs else None
-    model.compile(learning_rate=lr, warmup_steps=warmup, label_smoothing=smoothing,
-                  jit_compile=jit_compile)
+    with scope():
+        model.compile(learning_rate=lr, warmup_steps=warmup, label_smoothing=smoothing,
+                      jit_compile=jit_compile)
     cbs = list(callbacks or [])
     best = EarlyStopping(patience=None) if keep_best and dev_ds is not None else None
     if best is not None:
@@ -294,7 +313,9 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
         ckpt = Checkpointer(ckpt_dir, every_steps=checkpoint_every, keep=keep_checkpoints,
                             data_epoch=data_epoch, track=[best] if best else [],
                             run_info={"epochs": epochs})
-        if resume and ckpt.restore(model) is not None and ckpt.initial_epoch >= epochs:
+        with scope():  # builds the optimizer's slots on the devices
+            restored = ckpt.restore(model) if resume else None
+        if restored is not None and ckpt.initial_epoch >= epochs:
             raise ValueError(f"resume: the run in {out_dir} has already trained "
                              f"{ckpt.initial_epoch} epochs; ask for more (epochs > "
                              f"{ckpt.initial_epoch}) to continue it")
@@ -317,6 +338,7 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
             "parameters": int(model.count_params()), "tokenizer_seconds": round(tok_time, 1),
             "train_seconds": round(train_time, 1), "mixed_precision": mixed_precision,
             "resumed_from_epoch": (ckpt.initial_epoch if ckpt and resume else None),
+            "devices": strategy.num_replicas_in_sync if strategy is not None else 1,
             "overrides": overrides or {}, **(info_extra or {})}
     model._meta = {"training": info}
     if out_dir:

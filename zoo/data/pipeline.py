@@ -17,7 +17,8 @@ def make_dataset(pairs, source_tokenizer, target_tokenizer=None, batch_size: int
                  batch_tokens: Optional[int] = None, max_source_length: int = 128,
                  max_target_length: int = 128, shuffle: bool = True, seed: int = 0,
                  bucket: bool = True, pad_to_bucket: bool = False, cache: bool = True,
-                 repeat: bool = False, drop_remainder: bool = False, epoch=None):
+                 repeat: bool = False, drop_remainder: bool = False, epoch=None,
+                 batch_multiple: int = 1):
     """Builds the training/eval dataset of a translator.
 
     Sentences are tokenized in the graph (tensorflow-text), truncated, cached, shuffled,
@@ -43,6 +44,10 @@ def make_dataset(pairs, source_tokenizer, target_tokenizer=None, batch_size: int
             is then a function of ``(seed, epoch)`` alone, so a resumed run sees the batches
             an uninterrupted one would (``zoo.training.Checkpointer(data_epoch=...)`` sets
             it). None: a fresh shuffle each time the dataset is iterated.
+        batch_multiple: Every batch holds a multiple of this many sentences (the number of
+            replicas of a ``tf.distribute`` strategy, so each gets an equal share): batch
+            sizes are rounded down to it, and a bucket's last short batch loses its last
+            ``< batch_multiple`` sentences (others, the next epoch).
 
     Returns:
         A ``tf.data.Dataset`` of ``({"source": (batch, S), "target": (batch, T)}, labels)``:
@@ -125,13 +130,24 @@ def make_dataset(pairs, source_tokenizer, target_tokenizer=None, batch_size: int
                 max(1, int(batch_tokens) // longest)]
         else:
             sizes = [int(batch_size)] * (len(bounds) + 1)
+        sizes = [max(m, size // m * m) for size in sizes for m in [int(batch_multiple)]]
         ds = ds.bucket_by_sequence_length(
             length, bucket_boundaries=[b + 1 for b in bounds], bucket_batch_sizes=sizes,
             padded_shapes=([None], [None]), padding_values=(PAD_ID, PAD_ID),
             pad_to_bucket_boundary=False, drop_remainder=drop_remainder)
     else:
-        ds = ds.padded_batch(int(batch_size), padded_shapes=([None], [None]),
+        size = max(int(batch_multiple), int(batch_size) // int(batch_multiple) *
+                   int(batch_multiple))
+        ds = ds.padded_batch(size, padded_shapes=([None], [None]),
                              padding_values=(PAD_ID, PAD_ID), drop_remainder=drop_remainder)
+    if int(batch_multiple) > 1:
+        m = int(batch_multiple)
+
+        def trim(s, t):
+            keep = tf.shape(s)[0] // m * m
+            return s[:keep], t[:keep]
+
+        ds = ds.map(trim).filter(lambda s, t: tf.shape(s)[0] > 0)
 
     def to_model(s, t):
         if pad_to_bucket:

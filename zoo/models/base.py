@@ -368,8 +368,8 @@ class Seq2Seq(keras.Model):
         """``keras.Model.compile`` with sequence-to-sequence defaults.
 
         Args:
-            optimizer: ``"adam"`` builds Adam (beta_2 0.98) with ``learning_rate``,
-                ``warmup_steps`` and ``clipnorm``; or any Keras optimizer.
+            optimizer: ``"adam"`` builds :class:`zoo.training.Adam` (beta_2 0.98) with
+                ``learning_rate``, ``warmup_steps`` and ``clipnorm``; or any Keras optimizer.
             loss: Default: :class:`zoo.training.SequenceLoss` (masked, ``label_smoothing``).
                 Losses on the attention weights (coverage) are added to it in training.
             metrics: Default: token accuracy.
@@ -381,7 +381,7 @@ class Seq2Seq(keras.Model):
                 shapes it is slower).
             **kwargs: Passed to ``keras.Model.compile``.
         """
-        from zoo.training import InverseSqrtSchedule, SequenceLoss, TokenAccuracy
+        from zoo.training import Adam, InverseSqrtSchedule, SequenceLoss, TokenAccuracy
 
         if jit_compile is True and not self.decoder.supports_xla_training:
             raise ValueError(
@@ -392,8 +392,7 @@ class Seq2Seq(keras.Model):
         if isinstance(optimizer, str) and optimizer == "adam":
             lr = InverseSqrtSchedule(learning_rate, warmup_steps) if warmup_steps else \
                 learning_rate
-            optimizer = keras.optimizers.Adam(lr, beta_2=0.98, epsilon=1e-9,
-                                              clipnorm=clipnorm)
+            optimizer = Adam(lr, beta_2=0.98, epsilon=1e-9, clipnorm=clipnorm)
         loss = SequenceLoss(label_smoothing=label_smoothing) if loss is None else loss
         metrics = [TokenAccuracy()] if metrics is None else metrics
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,

@@ -7,6 +7,17 @@ import numpy as np
 from keras import ops
 
 
+def _global_sum(value):
+    """Sums ``value`` over the replicas of a ``tf.distribute`` strategy (identity outside
+    one, and on other backends, whose distributed batches are global arrays)."""
+    ctx = _replica_context()
+    if ctx is None:
+        return value
+    import tensorflow as tf
+
+    return ctx.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+
 @keras.saving.register_keras_serializable(package="zoo")
 class SequenceLoss(keras.losses.Loss):
     """Cross-entropy per target token, ignoring padding, with optional label smoothing.
@@ -43,11 +54,80 @@ class SequenceLoss(keras.losses.Loss):
             nll = (1.0 - self.label_smoothing) * nll + self.label_smoothing * smooth
         mask = ops.cast(ops.not_equal(y_true, self.pad_id), "float32")
         # "sum" reduction over (batch, T) of nll * mask / tokens = the mean per real token.
-        return nll * mask / ops.maximum(ops.sum(mask), 1.0)
+        # Under tf.distribute each replica holds part of the batch: dividing by the tokens of
+        # the whole global batch makes the replicas' losses (and gradients) sum to exactly
+        # the single-device loss, however unevenly the tokens fall.
+        return nll * mask / ops.maximum(_global_sum(ops.sum(mask)), 1.0)
 
     def get_config(self):
         return {"label_smoothing": self.label_smoothing, "pad_id": self.pad_id,
                 "name": self.name}
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class Adam(keras.optimizers.Adam):
+    """Keras Adam with two corrections that make one device and many agree.
+
+    - Sparse gradients (an embedding's ``IndexedSlices``) are summed into a dense gradient
+      before the update. Keras 3.15 squares them slice by slice, so a token seen k times in
+      a batch gets the sum of k squares in its second moment instead of the square of its
+      gradient; the textbook update (Kingma & Ba 2015) squares the gradient. The update is
+      dense either way (``m`` and ``v`` are dense), so this costs nothing.
+    - Under ``tf.distribute`` with ``clipnorm`` / ``global_clipnorm``, Keras clips each
+      replica's part of the gradient before summing them. This clips the summed gradient,
+      as one device would.
+
+    Takes the arguments of ``keras.optimizers.Adam``.
+
+    Example:
+        >>> opt = Adam(1e-3, beta_2=0.98, clipnorm=1.0)
+        >>> opt.get_config()["clipnorm"]
+        1.0
+    """
+
+    def apply(self, grads, trainable_variables=None):
+        grads = [_dense(g) for g in grads]
+        replicas = _replica_context()
+        if replicas is not None and (self.clipnorm or self.global_clipnorm):
+            import tensorflow as tf
+
+            n = replicas.num_replicas_in_sync
+            total = replicas.all_reduce(tf.distribute.ReduceOp.SUM,
+                                        [g for g in grads if g is not None])
+            total = iter(_clip(total, self.clipnorm, self.global_clipnorm))
+            # Keras sums the replicas' gradients next: each passes its share of the clipped
+            # sum (which its own per-replica clip then leaves alone).
+            grads = [None if g is None else next(total) / n for g in grads]
+        return super().apply(grads, trainable_variables)
+
+
+def _dense(gradient):
+    if keras.backend.backend() == "tensorflow" and gradient is not None:
+        import tensorflow as tf
+
+        if isinstance(gradient, tf.IndexedSlices):
+            return tf.convert_to_tensor(gradient)  # sums the slices of repeated ids
+    return gradient
+
+
+def _clip(grads, clipnorm, global_clipnorm):
+    def scale(norm, limit):
+        return ops.minimum(1.0, limit / ops.maximum(norm, 1e-12))
+
+    if clipnorm:
+        return [g * scale(ops.sqrt(ops.sum(ops.square(g))), clipnorm) for g in grads]
+    norm = ops.sqrt(sum(ops.sum(ops.square(g)) for g in grads))
+    return [g * scale(norm, global_clipnorm) for g in grads]
+
+
+def _replica_context():
+    """The ``tf.distribute`` replica context when more than one replica runs, else None."""
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    ctx = tf.distribute.get_replica_context()
+    return ctx if ctx is not None and ctx.num_replicas_in_sync > 1 else None
 
 
 @keras.saving.register_keras_serializable(package="zoo")
@@ -214,6 +294,6 @@ from zoo.training.checkpoints import (  # noqa: E402
     Checkpointer, CheckpointError, TrainingInterrupted, latest_checkpoint, list_checkpoints,
     read_checkpoint)
 
-__all__ = ["CheckpointError", "Checkpointer", "CoveragePhase", "EarlyStopping",
+__all__ = ["Adam", "CheckpointError", "Checkpointer", "CoveragePhase", "EarlyStopping",
            "InverseSqrtSchedule", "SequenceLoss", "TokenAccuracy", "TrainingInterrupted",
            "latest_checkpoint", "list_checkpoints", "read_checkpoint"]
