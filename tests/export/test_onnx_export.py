@@ -76,10 +76,12 @@ def tok():
     return SentencePieceTokenizer.train([s for p in pairs for s in p], vocab_size=250)
 
 
-# The Transformer's ONNX export also runs in tests/export/test_runners.py (every CI run); its
-# full parity check here takes the longest of the suite, so it runs with `pytest -m slow`.
-@pytest.mark.parametrize("preset", [pytest.param(p, marks=pytest.mark.slow)
-                                    if p == "transformer_tiny" else p for p in sorted(TINY)])
+# Both ONNX exports also run on every CI run: the Transformer's in tests/export/test_runners.py,
+# the RNN's through `zoo export --format onnx --verify` (tests/test_cli_translator.py) and the
+# pointer-generator's in a process without TensorFlow (tests/models/test_summarizer.py). This
+# full check runs with `pytest -m slow` to keep CI within its time budget.
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", sorted(TINY))
 def test_onnx_matches_keras_without_tensorflow(preset, tok, tmp_path):
     pairs = anki_spa_eng_pairs(limit=200)
     model = Translator.from_preset(preset, tokenizer=tok, max_target_length=12, **TINY[preset])

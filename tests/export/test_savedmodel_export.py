@@ -111,7 +111,9 @@ def test_savedmodel_matches_keras_in_a_fresh_process(preset, tok, tmp_path):
         assert out["stepped"][row][:n] == out["tokens"][row][:n]
 
 
-# The report is model-agnostic; the Transformer's SavedModel parity is checked above.
+# The report is model-agnostic; the Transformer's SavedModel parity is checked above. The CLI
+# test `zoo export --verify` runs this report on every CI run; this one runs with -m slow.
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["rnn_tiny"])
 def test_verify_reports_parity(preset, tok, tmp_path):
     model = _trained(preset, tok)

@@ -121,6 +121,9 @@ def _repeated_ngram_share(tokens, lengths, n, eos=3):
     return repeated / max(total, 1)
 
 
+# About 70 s: runs with `pytest -m slow` (last measured figures in the docstring) so that the
+# CI run stays within its 15-minute budget.
+@pytest.mark.slow
 def test_coverage_phase_reduces_repeated_ngrams_on_real_dialogues():
     """See et al.'s final coverage phase at tiny scale, on 300 real DialogSum dialogues: from
     the same weights, four more epochs with the coverage loss leave greedy summaries that

@@ -57,7 +57,7 @@ def _complete_checkpoints(ckpt_dir):
 
 
 def test_killed_at_random_moments_resumes_to_the_uninterrupted_weights(tmp_path):
-    """SIGKILL mid-step (twice, at random batches and delays), SIGKILL mid-checkpoint, and
+    """SIGKILL mid-step (at a random batch and delay), SIGKILL mid-checkpoint, and
     SIGTERM (which saves and stops) — each followed by a resume — end with exactly the
     weights, validation losses and kept epoch of an uninterrupted run (TensorFlow on CPU is
     deterministic for this model; the data order, dropout masks, optimizer and schedule
@@ -85,10 +85,6 @@ def test_killed_at_random_moments_resumes_to_the_uninterrupted_weights(tmp_path)
     assert leftovers, "the kill should have left a partial temporary file"
     second = _complete_checkpoints(ckpt_dir)  # no checkpoint name holds a partial file
     assert max(second) > max(first or [0])
-
-    rc, _ = _run_child(out, tmp_path / "r.npz", "--resume", "--hang-at-step",
-                       str(rnd.randint(3, 10)), kill=signal.SIGKILL, delay=rnd.uniform(0, 0.05))
-    assert rc == -signal.SIGKILL
 
     # SIGTERM: the run saves where it is and stops with TrainingInterrupted.
     rc, err = _run_child(out, tmp_path / "r.npz", "--resume", "--hang-at-step", "4",
