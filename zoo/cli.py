@@ -66,10 +66,7 @@ def _show_warnings():
     warnings.showwarning = show
 
 
-def _read_corpus(args):
-    from zoo.data import read_pairs
-
-    paths = args.data
+def _reader_kwargs(args) -> dict:
     kw = {}
     if getattr(args, "source_column", None) is not None:
         kw["source_column"] = args.source_column
@@ -78,6 +75,14 @@ def _read_corpus(args):
     for field in ("source_field", "target_field"):
         if getattr(args, field, None) is not None:
             kw[field] = getattr(args, field)
+    return kw
+
+
+def _read_corpus(args):
+    from zoo.data import read_pairs
+
+    paths = args.data
+    kw = _reader_kwargs(args)
     pairs = read_pairs(paths if len(paths) == 2 else paths[0], fmt=args.format,
                        skip_invalid=args.skip_invalid, limit=args.limit, **kw)
     if pairs.skipped:
@@ -149,26 +154,53 @@ def _cmd_train(args) -> int:
         raise ValueError(f"--preset {args.preset} is a {presets.task_of(args.preset)} preset; "
                          f"{spec['task']} presets: {', '.join(presets.names(spec['task']))}")
     dev = None
-    if args.data:
+    if args.stream:
+        # Nothing is loaded: the files are read on every epoch; held-out pairs come from
+        # --dev-data (a shuffle-and-split would need the corpus in memory).
+        from zoo.data import Corpus, read_pairs
+
+        if not args.data:
+            raise ValueError("--stream reads the --data files as a stream; give --data")
+        if args.limit:
+            raise ValueError("--limit loads pairs into memory; with --stream the whole "
+                             "--data files are read")
         _summary_fields(args, spec["task"])
-        pairs = _read_corpus(args)
-        origin = " ".join(args.data)
-        examples = None
+        kw = _reader_kwargs(args)
+        train = Corpus(args.data if len(args.data) == 2 else args.data[0], fmt=args.format,
+                       skip_invalid=args.skip_invalid, **kw)
+        dev = list(read_pairs(args.dev_data, skip_invalid=args.skip_invalid, limit=2000,
+                              **kw)) if args.dev_data else []
+        examples = args.example or [s for s, _ in dev[:1 if args.task == "summarizer" else 3]]
+        if not examples:
+            examples = [next(iter(train))[0]]
+        print(f"zoo train {args.task}: streaming training pairs from {' '.join(args.data)}, "
+              f"{len(dev):,} held-out pairs; preset {args.preset}")
     else:
-        pairs, dev, examples = _embedded(args.task, args.limit)
-        origin = spec["origin"]
-    pairs = list(pairs)
-    if dev is None:
-        random.Random(args.seed).shuffle(pairs)
-        n_dev = min(max(1, int(len(pairs) * args.dev_fraction)), 2000) \
-            if len(pairs) > 20 and args.dev_fraction else 0
-        dev, train = pairs[:n_dev], pairs[n_dev:]
-    else:
-        train, dev = pairs, list(dev)
-    examples = args.example or examples or [s for s, _ in (dev or train)[:1 if args.task ==
-                                                                          "summarizer" else 3]]
-    print(f"zoo train {args.task}: {len(train):,} training and {len(dev):,} held-out pairs "
-          f"from {origin}; preset {args.preset}")
+        if args.data:
+            _summary_fields(args, spec["task"])
+            pairs = _read_corpus(args)
+            origin = " ".join(args.data)
+            examples = None
+        else:
+            pairs, dev, examples = _embedded(args.task, args.limit)
+            origin = spec["origin"]
+        pairs = list(pairs)
+        if args.dev_data:
+            from zoo.data import read_pairs
+
+            dev = read_pairs(args.dev_data, skip_invalid=args.skip_invalid,
+                             **_reader_kwargs(args))
+        if dev is None:
+            random.Random(args.seed).shuffle(pairs)
+            n_dev = min(max(1, int(len(pairs) * args.dev_fraction)), 2000) \
+                if len(pairs) > 20 and args.dev_fraction else 0
+            dev, train = pairs[:n_dev], pairs[n_dev:]
+        else:
+            train, dev = pairs, list(dev)
+        examples = args.example or examples or [
+            s for s, _ in (dev or train)[:1 if args.task == "summarizer" else 3]]
+        print(f"zoo train {args.task}: {len(train):,} training and {len(dev):,} held-out "
+              f"pairs from {origin}; preset {args.preset}")
     overrides = {"attention": args.attention} if args.attention else None
     common = dict(preset=args.preset, out_dir=args.out, dev_pairs=dev or None,
                   vocab_size=args.vocab_size, epochs=args.epochs, batch_size=args.batch_size,
@@ -551,6 +583,13 @@ def _add_train_args(p, task, preset, vocab_size):
     p.add_argument("--learning-rate", type=float, default=None)
     p.add_argument("--vocab-size", type=int, default=vocab_size,
                    help=f"default {vocab_size or 'the preset' + chr(39) + 's'}")
+    p.add_argument("--stream", action="store_true",
+                   help="read the --data files as a stream on every epoch instead of loading "
+                        "them (corpora larger than memory; the tokenizer learns from a "
+                        "500,000-pair sample; held-out pairs from --dev-data)")
+    p.add_argument("--dev-data", default=None, metavar="PATH",
+                   help="held-out pairs (same format as --data); default: a --dev-fraction "
+                        "of --data, or none with --stream")
     p.add_argument("--dev-fraction", type=float, default=0.025,
                    help="held out for validation and the score, when --data is given "
                         "(default 0.025, at most 2000)")

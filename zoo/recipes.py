@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from typing import Optional, Sequence, Tuple
 
 
@@ -109,6 +110,32 @@ def _has_coverage(attention) -> bool:
     return hasattr(zoo.attention.get(attention), "coverage_loss_weight")
 
 
+def _chunks(pairs, size):
+    chunk = []
+    for pair in pairs:
+        chunk.append(pair)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _reservoir(pairs, k: int, seed: int) -> list:
+    """``k`` pairs drawn uniformly from an iterable in one pass (Vitter's algorithm R)."""
+    import random
+
+    rnd, sample = random.Random(seed), []
+    for i, pair in enumerate(pairs):
+        if i < k:
+            sample.append(pair)
+        else:
+            j = rnd.randint(0, i)
+            if j < k:
+                sample[j] = pair
+    return sample
+
+
 def _fingerprint(pairs) -> str:
     import hashlib
 
@@ -167,7 +194,8 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
           callbacks=None, overwrite: bool = False, keep_best: bool = True,
           turn_separator: Optional[str] = None, info_extra: Optional[dict] = None,
           resume: bool = False, checkpoint_every: Optional[int] = 500,
-          keep_checkpoints: int = 3, devices: Optional[int] = None):
+          keep_checkpoints: int = 3, devices: Optional[int] = None,
+          tokenizer_sample: int = 500_000, shuffle_buffer: int = 100_000):
     """Trains any task's model on text pairs: tokenizer, preset, ``compile`` + ``fit``, save.
 
     With ``out_dir``, the run is resumable: ``out_dir/checkpoints/`` gets the run's settings
@@ -180,7 +208,9 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
 
     Args:
         model_class: The task class (``zoo.models.Translator``, ``Summarizer``...).
-        train_pairs: ``[(source, target), ...]``.
+        train_pairs: ``[(source, target), ...]``, or a :class:`zoo.data.Corpus` of files
+            to stream: then memory holds a shuffle buffer, not the corpus (the files are
+            read on every epoch, the tokenizer learns from a sample).
         preset: A preset of that task.
         out_dir: Where to save the model directory (with ``checkpoints/`` and ``logs/``);
             None: no files, no checkpoints.
@@ -210,6 +240,9 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
             ``out_dir``; the settings must match the run's.
         checkpoint_every: Batches between checkpoints (None: epoch ends only).
         keep_checkpoints: Newest checkpoints kept.
+        tokenizer_sample: With a streamed corpus, the tokenizer learns from this many pairs
+            drawn uniformly from it (reservoir sampling, seeded).
+        shuffle_buffer: With a streamed corpus, pairs held for shuffling.
         devices: Train data-parallel on this many devices of this host
             (:func:`zoo.training.distribute.mirrored_strategy`); ``batch_size`` and
             ``batch_tokens`` are then global. None or 1: one device.
@@ -225,7 +258,7 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
     import tensorflow as tf
     import keras
 
-    from zoo.data import SentencePieceTokenizer, make_dataset
+    from zoo.data import SentencePieceTokenizer, make_dataset, make_stream_dataset
     from zoo.files import check_destination, staged_directory
     from zoo.models import presets
     from zoo.training import Checkpointer, EarlyStopping
@@ -238,9 +271,13 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
         from zoo.training.distribute import mirrored_strategy
 
         strategy = mirrored_strategy(int(devices))
-    train_pairs = list(train_pairs)
-    if not train_pairs:
-        raise ValueError("no training pairs")
+    from zoo.data import Corpus
+
+    streamed = isinstance(train_pairs, Corpus)
+    if not streamed:
+        train_pairs = list(train_pairs)
+        if not train_pairs:
+            raise ValueError("no training pairs")
     if resume and not out_dir:
         raise ValueError("resume needs out_dir (the run to continue)")
     if out_dir and not resume:
@@ -260,14 +297,19 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
                 "label_smoothing": smoothing, "max_source_length": max_source_length,
                 "max_target_length": max_target_length, "mixed_precision": mixed_precision,
                 "seed": seed, "keep_best": bool(keep_best and dev_pairs),
-                "turn_separator": turn_separator, "train_data": _fingerprint(train_pairs),
+                "turn_separator": turn_separator,
+                "train_data": train_pairs.fingerprint() if streamed else
+                _fingerprint(train_pairs),
                 "dev_data": _fingerprint(list(dev_pairs)) if dev_pairs else None}
     t0 = time.time()
 
     def learn_tokenizer():
-        return tokenizer or SentencePieceTokenizer.train(
-            [s for pair in train_pairs for s in pair], vocab_size=vocab_size,
-            turn_separator=turn_separator)
+        if tokenizer is not None:
+            return tokenizer
+        sample = _reservoir(train_pairs, tokenizer_sample, seed) if streamed else train_pairs
+        return SentencePieceTokenizer.train([s for pair in sample for s in pair],
+                                            vocab_size=vocab_size,
+                                            turn_separator=turn_separator)
 
     ckpt_dir = None
     if out_dir:
@@ -275,13 +317,19 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
     else:
         tokenizer = learn_tokenizer()
     tok_time = time.time() - t0
-    # Counted host-side, as the pipeline cuts: source ids + eos, bos + target ids + eos.
+    # Counted host-side, as the pipeline cuts: source ids + eos, bos + target ids + eos. A
+    # streamed corpus is read once here, in chunks: every pair is checked before training.
     sp = tokenizer.processor
-    src_len = sp.encode([s for s, _ in train_pairs])
-    tgt_len = sp.encode([t for _, t in train_pairs])
-    truncated_sources = sum(1 for a in src_len if len(a) > max_source_length - 1)
-    truncated = sum(1 for a, b in zip(src_len, tgt_len)
-                    if len(a) > max_source_length - 1 or len(b) > max_target_length - 1)
+    n_pairs = truncated_sources = truncated = 0
+    for chunk in _chunks(train_pairs, 4096):
+        src_len = sp.encode([s for s, _ in chunk])
+        tgt_len = sp.encode([t for _, t in chunk])
+        n_pairs += len(chunk)
+        truncated_sources += sum(1 for a in src_len if len(a) > max_source_length - 1)
+        truncated += sum(1 for a, b in zip(src_len, tgt_len)
+                         if len(a) > max_source_length - 1 or len(b) > max_target_length - 1)
+    if not n_pairs:
+        raise ValueError("no training pairs")
     def scope():
         return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
@@ -297,8 +345,14 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
                  batch_multiple=strategy.num_replicas_in_sync if strategy else 1)
     # Each epoch's order is a function of (seed, epoch): what makes a resume exact.
     data_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-    train_ds = make_dataset(train_pairs, tokenizer, shuffle=True, seed=seed, epoch=data_epoch,
-                            **ds_kw)
+    if streamed:
+        train_ds = make_stream_dataset(
+            train_pairs.paths, tokenizer, fmt=train_pairs.fmt,
+            skip_invalid=train_pairs.skip_invalid, shuffle_buffer=shuffle_buffer, seed=seed,
+            epoch=data_epoch, **train_pairs.reader_kwargs, **ds_kw)
+    else:
+        train_ds = make_dataset(train_pairs, tokenizer, shuffle=True, seed=seed,
+                                epoch=data_epoch, **ds_kw)
     dev_ds = make_dataset(list(dev_pairs), tokenizer, shuffle=False, **ds_kw) \
         if dev_pairs else None
     with scope():
@@ -324,15 +378,21 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
             cbs.append(keras.callbacks.TensorBoard(os.path.join(out_dir, "logs")))
     t1 = time.time()
     # The dataset shuffles itself (and knows its length: a progress bar from epoch 1).
-    history = model.fit(train_ds, validation_data=dev_ds, epochs=epochs, callbacks=cbs,
-                        verbose=verbose, shuffle=False,
-                        initial_epoch=ckpt.initial_epoch if ckpt else 0)
+    with warnings.catch_warnings():
+        # A stream's number of batches is known only after its first pass, where Keras
+        # says the input "ran out of data": that is the end of the epoch, not a problem.
+        if streamed:
+            warnings.filterwarnings("ignore", message="Your input ran out of data")
+        history = model.fit(train_ds, validation_data=dev_ds, epochs=epochs, callbacks=cbs,
+                            verbose=verbose, shuffle=False,
+                            initial_epoch=ckpt.initial_epoch if ckpt else 0)
     train_time = time.time() - t1
     info = {"preset": preset, "epochs": epochs, "batch_size": batch_size,
             "batch_tokens": batch_tokens, "learning_rate": lr, "warmup_steps": warmup,
             "label_smoothing": smoothing, "vocab_size": tokenizer.vocab_size,
             "max_source_length": max_source_length,
-            "max_target_length": max_target_length, "train_pairs": len(train_pairs),
+            "max_target_length": max_target_length, "train_pairs": n_pairs,
+            "streamed": streamed,
             "truncated_pairs": truncated, "truncated_sources": truncated_sources,
             "kept_epoch": (best.best_epoch + 1) if best is not None else epochs,
             "parameters": int(model.count_params()), "tokenizer_seconds": round(tok_time, 1),

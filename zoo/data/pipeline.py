@@ -77,20 +77,8 @@ def make_dataset(pairs, source_tokenizer, target_tokenizer=None, batch_size: int
     targets = [t for _, t in pairs]
     ds = tf.data.Dataset.from_tensor_slices((sources, targets))
 
-    def tokenize(src, tgt):
-        s = source_tokenizer.tokenize(src)[:, : max_source_length - 1]
-        t = target_tokenizer.tokenize(tgt)[:, : max_target_length - 1]
-        n = tf.shape(src)[0]
-        eos = tf.fill([n, 1], EOS_ID)
-        bos = tf.fill([n, 1], BOS_ID)
-        s = tf.concat([s, eos], axis=1)
-        t = tf.concat([bos, t, eos], axis=1)  # (n, None): bos ... eos
-        return s, t
-
-    # Tokenize in chunks: one tf-text call per 1024 sentences instead of per sentence.
-    ds = ds.batch(1024).map(tokenize, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
-    # Rows of a ragged batch come out as rank-0-ragged specs; make them plain tensors.
-    ds = ds.map(lambda s, t: (tf.identity(s), tf.identity(t)))
+    ds = _tokenized(ds.batch(1024), source_tokenizer, target_tokenizer, max_source_length,
+                    max_target_length)
     if shuffle and epoch is not None:
         # A full permutation that is a function of (seed, epoch) alone: stateless, so a
         # resumed run in a new process sees the same order. The epoch is read when each
@@ -118,10 +106,46 @@ def make_dataset(pairs, source_tokenizer, target_tokenizer=None, batch_size: int
                             reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
+    ds = _batched(ds, batch_size, batch_tokens, max_source_length, max_target_length, bucket,
+                  pad_to_bucket, drop_remainder, batch_multiple)
+    if not repeat:
+        # Bucketing hides the number of batches; counted once (the cache makes the pass
+        # cheap to reuse), it lets fit show a real progress bar from epoch 1 and not warn
+        # that the input "ran out of data".
+        n = int(ds.reduce(0, lambda count, _: count + 1))
+        ds = ds.apply(tf.data.experimental.assert_cardinality(n))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _tokenized(chunks, source_tokenizer, target_tokenizer, max_source_length,
+               max_target_length):
+    """Chunks of ``(sources, targets)`` strings -> one ``(source ids, target ids)`` element
+    per pair: source ids + eos, bos + target ids + eos, cut to the maximum lengths."""
+    import tensorflow as tf
+
+    def tokenize(src, tgt):
+        s = source_tokenizer.tokenize(src)[:, : max_source_length - 1]
+        t = target_tokenizer.tokenize(tgt)[:, : max_target_length - 1]
+        n = tf.shape(src)[0]
+        eos = tf.fill([n, 1], EOS_ID)
+        bos = tf.fill([n, 1], BOS_ID)
+        s = tf.concat([s, eos], axis=1)
+        t = tf.concat([bos, t, eos], axis=1)  # (n, None): bos ... eos
+        return s, t
+
+    # One tf-text call per chunk of sentences instead of per sentence.
+    ds = chunks.map(tokenize, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    # Rows of a ragged batch come out as rank-0-ragged specs; make them plain tensors.
+    return ds.map(lambda s, t: (tf.identity(s), tf.identity(t)))
+
+
+def _batched(ds, batch_size, batch_tokens, max_source_length, max_target_length, bucket,
+             pad_to_bucket, drop_remainder, batch_multiple):
+    """Pairs of ids -> padded, length-bucketed ``({"source", "target"}, labels)`` batches."""
+    import tensorflow as tf
 
     def length(s, t):
         return tf.maximum(tf.shape(s)[0], tf.shape(t)[0])
-
     longest = max(max_source_length, max_target_length + 1)
     if bucket or batch_tokens:
         bounds = _boundaries(longest)
@@ -158,13 +182,83 @@ def make_dataset(pairs, source_tokenizer, target_tokenizer=None, batch_size: int
             s, t = up(s), tf.pad(t, [[0, 0], [0, (8 - (tf.shape(t)[1] - 1) % 8) % 8]])
         return {"source": s, "target": t[:, :-1]}, t[:, 1:]
 
-    ds = ds.map(to_model, num_parallel_calls=tf.data.AUTOTUNE)
-    if not repeat:
-        # Bucketing hides the number of batches; counted once (the cache makes the pass
-        # cheap to reuse), it lets fit show a real progress bar from epoch 1 and not warn
-        # that the input "ran out of data".
-        n = int(ds.reduce(0, lambda count, _: count + 1))
-        ds = ds.apply(tf.data.experimental.assert_cardinality(n))
+    return ds.map(to_model, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def make_stream_dataset(corpus, source_tokenizer, target_tokenizer=None, batch_size: int = 64,
+                        batch_tokens: Optional[int] = None, max_source_length: int = 128,
+                        max_target_length: int = 128, shuffle_buffer: int = 100_000,
+                        seed: int = 0, epoch=None, bucket: bool = True,
+                        batch_multiple: int = 1, skip_invalid: bool = False, fmt=None,
+                        **reader_kwargs):
+    """Builds training batches from corpus files read as a stream: memory stays flat
+    however large the corpus is.
+
+    The files are read (and checked, as :func:`zoo.data.read_pairs` does) from disk on every
+    pass, tokenized in chunks, shuffled in a buffer of ``shuffle_buffer`` pairs, bucketed and
+    padded as :func:`make_dataset` does. Memory holds the buffer and the buckets, not the
+    corpus.
+
+    Args:
+        corpus: A path, or ``(source_path, target_path)`` line-aligned files (as
+            :func:`zoo.data.read_pairs`).
+        source_tokenizer, target_tokenizer, batch_size, batch_tokens, max_source_length,
+            max_target_length, bucket, batch_multiple: As :func:`make_dataset`.
+        shuffle_buffer: Pairs held for shuffling (0: file order).
+        seed: Shuffle seed.
+        epoch: A ``tf.Variable`` with the epoch about to run: each epoch's order is then a
+            function of ``(seed, epoch)`` (a resumed run sees the same batches).
+        skip_invalid, fmt, **reader_kwargs: As :func:`zoo.data.read_pairs`.
+
+    Returns:
+        A ``tf.data.Dataset`` like :func:`make_dataset`'s; its number of batches is unknown
+        until the first pass ends.
+
+    Example:
+        >>> import os, tempfile
+        >>> from zoo.data import SentencePieceTokenizer
+        >>> p = os.path.join(tempfile.mkdtemp(), "pairs.tsv")
+        >>> _ = open(p, "w").write("hello world\\thola mundo\\n" * 8)
+        >>> tok = SentencePieceTokenizer.train(["hola mundo", "hello world"] * 4, vocab_size=20)
+        >>> x, y = next(iter(make_stream_dataset(p, tok, batch_size=4)))
+        >>> x["source"].shape[0]
+        4
+    """
+    import tensorflow as tf
+
+    from zoo.data.readers import iter_pairs
+
+    target_tokenizer = target_tokenizer or source_tokenizer
+
+    def chunks():
+        src, tgt = [], []
+        for a, b in iter_pairs(corpus, fmt=fmt, skip_invalid=skip_invalid, **reader_kwargs):
+            src.append(a)
+            tgt.append(b)
+            if len(src) == 1024:
+                yield src, tgt
+                src, tgt = [], []
+        if src:
+            yield src, tgt
+
+    spec = tf.TensorSpec([None], tf.string)
+    ds = _tokenized(tf.data.Dataset.from_generator(chunks, output_signature=(spec, spec)),
+                    source_tokenizer, target_tokenizer, max_source_length, max_target_length)
+    if shuffle_buffer and epoch is not None:
+        pairs_stream = ds
+
+        def shuffled(_):
+            # A graph-level seed of the pass's own function: the order is then a function
+            # of (seed, epoch) alone, read when each pass starts.
+            tf.random.set_seed(1)
+            return pairs_stream.shuffle(int(shuffle_buffer), seed=tf.cast(epoch, tf.int64) *
+                                        1_000_003 + seed, reshuffle_each_iteration=False)
+
+        ds = tf.data.Dataset.range(1).flat_map(shuffled)
+    elif shuffle_buffer:
+        ds = ds.shuffle(int(shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
+    ds = _batched(ds, batch_size, batch_tokens, max_source_length, max_target_length, bucket,
+                  False, False, batch_multiple)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

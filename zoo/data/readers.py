@@ -74,27 +74,33 @@ def _lines(path: str) -> Iterator[Tuple[int, Optional[str], Optional[str]]]:
             raise DataError(path, None, f"cannot read: {err}") from None
 
 
-class _Collector:
-    def __init__(self, skip_invalid: bool, limit: Optional[int]):
-        self.skip_invalid, self.limit = skip_invalid, limit
-        self.pairs = Pairs()
+def _validated(rows, skip_invalid: bool, skipped: list):
+    """Yields the ``(source, target)`` of ``rows`` (``(where, line, src, tgt, error)``),
+    stripped; a bad row raises :class:`DataError` or, with ``skip_invalid``, is recorded in
+    ``skipped``."""
+    for where, line, src, tgt, err in rows:
+        if err is None:
+            src, tgt = src.strip(), tgt.strip()
+            if not src or not tgt:
+                side = "source and target are" if not src and not tgt else (
+                    "source is" if not src else "target is")
+                err = f"empty pair: {side} empty"
+        if err is not None:
+            if not skip_invalid:
+                raise DataError(where, line, err + " (pass skip_invalid=True / --skip-invalid "
+                                                   "to skip and count such pairs)")
+            skipped.append((where, line, err))
+            continue
+        yield src, tgt
 
-    def bad(self, path, line, reason):
-        if not self.skip_invalid:
-            raise DataError(path, line, reason + " (pass skip_invalid=True / --skip-invalid "
-                                                 "to skip and count such pairs)")
-        self.pairs.skipped.append((path, line, reason))
 
-    def add(self, path, line, src, tgt) -> bool:
-        """Adds a pair; returns False once ``limit`` pairs are held."""
-        src, tgt = src.strip(), tgt.strip()
-        if not src or not tgt:
-            side = "source and target are" if not src and not tgt else (
-                "source is" if not src else "target is")
-            self.bad(path, line, f"empty pair: {side} empty")
-            return True
-        self.pairs.append((src, tgt))
-        return self.limit is None or len(self.pairs) < self.limit
+def _collect(rows, skip_invalid: bool, limit: Optional[int]) -> "Pairs":
+    out = Pairs()
+    for pair in _validated(rows, skip_invalid, out.skipped):
+        out.append(pair)
+        if limit is not None and len(out) >= limit:
+            break
+    return out
 
 
 def read_parallel(source_path: str, target_path: str, skip_invalid: bool = False,
@@ -123,7 +129,10 @@ def read_parallel(source_path: str, target_path: str, skip_invalid: bool = False
         >>> read_parallel(os.path.join(d, "a.de"), os.path.join(d, "a.en"))
         [('Hallo', 'Hello'), ('Welt', 'World')]
     """
-    out = _Collector(skip_invalid, limit)
+    return _collect(_parallel_rows(source_path, target_path), skip_invalid, limit)
+
+
+def _parallel_rows(source_path: str, target_path: str):
     src_it, tgt_it = _lines(source_path), _lines(target_path)
     count = 0
     while True:
@@ -140,11 +149,9 @@ def read_parallel(source_path: str, target_path: str, skip_invalid: bool = False
         count += 1
         (lineno, src, s_err), (_, tgt, t_err) = s, t
         if s_err or t_err:
-            out.bad(source_path if s_err else target_path, lineno, s_err or t_err)
-            continue
-        if not out.add(f"{source_path} / {target_path}", lineno, src, tgt):
-            break
-    return out.pairs
+            yield source_path if s_err else target_path, lineno, None, None, s_err or t_err
+        else:
+            yield f"{source_path} / {target_path}", lineno, src, tgt, None
 
 
 def read_tsv(path: str, source_column: int = 1, target_column: int = 0,
@@ -174,27 +181,29 @@ def read_tsv(path: str, source_column: int = 1, target_column: int = 0,
         >>> read_tsv(p)
         [('Ve.', 'Go.')]
     """
+    return _collect(_tsv_rows(path, source_column, target_column), skip_invalid, limit)
+
+
+def _tsv_rows(path: str, source_column: int = 1, target_column: int = 0):
     for nm, col in (("source_column", source_column), ("target_column", target_column)):
         if int(col) < 0:
             raise ValueError(f"{nm} must be >= 0, got {col}")
     need = max(source_column, target_column) + 1
-    out = _Collector(skip_invalid, limit)
     for lineno, text, err in _lines(path):
         if err:
-            out.bad(path, lineno, err)
+            yield path, lineno, None, None, err
             continue
         if not text.strip():
-            out.bad(path, lineno, "empty line")
+            yield path, lineno, None, None, "empty line"
             continue
         cols = text.split("\t")
         if len(cols) < need:
-            out.bad(path, lineno, f"expected at least {need} tab-separated columns "
-                                  f"(source column {source_column}, target column "
-                                  f"{target_column}), got {len(cols)}: {text[:60]!r}")
+            yield path, lineno, None, None, (
+                f"expected at least {need} tab-separated columns (source column "
+                f"{source_column}, target column {target_column}), got {len(cols)}: "
+                f"{text[:60]!r}")
             continue
-        if not out.add(path, lineno, cols[source_column], cols[target_column]):
-            break
-    return out.pairs
+        yield path, lineno, cols[source_column], cols[target_column], None
 
 
 def read_jsonl(path: str, source_field: str = "source", target_field: str = "target",
@@ -221,14 +230,15 @@ def read_jsonl(path: str, source_field: str = "source", target_field: str = "tar
         >>> read_jsonl(p)
         [('Hallo', 'Hello')]
     """
-    out = _Collector(skip_invalid, limit)
+    return _collect(_jsonl_rows(path, source_field, target_field), skip_invalid, limit)
+
+
+def _jsonl_rows(path: str, source_field: str = "source", target_field: str = "target"):
     for lineno, record, err in _json_records(path, (source_field, target_field)):
         if err:
-            out.bad(path, lineno, err)
-            continue
-        if not out.add(path, lineno, record[source_field], record[target_field]):
-            break
-    return out.pairs
+            yield path, lineno, None, None, err
+        else:
+            yield path, lineno, record[source_field], record[target_field], None
 
 
 def _json_records(path: str, fields):
@@ -311,19 +321,84 @@ def read_pairs(paths, fmt: Optional[str] = None, skip_invalid: bool = False,
     Returns:
         :class:`Pairs`.
     """
+    return _collect(_rows(paths, fmt, **kwargs), skip_invalid, limit)
+
+
+def iter_pairs(paths, fmt: Optional[str] = None, skip_invalid: bool = False,
+               skipped: Optional[list] = None, **kwargs) -> Iterator[Tuple[str, str]]:
+    """Streams a corpus pair by pair, with :func:`read_pairs`'s checks, in constant memory.
+
+    What training on corpora larger than memory reads (``zoo.data.make_stream_dataset``).
+
+    Args:
+        paths, fmt, skip_invalid, **kwargs: As :func:`read_pairs`.
+        skipped: A list that receives ``(path, line, reason)`` for each skipped pair.
+
+    Yields:
+        ``(source, target)`` stripped strings, in file order.
+
+    Example:
+        >>> import os, tempfile
+        >>> p = os.path.join(tempfile.mkdtemp(), "spa.txt")
+        >>> _ = open(p, "w").write("Go.\\tVe.\\n")
+        >>> list(iter_pairs(p))
+        [('Ve.', 'Go.')]
+    """
+    return _validated(_rows(paths, fmt, **kwargs), skip_invalid,
+                      skipped if skipped is not None else [])
+
+
+def _rows(paths, fmt=None, **kwargs):
     if isinstance(paths, (list, tuple)):
         if len(paths) != 2:
             raise ValueError(f"expected one corpus file or two line-aligned files, got "
                              f"{len(paths)} paths")
         if fmt not in (None, "parallel"):
             raise ValueError(f"two paths are line-aligned parallel files, not {fmt!r}")
-        return read_parallel(paths[0], paths[1], skip_invalid=skip_invalid, limit=limit)
+        return _parallel_rows(paths[0], paths[1])
     name = os.fspath(paths).lower()
     name = name[:-3] if name.endswith(".gz") else name
     if fmt is None:
         fmt = "jsonl" if name.endswith((".jsonl", ".json")) else "tsv"
     if fmt == "tsv":
-        return read_tsv(paths, skip_invalid=skip_invalid, limit=limit, **kwargs)
+        return _tsv_rows(paths, **kwargs)
     if fmt == "jsonl":
-        return read_jsonl(paths, skip_invalid=skip_invalid, limit=limit, **kwargs)
+        return _jsonl_rows(paths, **kwargs)
     raise ValueError(f"unknown corpus format {fmt!r}; expected 'tsv', 'jsonl' or 'parallel'")
+
+
+class Corpus:
+    """Corpus files that training streams instead of loading (``zoo.recipes.train``).
+
+    Iterating it reads the files again, pair by pair, with :func:`read_pairs`'s checks.
+
+    Args:
+        paths: One corpus file, or ``(source_path, target_path)`` line-aligned files.
+        fmt, skip_invalid, **reader_kwargs: As :func:`read_pairs`.
+
+    Example:
+        >>> import os, tempfile
+        >>> p = os.path.join(tempfile.mkdtemp(), "spa.txt")
+        >>> _ = open(p, "w").write("Go.\\tVe.\\n")
+        >>> list(Corpus(p))
+        [('Ve.', 'Go.')]
+    """
+
+    def __init__(self, paths, fmt: Optional[str] = None, skip_invalid: bool = False,
+                 **reader_kwargs):
+        self.paths = tuple(paths) if isinstance(paths, (list, tuple)) else paths
+        for path in (self.paths if isinstance(self.paths, tuple) else (self.paths,)):
+            _open_bytes(path).close()  # a missing or unreadable file: named now
+        self.fmt, self.skip_invalid, self.reader_kwargs = fmt, skip_invalid, reader_kwargs
+        self.skipped: List[Tuple[str, int, str]] = []
+
+    def __iter__(self) -> Iterator[Tuple[str, str]]:
+        self.skipped = []
+        return iter_pairs(self.paths, self.fmt, self.skip_invalid, self.skipped,
+                          **self.reader_kwargs)
+
+    def fingerprint(self) -> str:
+        """Names, sizes and modification times of the files (what a resume checks)."""
+        files = self.paths if isinstance(self.paths, tuple) else (self.paths,)
+        return ";".join(f"{os.path.abspath(f)}:{os.path.getsize(f)}:"
+                        f"{int(os.path.getmtime(f))}" for f in files)
