@@ -208,7 +208,8 @@ def _cmd_train(args) -> int:
                   jit_compile=args.xla, seed=args.seed, overrides=overrides,
                   verbose=_progress(args.progress), overwrite=args.overwrite,
                   resume=args.resume, checkpoint_every=args.checkpoint_every or None,
-                  keep_checkpoints=args.keep_checkpoints, devices=args.devices)
+                  keep_checkpoints=args.keep_checkpoints, devices=args.devices,
+                  multi_worker=args.multi_worker)
     if args.task == "translator":
         model, history, info = recipes.train_translator(train, max_length=args.max_length,
                                                         **common)
@@ -611,6 +612,10 @@ def _add_train_args(p, task, preset, vocab_size):
                    help="data-parallel replicas on this host (tf.distribute.MirroredStrategy; "
                         "--batch-size is global). GPUs when there are enough, else the CPU "
                         "split into logical devices (that adds no speed)")
+    p.add_argument("--multi-worker", action="store_true",
+                   help="train on the cluster in the TF_CONFIG environment variable "
+                        "(MultiWorkerMirroredStrategy): run the same command on every worker "
+                        "with its own TF_CONFIG; worker 0 writes --out (see docs/training.md)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--progress", default="auto", choices=("auto", "bar", "epoch", "none"),
                    help="training progress: a bar on a terminal, one line per epoch in a "

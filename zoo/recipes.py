@@ -195,7 +195,8 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
           turn_separator: Optional[str] = None, info_extra: Optional[dict] = None,
           resume: bool = False, checkpoint_every: Optional[int] = 500,
           keep_checkpoints: int = 3, devices: Optional[int] = None,
-          tokenizer_sample: int = 500_000, shuffle_buffer: int = 100_000):
+          tokenizer_sample: int = 500_000, shuffle_buffer: int = 100_000,
+          multi_worker: bool = False, batch_multiple: Optional[int] = None):
     """Trains any task's model on text pairs: tokenizer, preset, ``compile`` + ``fit``, save.
 
     With ``out_dir``, the run is resumable: ``out_dir/checkpoints/`` gets the run's settings
@@ -246,6 +247,13 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
         devices: Train data-parallel on this many devices of this host
             (:func:`zoo.training.distribute.mirrored_strategy`); ``batch_size`` and
             ``batch_tokens`` are then global. None or 1: one device.
+        multi_worker: Train data-parallel on the cluster that ``TF_CONFIG`` describes
+            (``tf.distribute.MultiWorkerMirroredStrategy``; every worker runs this with its
+            own ``TF_CONFIG``; see docs/training.md). Batches are global; worker 0 writes
+            ``out_dir`` (which the others read on resume: a shared file system).
+        batch_multiple: Every batch holds a multiple of this many sentences (default: the
+            number of replicas, so each gets an equal part; see ``make_dataset``). Set it
+            on one device to train on the batches a cluster of that many replicas would.
 
     Returns:
         ``(model, history, info)``: the trained model, the Keras ``History`` and a dict with
@@ -261,16 +269,19 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
     from zoo.data import SentencePieceTokenizer, make_dataset, make_stream_dataset
     from zoo.files import check_destination, staged_directory
     from zoo.models import presets
-    from zoo.training import Checkpointer, EarlyStopping
+    from zoo.training import Checkpointer, EarlyStopping, SetEpoch
 
     import contextlib
 
     # First: a CPU can be split into devices only before TensorFlow's first operation.
-    strategy = None
-    if devices is not None and int(devices) > 1:
-        from zoo.training.distribute import mirrored_strategy
+    from zoo.training import distribute
 
-        strategy = mirrored_strategy(int(devices))
+    strategy = None
+    if multi_worker:
+        strategy = distribute.multi_worker_strategy()
+    elif devices is not None and int(devices) > 1:
+        strategy = distribute.mirrored_strategy(int(devices))
+    chief = distribute.is_chief(strategy)
     from zoo.data import Corpus
 
     streamed = isinstance(train_pairs, Corpus)
@@ -280,7 +291,7 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
             raise ValueError("no training pairs")
     if resume and not out_dir:
         raise ValueError("resume needs out_dir (the run to continue)")
-    if out_dir and not resume:
+    if out_dir and not resume and chief:
         check_destination(out_dir, overwrite, "out_dir")
     defaults = presets.get_preset(preset)["train"]
     epochs = int(epochs or defaults["epochs"])
@@ -312,10 +323,11 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
                                             turn_separator=turn_separator)
 
     ckpt_dir = None
-    if out_dir:
+    if out_dir and (chief or resume):
         ckpt_dir, tokenizer = _start_run(out_dir, settings, learn_tokenizer, resume, overwrite)
-    else:
+    else:  # another worker than the chief learns the same tokenizer (deterministic)
         tokenizer = learn_tokenizer()
+        ckpt_dir = os.path.join(out_dir, "checkpoints") if out_dir else None
     tok_time = time.time() - t0
     # Counted host-side, as the pipeline cuts: source ids + eos, bos + target ids + eos. A
     # streamed corpus is read once here, in chunks: every pair is checked before training.
@@ -342,19 +354,37 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
     # Under a strategy every batch splits evenly over the replicas.
     ds_kw = dict(max_source_length=max_source_length, max_target_length=max_target_length,
                  batch_size=batch_size or 64, batch_tokens=batch_tokens,
-                 batch_multiple=strategy.num_replicas_in_sync if strategy else 1)
+                 batch_multiple=batch_multiple or (
+                     strategy.num_replicas_in_sync if strategy else 1))
     # Each epoch's order is a function of (seed, epoch): what makes a resume exact.
     data_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-    if streamed:
-        train_ds = make_stream_dataset(
-            train_pairs.paths, tokenizer, fmt=train_pairs.fmt,
-            skip_invalid=train_pairs.skip_invalid, shuffle_buffer=shuffle_buffer, seed=seed,
-            epoch=data_epoch, **train_pairs.reader_kwargs, **ds_kw)
+    def train_batches():
+        if streamed:
+            return make_stream_dataset(
+                train_pairs.paths, tokenizer, fmt=train_pairs.fmt,
+                skip_invalid=train_pairs.skip_invalid, shuffle_buffer=shuffle_buffer,
+                seed=seed, epoch=data_epoch, **train_pairs.reader_kwargs, **ds_kw)
+        return make_dataset(train_pairs, tokenizer, shuffle=True, seed=seed,
+                            epoch=data_epoch, **ds_kw)
+
+    def dev_batches():
+        return make_dataset(list(dev_pairs), tokenizer, shuffle=False, **ds_kw)
+
+    if multi_worker:
+        # Every worker builds the same global batches and keeps its replicas' parts.
+        total = strategy.num_replicas_in_sync
+        local = len(strategy.extended.worker_devices)
+
+        def across_workers(build):
+            return strategy.distribute_datasets_from_function(
+                lambda ctx: distribute.split_for_replicas(
+                    build(), ctx.input_pipeline_id * local, local, total))
+
+        train_ds = across_workers(train_batches)
+        dev_ds = across_workers(dev_batches) if dev_pairs else None
     else:
-        train_ds = make_dataset(train_pairs, tokenizer, shuffle=True, seed=seed,
-                                epoch=data_epoch, **ds_kw)
-    dev_ds = make_dataset(list(dev_pairs), tokenizer, shuffle=False, **ds_kw) \
-        if dev_pairs else None
+        train_ds = train_batches()
+        dev_ds = dev_batches() if dev_pairs else None
     with scope():
         model.compile(learning_rate=lr, warmup_steps=warmup, label_smoothing=smoothing,
                       jit_compile=jit_compile)
@@ -363,10 +393,12 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
     if best is not None:
         cbs.append(best)
     ckpt = None
+    if not ckpt_dir:
+        cbs.append(SetEpoch(data_epoch))  # (a Checkpointer sets it otherwise)
     if ckpt_dir:
         ckpt = Checkpointer(ckpt_dir, every_steps=checkpoint_every, keep=keep_checkpoints,
                             data_epoch=data_epoch, track=[best] if best else [],
-                            run_info={"epochs": epochs})
+                            run_info={"epochs": epochs}, write=chief)
         with scope():  # builds the optimizer's slots on the devices
             restored = ckpt.restore(model) if resume else None
         if restored is not None and ckpt.initial_epoch >= epochs:
@@ -374,14 +406,14 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
                              f"{ckpt.initial_epoch} epochs; ask for more (epochs > "
                              f"{ckpt.initial_epoch}) to continue it")
         cbs.append(ckpt)
-        if tensorboard:
+        if tensorboard and chief:
             cbs.append(keras.callbacks.TensorBoard(os.path.join(out_dir, "logs")))
     t1 = time.time()
     # The dataset shuffles itself (and knows its length: a progress bar from epoch 1).
     with warnings.catch_warnings():
         # A stream's number of batches is known only after its first pass, where Keras
         # says the input "ran out of data": that is the end of the epoch, not a problem.
-        if streamed:
+        if streamed or multi_worker:
             warnings.filterwarnings("ignore", message="Your input ran out of data")
         history = model.fit(train_ds, validation_data=dev_ds, epochs=epochs, callbacks=cbs,
                             verbose=verbose, shuffle=False,
@@ -399,9 +431,10 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
             "train_seconds": round(train_time, 1), "mixed_precision": mixed_precision,
             "resumed_from_epoch": (ckpt.initial_epoch if ckpt and resume else None),
             "devices": strategy.num_replicas_in_sync if strategy is not None else 1,
+            "multi_worker": bool(multi_worker),
             "overrides": overrides or {}, **(info_extra or {})}
     model._meta = {"training": info}
-    if out_dir:
+    if out_dir and chief:
         # The run's own directory: its checkpoints and logs move into the finished one.
         with staged_directory(out_dir, overwrite=True, what="out_dir",
                               carry=("checkpoints", "logs")) as tmp:

@@ -358,9 +358,31 @@ class Seq2Seq(keras.Model):
                 keras.backend.backend() == "tensorflow":
             import tensorflow as tf
 
-            if isinstance(x, tf.data.Dataset):
+            if isinstance(x, (tf.data.Dataset, tf.distribute.DistributedDataset)):
                 kwargs["shuffle"] = False
         return super().fit(*args, **kwargs)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3.15 (TensorFlow backend) averages the first batch over the replicas to learn
+        # its shapes, which MultiWorkerMirroredStrategy cannot do for a dict of int batches
+        # (keras-team/keras#20585). One replica's part has the shapes it needs.
+        if iterator is not None and data_batch is None and \
+                getattr(self, "_distribute_strategy", None) is not None:
+            from zoo.training.distribute import first_local_batch
+
+            data_batch = first_local_batch(iterator, self._distribute_strategy)
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """Keras's, with each value of rank 1 inside a multi-worker step: Keras 3.15 averages
+        a step's logs over the workers along axis 0, which a scalar does not have."""
+        results = super().compute_metrics(x, y, y_pred, sample_weight)
+        from zoo.training.distribute import in_multi_worker_step
+
+        if in_multi_worker_step():
+            results = {k: ops.reshape(v, (1,)) for k, v in results.items()}
+        return results
 
     def compile(self, optimizer="adam", loss=None, metrics=None, learning_rate=1e-3,
                 warmup_steps=None, label_smoothing=0.1, clipnorm=1.0, jit_compile=False,

@@ -239,6 +239,26 @@ class CoveragePhase(keras.callbacks.Callback):
             self.model.make_train_function(force=True)
 
 
+class SetEpoch(keras.callbacks.Callback):
+    """Sets a variable to the epoch at each epoch's start: what ``zoo.data.make_dataset(...,
+    epoch=v)`` reads to order that epoch's data (a :class:`Checkpointer` with
+    ``data_epoch=v`` does it too).
+
+    Example:
+        >>> import tensorflow as tf
+        >>> v = tf.Variable(0, dtype=tf.int64)
+        >>> SetEpoch(v).on_epoch_begin(3); int(v.numpy())
+        3
+    """
+
+    def __init__(self, variable):
+        super().__init__()
+        self.variable = variable
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.variable.assign(epoch)
+
+
 class EarlyStopping(keras.callbacks.EarlyStopping):
     """Keras ``EarlyStopping`` whose progress survives a resume.
 
@@ -295,5 +315,5 @@ from zoo.training.checkpoints import (  # noqa: E402
     read_checkpoint)
 
 __all__ = ["Adam", "CheckpointError", "Checkpointer", "CoveragePhase", "EarlyStopping",
-           "InverseSqrtSchedule", "SequenceLoss", "TokenAccuracy", "TrainingInterrupted",
-           "latest_checkpoint", "list_checkpoints", "read_checkpoint"]
+           "InverseSqrtSchedule", "SequenceLoss", "SetEpoch", "TokenAccuracy",
+           "TrainingInterrupted", "latest_checkpoint", "list_checkpoints", "read_checkpoint"]

@@ -166,6 +166,8 @@ class Checkpointer(keras.callbacks.Callback):
             :class:`zoo.training.EarlyStopping`) whose state goes into each checkpoint.
         run_info: JSON-able facts about the run stored in each checkpoint.
         handle_signals: Save and stop on SIGINT/SIGTERM (only in the main thread).
+        write: Write files (False on the workers of a cluster other than the chief: they
+            restore from the chief's checkpoints, on a file system they share).
 
     Example:
         >>> import tempfile
@@ -176,7 +178,7 @@ class Checkpointer(keras.callbacks.Callback):
 
     def __init__(self, directory: str, every_steps: Optional[int] = None, keep: int = 3,
                  data_epoch=None, track: Sequence = (), run_info: Optional[dict] = None,
-                 handle_signals: bool = True):
+                 handle_signals: bool = True, write: bool = True):
         super().__init__()
         if every_steps is not None and int(every_steps) < 1:
             raise ValueError(f"every_steps must be a positive integer or None, got "
@@ -190,6 +192,7 @@ class Checkpointer(keras.callbacks.Callback):
         self.track = list(track)
         self.run_info = dict(run_info or {})
         self.handle_signals = handle_signals
+        self.write = bool(write)
         self.initial_epoch, self.initial_step = 0, 0
         self.global_step = 0
         self.last_saved: Optional[str] = None
@@ -230,8 +233,11 @@ class Checkpointer(keras.callbacks.Callback):
 
     # ------------------------------------------------------------------ save
     def save(self) -> str:
-        """Writes a checkpoint of the model now (atomically) and prunes old ones."""
+        """Writes a checkpoint of the model now (atomically) and prunes old ones; returns
+        its path (the newest one, on a worker that does not write)."""
         model = self.model
+        if not self.write:
+            return latest_checkpoint(self.directory)
         os.makedirs(self.directory, exist_ok=True)
         arrays, model_index = _variables_state("model", model.variables)
         opt_arrays, opt_index = _variables_state("optimizer", model.optimizer.variables)
@@ -267,7 +273,8 @@ class Checkpointer(keras.callbacks.Callback):
     # ------------------------------------------------------------------ callback
     def on_train_begin(self, logs=None):
         self.interrupted, self._signal = None, None
-        for tmp in glob.glob(os.path.join(self.directory, "ckpt-*.npz.tmp-*")):
+        for tmp in glob.glob(os.path.join(self.directory, "ckpt-*.npz.tmp-*")) \
+                if self.write else ():
             os.remove(tmp)  # a write that a crash cut short
         if self.handle_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
