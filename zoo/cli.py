@@ -17,7 +17,18 @@ EXAMPLES = ["¿Dónde está la estación de tren?", "Tengo hambre.", "Me gusta l
             "Hace frío hoy.", "¿Puedes ayudarme, por favor?", "Mi hermano vive en Madrid."]
 
 
-def _quiet_tf(devices=1):
+def _tf_config_index() -> int:
+    """This worker's index in the TF_CONFIG cluster (0, the chief, when it cannot be read:
+    the strategy then reports the problem)."""
+    import json
+
+    try:
+        return int(json.loads(os.environ.get("TF_CONFIG", "{}"))["task"]["index"])
+    except (ValueError, KeyError, TypeError):
+        return 0
+
+
+def _quiet_tf(devices=1, start=True):
     """Imports TensorFlow with its start-up lines (absl's pre-init notice, oneDNN, CUDA
     probing: written to file descriptor 2 before any log level applies) captured; they are
     shown only with --verbose, or if the import fails. ``devices`` > 1 first splits a
@@ -41,7 +52,8 @@ def _quiet_tf(devices=1):
             import tensorflow as tf
             import tensorflow_text  # noqa: F401
 
-            tf.config.list_logical_devices()  # device start-up, where CUDA is probed
+            if start:  # (a multi-worker strategy must start the runtime itself)
+                tf.config.list_logical_devices()  # device start-up, where CUDA is probed
         except BaseException:
             os.dup2(saved, 2)
             captured.seek(0)
@@ -135,13 +147,15 @@ def _cmd_train(args) -> int:
     from zoo.files import check_destination
 
     spec = TASKS[args.task]
+    # In a cluster, worker 0 writes --out; the others train and write nothing.
+    chief = not args.multi_worker or _tf_config_index() == 0
     if args.resume:
         from zoo.files import RUN_MARKER
 
         if not os.path.isfile(os.path.join(args.out, RUN_MARKER)):
             raise FileNotFoundError(f"--resume: {args.out} holds no training run to resume "
                                     f"(no {os.path.join(args.out, RUN_MARKER)})")
-    else:
+    elif chief:
         check_destination(args.out, args.overwrite, "--out")  # before any work
     if args.attention:
         import zoo.attention
@@ -232,6 +246,9 @@ def _cmd_train(args) -> int:
         val = history.history["val_loss"]
         print(f"kept the weights of epoch {info['kept_epoch']} (validation loss "
               f"{val[info['kept_epoch'] - 1]:.2f}; the last epoch's was {val[-1]:.2f})")
+    if not chief:
+        print(f"worker {_tf_config_index()} done; worker 0 writes {args.out}")
+        return 0
     decoding = _strategy_kwargs(args, spec["task"])
     label = ", ".join(f"{k} {v}" for k, v in decoding.items())
     if dev:
@@ -795,7 +812,8 @@ def main(argv=None) -> int:
     try:
         # Every other command imports TensorFlow; a server of ONNX or LiteRT exports never does.
         if not getattr(args, "hypotheses", None) and args.command != "serve":
-            _quiet_tf(getattr(args, "devices", 1) or 1)
+            _quiet_tf(getattr(args, "devices", 1) or 1,
+                      start=not getattr(args, "multi_worker", False))
         return args.func(args)
     except InputError as err:
         print(f"zoo {args.command}: error: {_cli_field(err.field)}: {err}", file=sys.stderr)

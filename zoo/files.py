@@ -35,13 +35,15 @@ def unfinished_run(path: str) -> bool:
         os.path.exists(os.path.join(path, m)) for m in MARKERS)
 
 
-def write_file_atomically(path: str, data: bytes) -> str:
-    """Writes ``data`` to ``path`` through a temporary file and a rename: a crash leaves the
-    old file or the new one, never a part."""
+def write_atomically(path: str, write) -> str:
+    """Calls ``write(fileobj)`` on a temporary file beside ``path``, flushes it to disk and
+    renames it to ``path``: a crash leaves the old file or the new one, never a part (and a
+    ``PATH.tmp-PID`` file at most). The directory is synced so the rename survives a power
+    cut."""
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -49,11 +51,20 @@ def write_file_atomically(path: str, data: bytes) -> str:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+    try:
+        fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
     return path
 
 
-class OutputExistsError(FileExistsError):
-    """The destination exists and may not be replaced."""
+def write_file_atomically(path: str, data: bytes) -> str:
+    """:func:`write_atomically` of ``data``."""
+    return write_atomically(path, lambda f: f.write(data))
 
 
 def check_destination(path: str, overwrite: bool = False, what: str = "output") -> None:

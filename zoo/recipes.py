@@ -277,6 +277,9 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
     from zoo.training import distribute
 
     strategy = None
+    if multi_worker and devices is not None and int(devices) > 1:
+        raise ValueError("devices and multi_worker: give one (with multi_worker, each worker "
+                         "uses all its GPUs, or its CPU)")
     if multi_worker:
         strategy = distribute.multi_worker_strategy()
     elif devices is not None and int(devices) > 1:

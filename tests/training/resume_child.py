@@ -3,7 +3,7 @@
 Usage: python resume_child.py OUT_DIR RESULT.npz [--resume] [--hang-in-checkpoint N]
     [--hang-at-step N]
 
-Trains a tiny translator on embedded Anki pairs for 3 epochs with a checkpoint every 2
+Trains a tiny translator on embedded Anki pairs for 2 epochs with a checkpoint every 2
 batches, then writes the final weights to RESULT.npz. ``--hang-in-checkpoint N`` writes half
 of the N-th checkpoint of this process, creates OUT_DIR.hang and sleeps (for the parent to
 SIGKILL it); ``--hang-at-step N`` creates OUT_DIR.hang when batch N of this process begins and
@@ -69,7 +69,7 @@ def main():
     pairs = anki_spa_eng_pairs(320)
     model, history, info = recipes.train_translator(
         pairs[20:], preset="rnn_tiny", out_dir=args.out, dev_pairs=pairs[:20], vocab_size=150,
-        epochs=3, batch_size=32, checkpoint_every=2, keep_checkpoints=2, verbose=0,
+        epochs=2, batch_size=32, checkpoint_every=2, keep_checkpoints=2, verbose=0,
         tensorboard=False, resume=args.resume, callbacks=callbacks)
     np.savez(args.result, *[np.asarray(w) for w in model.get_weights()],
              val_loss=np.asarray(history.history["val_loss"]),

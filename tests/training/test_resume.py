@@ -66,7 +66,7 @@ def test_killed_at_random_moments_resumes_to_the_uninterrupted_weights(tmp_path)
     assert rc == 0, err[-2000:]
     ref = np.load(tmp_path / "straight.npz")
     n_steps = max(_complete_checkpoints(tmp_path / "straight" / "checkpoints"))
-    assert n_steps > 30  # 3 epochs of > 10 batches
+    assert n_steps > 20  # 2 epochs of > 10 batches
 
     rnd = random.Random(7)
     out = tmp_path / "run"

@@ -13,7 +13,7 @@ from zoo.data import (Corpus, DataError, SentencePieceTokenizer, anki_spa_eng_pa
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    pairs = anki_spa_eng_pairs(300)
+    pairs = anki_spa_eng_pairs(200)
     path = tmp_path_factory.mktemp("stream") / "pairs.tsv.gz"
     with gzip.open(path, "wt", encoding="utf-8") as f:
         for src, tgt in pairs:

@@ -38,6 +38,8 @@ from typing import Optional, Sequence
 import keras
 import numpy as np
 
+from zoo.files import write_atomically as _write_atomically
+
 CHECKPOINT_GLOB = "ckpt-*.npz"
 _NAME = re.compile(r"^ckpt-(\d+)\.npz$")
 FORMAT_VERSION = 1
@@ -98,30 +100,6 @@ def read_checkpoint(path: str) -> tuple:
         raise CheckpointError(f"{path}: checkpoint format {meta.get('format')!r}, this zoo "
                               f"reads {FORMAT_VERSION}")
     return meta, arrays
-
-
-def _write_atomically(path: str, write) -> None:
-    """``write(fileobj)`` into a temporary file beside ``path``, fsync, then rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    try:  # the rename itself survives a power cut only once the directory is synced
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
 
 
 def _variables_state(prefix, variables):
