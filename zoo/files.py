@@ -67,6 +67,10 @@ def write_file_atomically(path: str, data: bytes) -> str:
     return write_atomically(path, lambda f: f.write(data))
 
 
+class OutputExistsError(FileExistsError):
+    """The destination exists and may not be replaced."""
+
+
 def check_destination(path: str, overwrite: bool = False, what: str = "output") -> None:
     """Raises :class:`OutputExistsError` unless ``path`` may be written.
 
