@@ -273,9 +273,10 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
 
     import contextlib
 
-    # First: a CPU can be split into devices only before TensorFlow's first operation.
+    from zoo.data import Corpus
     from zoo.training import distribute
 
+    # First: a CPU can be split into devices only before TensorFlow's first operation.
     strategy = None
     if multi_worker and devices is not None and int(devices) > 1:
         raise ValueError("devices and multi_worker: give one (with multi_worker, each worker "
@@ -285,8 +286,6 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
     elif devices is not None and int(devices) > 1:
         strategy = distribute.mirrored_strategy(int(devices))
     chief = distribute.is_chief(strategy)
-    from zoo.data import Corpus
-
     streamed = isinstance(train_pairs, Corpus)
     if not streamed:
         train_pairs = list(train_pairs)
@@ -345,6 +344,7 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
                          if len(a) > max_source_length - 1 or len(b) > max_target_length - 1)
     if not n_pairs:
         raise ValueError("no training pairs")
+
     def scope():
         return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
@@ -361,6 +361,7 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
                      strategy.num_replicas_in_sync if strategy else 1))
     # Each epoch's order is a function of (seed, epoch): what makes a resume exact.
     data_epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+
     def train_batches():
         if streamed:
             return make_stream_dataset(

@@ -56,11 +56,13 @@ def tok():
     return SentencePieceTokenizer.train([s for p in pairs for s in p], vocab_size=250)
 
 
-# The Transformer's export in this format is compared with Keras in a separate process by
-# tests/serving (the server) and tests/export/test_runners.py; the full check here runs with
-# `pytest -m slow` to keep the CI run under its time budget.
-@pytest.mark.parametrize("preset", [pytest.param(p, marks=pytest.mark.slow)
-                                    if p == "transformer_tiny" else p for p in sorted(TINY)])
+# In every CI run, LiteRT exports are compared with Keras elsewhere: the Transformer's by
+# tests/serving and tests/export/test_runners.py, an RNN's (the pointer-generator) by
+# tests/models/test_summarizer.py, each run by the TFLite interpreter without the Flex
+# delegate. This full check (quantized variants, op list, verify) runs with `pytest -m slow`
+# to keep the CI run under its time budget.
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", sorted(TINY))
 def test_litert_variants_run_without_flex_and_match_keras(preset, tok, tmp_path):
     pairs = anki_spa_eng_pairs(limit=300)
     # Keras keeps as many source ids as the LiteRT export (longer sentences are cut alike).

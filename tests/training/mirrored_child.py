@@ -1,5 +1,6 @@
 """Per-step losses of one device and of MirroredStrategy over 2 logical CPU devices, on
-the same global batches, from the same initial weights. Run in its own process (the CPU
+the same global batches, from the same initial weights (``--mixed``: also under mixed
+float16). Run in its own process (the CPU
 must be split before TensorFlow starts). Prints one JSON line."""
 
 import json
@@ -18,6 +19,12 @@ strategy = mirrored_strategy(2)  # before any TensorFlow operation
 
 from zoo.data import SentencePieceTokenizer, anki_spa_eng_pairs, make_dataset  # noqa: E402
 from zoo.models import Translator, load  # noqa: E402
+
+
+def _null():
+    import contextlib
+
+    return contextlib.nullcontext()
 
 
 def main():
@@ -44,13 +51,26 @@ def main():
         losses["mirrored"].append(float(multi.train_on_batch(x, y, return_dict=True)["loss"]))
     diff = max(float(np.max(np.abs(a - b))) for a, b in zip(single.get_weights(),
                                                              multi.get_weights()))
+    # Three steps the same under mixed float16 (emulated on CPUs: slow): compile wraps the optimizer in a LossScaleOptimizer,
+    # which unscales each device's gradients before zoo's Adam sums and clips them.
+    mixed = {}
+    for name, scope in (("single", None), ("mirrored", strategy.scope())) \
+            if "--mixed" in sys.argv else ():
+        with scope if scope is not None else _null():
+            m = Translator.from_preset("rnn_tiny", dtype="mixed_float16", **kw)
+            m.compile(learning_rate=3e-3, clipnorm=0.05)
+            m.build()
+        m.set_weights(init)
+        mixed[name] = [float(m.train_on_batch(x, y, return_dict=True)["loss"])
+                       for x, y in batches[:3]]
+        mixed[name + "_optimizer"] = type(m.optimizer).__name__
     # A model trained under the strategy saves and loads as any other.
     d = os.path.join(tempfile.mkdtemp(), "m")
     multi.save(d)
     again = load(d)
     src = ["Tengo hambre.", "Hace frío hoy."]
     same = again.generate_text(src) == multi.generate_text(src)
-    print(json.dumps({"replicas": strategy.num_replicas_in_sync, **losses,
+    print(json.dumps({"replicas": strategy.num_replicas_in_sync, **losses, "mixed": mixed,
                       "max_weight_diff": diff, "reload_same": same,
                       "batch_sizes": [int(x["source"].shape[0]) for x, _ in batches]}))
 

@@ -9,7 +9,6 @@ and the returned :class:`Pairs` lists where each skipped pair was and why.
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import os
 from typing import Iterator, List, Optional, Tuple
