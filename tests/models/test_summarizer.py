@@ -121,14 +121,22 @@ def _repeated_ngram_share(tokens, lengths, n, eos=3):
     return repeated / max(total, 1)
 
 
-# About 70 s: runs with `pytest -m slow` (last measured figures in the docstring) so that the
-# CI run stays within its 15-minute budget.
+# About 70 s: runs with `pytest -m slow` (measured figures in the docstring) so that the CI
+# run stays within its 15-minute budget.
 @pytest.mark.slow
-def test_coverage_phase_reduces_repeated_ngrams_on_real_dialogues():
+def test_coverage_phase_reduces_reattention_on_real_dialogues():
     """See et al.'s final coverage phase at tiny scale, on 300 real DialogSum dialogues: from
-    the same weights, four more epochs with the coverage loss leave greedy summaries that
-    re-attend less and repeat fewer n-grams than four more epochs without it (a tiny model
-    loops a lot: that is what coverage is for)."""
+    the same weights, four more epochs with the coverage loss leave a model that re-attends
+    less (the coverage loss of its attention on the reference summaries) than four more
+    epochs without it, for two seeds of the continuation.
+
+    Measured (2026-11-22), re-attention without / with the phase: 0.916 / 0.891 (seed 1),
+    0.917 / 0.895 (seed 2). Repeated id trigrams in greedy summaries: 0.327 / 0.330 and
+    0.320 / 0.337. The phase does *not* reduce repetition here. The earlier version of this
+    test asserted that it did (0.390 / 0.335); it held with Keras's Adam, and it stopped
+    holding when zoo.training.Adam (dense second moment for repeated ids) became the default.
+    With that optimizer the plain model also repeats less to begin with. The repetition
+    figures are computed and reported, not asserted."""
     pairs = dialogsum_pairs("train", limit=300)
     tok = SentencePieceTokenizer.train([t for p in pairs for t in p], vocab_size=300,
                                        turn_separator="<sep>")
@@ -146,8 +154,8 @@ def test_coverage_phase_reduces_repeated_ngrams_on_real_dialogues():
     base = model(1e-2)
     base.fit(x, y, batch_size=32, epochs=12, verbose=0)
     results = {}
-    for weight in (0.0, 1.0):
-        keras.utils.set_random_seed(1)
+    for seed, weight in ((1, 0.0), (1, 1.0), (2, 0.0), (2, 1.0)):
+        keras.utils.set_random_seed(seed)
         m = model(2e-3)
         m.build()
         m.set_weights(base.get_weights())
@@ -157,13 +165,15 @@ def test_coverage_phase_reduces_repeated_ngrams_on_real_dialogues():
         tokens, lengths = ops.convert_to_numpy(res.tokens)[:, 0], \
             ops.convert_to_numpy(res.lengths)[:, 0]
         src, tgt = x["source"][:200], x["target"][:200]
-        results[weight] = {
+        results[seed, weight] = {
             "trigrams": _repeated_ngram_share(tokens, lengths, 3),
             "bigrams": _repeated_ngram_share(tokens, lengths, 2),
             "reattention": float(coverage_loss(m.forward(src, tgt)["attention"], tgt != 0))}
-    assert results[0.0]["trigrams"] > 0.05, results  # the plain model does repeat itself
-    for key in ("reattention", "trigrams", "bigrams"):
-        assert results[1.0][key] < results[0.0][key], (key, results)
+    print(results)  # the repetition figures of the docstring (pytest -s shows them)
+    assert results[1, 0.0]["trigrams"] > 0.05, results  # the plain model does repeat itself
+    for seed in (1, 2):
+        assert results[seed, 1.0]["reattention"] < results[seed, 0.0]["reattention"] - 0.01, \
+            (seed, results)
 
 
 def test_turn_separator_lives_in_the_tokenizer_for_every_runtime():
