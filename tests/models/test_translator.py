@@ -62,11 +62,13 @@ def test_decode_step_equals_teacher_forcing(preset, tok, batch):
 @pytest.mark.parametrize("name", zoo.attention.names())
 def test_every_registered_attention_drives_an_rnn_translator(name, tok, batch):
     attention = {"class_name": name, "config": SMALL_ATTENTION.get(name, {})}
-    for position in ("before", "after"):
+    # Luong without input feeding takes the parallel teacher-forcing path for stateless
+    # attention; the others scan the step.
+    for position, feeding in (("before", True), ("after", True), ("after", False)):
         # bi-GRU of 8 units -> memory of 16 = decoder units, so dot-style scores apply too
         model = Translator.from_preset("rnn_tiny", tokenizer=tok, attention=attention,
-                                       attention_position=position, encoder={"units": 8},
-                                       **TINY["rnn_tiny"])
+                                       attention_position=position, input_feeding=feeding,
+                                       encoder={"units": 8}, **TINY["rnn_tiny"])
         _check_step_equals_teacher_forcing(model, batch[0])
     res = model.generate(batch[0]["source"][:3], max_length=6)
     assert tuple(res.tokens.shape) == (3, 1, 6)
@@ -75,6 +77,45 @@ def test_every_registered_attention_drives_an_rnn_translator(name, tok, batch):
     src_len = (batch[0]["source"].numpy()[:3] != 0).sum(1)
     for i in range(3):  # no weight on source padding
         assert np.allclose(att[i, :lengths[i], src_len[i]:], 0.0)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_parallel_teacher_forcing_equals_stepping_values_and_gradients(cell, tok, batch):
+    """Luong attention after the cell without input feeding: teacher forcing runs the
+    recurrence over the whole target, then one attention over every position. Its logits
+    equal the step that decoding runs, and so does the gradient of a loss on them."""
+    import tensorflow as tf
+
+    model = Translator.from_preset(
+        "rnn_tiny", tokenizer=tok, attention="general", attention_position="after",
+        input_feeding=False, cell=cell, dropout=0.0, encoder={"units": 8},
+        **TINY["rnn_tiny"])
+    model.build()
+    assert model.decoder._parallel
+    x = batch[0]
+    _check_step_equals_teacher_forcing(model, x)
+    real = tf.cast(x["target"] != 0, "float32")[..., None]
+
+    def grads(logits_fn):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.square(logits_fn()) * real)
+        return tape.gradient(loss, model.trainable_variables)
+
+    def stepped():
+        encoded = model.encode(x["source"])
+        state = model.initial_state(encoded, x["target"].shape[1])
+        memory = model.prepare_memory(encoded)
+        out = []
+        for t in range(x["target"].shape[1]):
+            logits, state, _ = model.decode_step(x["target"][:, t], state, memory)
+            out.append(logits)
+        return tf.stack(out, 1)
+
+    for a, b, v in zip(grads(lambda: model(x, training=False)), grads(stepped),
+                       model.trainable_variables):
+        a, b = tf.convert_to_tensor(a).numpy(), tf.convert_to_tensor(b).numpy()
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * np.abs(b).max() + 1e-6,
+                                   err_msg=v.path)
 
 
 def test_every_preset_builds_and_round_trips_its_config(tok):

@@ -284,30 +284,128 @@ class RNNDecoder(Decoder):
     def _step_features(self, token_ids, state, memory, training):
         return self._step_core(self.embedding(token_ids), state, memory, training)
 
+    @property
+    def _parallel(self):
+        """True when the attention never feeds back into the recurrence (Luong attention
+        after the cell, no input feeding, a stateless attention): teacher forcing then runs
+        the cell over the whole target first and attends from every position at once."""
+        return (self.attention_position == "after" and not self.input_feeding
+                and not self.attention.has_state)
+
+    def _input_projection(self, x):
+        """``x @ kernel + input bias`` of the cell for a whole sequence at once, ``x`` being
+        the first features of the cell's input (the embedding): the part of a step that does
+        not depend on the previous state, hoisted out of the time loop."""
+        kernel = ops.cast(self.cell.kernel[:ops.shape(x)[-1]], x.dtype)
+        x = ops.matmul(x, kernel)
+        if self.cell.use_bias:
+            bias = self.cell.bias[0] if self.cell_kind == "gru" else self.cell.bias
+            x = x + ops.cast(bias, x.dtype)
+        return x
+
+    def _recurrence(self, xw, cell_state):
+        """The rest of the cell's step given ``xw``, the input projection with its bias:
+        the maths of ``keras.layers.GRUCell`` (``reset_after``) and ``LSTMCell``, so teacher
+        forcing matches the ``step`` that decoding runs (a test holds them equal)."""
+        c = self.cell
+        h = cell_state["h"]
+        inner = ops.matmul(h, ops.cast(c.recurrent_kernel, h.dtype))
+        if self.cell_kind == "gru":
+            if c.use_bias:
+                inner = inner + ops.cast(c.bias[1], h.dtype)
+            x_z, x_r, x_h = ops.split(xw, 3, axis=-1)
+            r_z, r_r, r_h = ops.split(inner, 3, axis=-1)
+            z = c.recurrent_activation(x_z + r_z)
+            r = c.recurrent_activation(x_r + r_r)
+            hh = c.activation(x_h + r * r_h)
+            h = z * h + (1 - z) * hh
+            return h, {"h": h}
+        g_i, g_f, g_c, g_o = ops.split(xw + inner, 4, axis=-1)
+        cell = (c.recurrent_activation(g_f) * cell_state["c"]
+                + c.recurrent_activation(g_i) * c.activation(g_c))
+        h = c.recurrent_activation(g_o) * c.activation(cell)
+        return h, {"h": h, "c": cell}
+
     def _sequence_features(self, target_ids, encoded, training):
-        """Teacher forcing: a scan of ``_step_core`` over the target."""
+        """Teacher forcing: a scan over the target (the cell's input projection of the
+        embeddings hoisted out of it), or, when ``_parallel``, the recurrence alone followed
+        by one attention over all positions."""
         emb = self.drop(self.embedding(target_ids), training=training)  # (batch, T, E)
         state = self.initial_state(encoded)
-        memory = self._prepare_memory(encoded)
         compute = self.compute_dtype
+        if self._parallel:
+            return self._parallel_features(emb, state, encoded, training)
+        memory = self._prepare_memory(encoded)
+        # The embedding's share of the cell input projection, for every step in one matmul.
+        emb_proj = self._input_projection(emb)  # (batch, T, gates * units)
+        emb_dim = self.embedding_dim
+        rest_kernel = self.cell.kernel[emb_dim:]
 
-        def body(carry, emb_t):
+        def cell_step(emb_proj_t, rest, cell_state):
+            xw = emb_proj_t + ops.matmul(rest, ops.cast(rest_kernel, rest.dtype))
+            return self._recurrence(xw, cell_state)
+
+        def body(carry, inputs):
             s, _, _ = carry
             s = _cast_floats(s, compute)
-            feats, w, s2 = self._step_core(emb_t, s, memory, training)
+            inputs = ops.cast(inputs, compute)
+            emb_t, proj_t = inputs[:, :emb_dim], inputs[:, emb_dim:]
+            new_state = dict(s)
+            if self.attention_position == "before":
+                ctx, w, att = self.attention.step(s["cell"]["h"], memory, s["attention"],
+                                                  training=training)
+                ctx = ops.cast(ctx, compute)
+                h, cell = cell_step(proj_t, ctx, s["cell"])
+                feats = ops.concatenate([h, ctx, emb_t], -1)
+            else:
+                if self._feeds:
+                    h, cell = cell_step(proj_t, s["feed"], s["cell"])
+                else:
+                    h, cell = self._recurrence(proj_t, s["cell"])
+                ctx, w, att = self.attention.step(h, memory, s["attention"], training=training)
+                feats = self.attentional(ops.concatenate([ops.cast(ctx, h.dtype), h], -1))
+                if self._feeds:
+                    new_state["feed"] = feats
+            new_state["cell"], new_state["attention"] = cell, att
+            if self.attention.has_heads:
+                w = ops.mean(w, axis=1)  # (batch, S)
             # The scan carries float32 whatever the compute dtype: TF's scan gradient fails
             # on float16 tensor lists under mixed precision.
-            out = (_cast_floats(s2, "float32"), ops.cast(feats, "float32"),
+            out = (_cast_floats(new_state, "float32"), ops.cast(feats, "float32"),
                    ops.cast(w, "float32"))
             return out, out  # keras.ops.scan on TF: outputs mirror the carry
 
         batch, src_len = ops.shape(target_ids)[0], ops.shape(encoded["outputs"])[1]
-        feat_dim = self._feature_dim
-        init = (_cast_floats(state, "float32"), ops.zeros((batch, feat_dim), "float32"),
+        init = (_cast_floats(state, "float32"), ops.zeros((batch, self._feature_dim), "float32"),
                 ops.zeros((batch, src_len), "float32"))
-        _, (_, feats, weights) = ops.scan(body, init, ops.transpose(emb, (1, 0, 2)))
+        # One sequence of inputs: Keras 3.15's TF scan fails on several whose length is
+        # unknown when traced.
+        time_major = ops.transpose(
+            ops.concatenate([ops.cast(emb, "float32"), ops.cast(emb_proj, "float32")], -1),
+            (1, 0, 2))
+        _, (_, feats, weights) = ops.scan(body, init, time_major)
         feats = ops.cast(ops.transpose(feats, (1, 0, 2)), compute)  # (batch, T, F)
         return feats, ops.transpose(weights, (1, 0, 2))  # (batch, T, S)
+
+    def _parallel_features(self, emb, state, encoded, training):
+        compute = self.compute_dtype
+
+        def body(carry, proj_t):
+            h, cell = self._recurrence(ops.cast(proj_t, compute),
+                                       _cast_floats(carry[0], compute))
+            out = (_cast_floats(cell, "float32"), ops.cast(h, "float32"))
+            return out, out  # keras.ops.scan on TF: outputs mirror the carry
+
+        proj = ops.transpose(ops.cast(self._input_projection(emb), "float32"), (1, 0, 2))
+        init = _cast_floats(state["cell"], "float32")
+        _, (_, hs) = ops.scan(body, (init, init["h"]), proj)
+        hs = ops.cast(ops.transpose(hs, (1, 0, 2)), compute)  # (batch, T, units)
+        ctx, weights = self.attention.attend(query=hs, value=encoded["outputs"],
+                                             value_mask=encoded["mask"], training=training)
+        if self.attention.has_heads:
+            weights = ops.mean(weights, axis=1)  # (batch, T, S)
+        features = self.attentional(ops.concatenate([ops.cast(ctx, hs.dtype), hs], -1))
+        return features, ops.cast(weights, "float32")
 
     def get_config(self):
         return {**super().get_config(), "vocab_size": self.vocab_size,
