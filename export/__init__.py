@@ -9,6 +9,8 @@ graphs and the manifest schema; each format writes its files:
 * ``export_savedmodel`` - TensorFlow SavedModel, strings in and out.
 * ``zoo.export.onnx.export_onnx`` - ONNX graphs (encoder, step, greedy and beam loops).
 * ``zoo.export.litert.export_litert`` - LiteRT, fixed shapes, builtin ops, float32/16/int8.
+* ``zoo.export.ctranslate2.export_ctranslate2`` - CTranslate2 (Transformer translators),
+  float32 and int8.
 
 ``EXPORTERS`` maps format names to them; ``export(model, path, format)`` dispatches;
 ``verify`` measures parity with Keras through the runner that serves the export
@@ -22,7 +24,8 @@ from zoo.export.verify import verify
 #: Format name -> "module:function" (the modules import their optional extras on use).
 EXPORTERS = {"savedmodel": "zoo.export.savedmodel:export_savedmodel",
              "onnx": "zoo.export.onnx:export_onnx",
-             "litert": "zoo.export.litert:export_litert"}
+             "litert": "zoo.export.litert:export_litert",
+             "ctranslate2": "zoo.export.ctranslate2:export_ctranslate2"}
 
 
 def get_exporter(fmt: str):

@@ -29,16 +29,21 @@ def _runners(path, manifest):
             raise ValueError(f"{path}: verify runs LiteRT exports of batch 1 (this one has "
                              f"batch {manifest['shapes']['batch_size']})")
         return {f"litert {q}": load(path, quantization=q) for q in manifest["quantization"]}
+    if manifest["format"] == "ctranslate2":
+        return {f"ctranslate2 {q}": load(path, quantization=q)
+                for q in manifest["quantization"]}
     return {manifest["format"]: load(path)}
 
 
 def verify(model, path: str, texts: Sequence[str], references: Optional[Sequence[str]] = None,
            max_sentences_for_logits: int = 20) -> dict:
-    """Parity of any zoo export (SavedModel, ONNX, LiteRT) with the Keras model.
+    """Parity of any zoo export (SavedModel, ONNX, LiteRT, CTranslate2) with the Keras model.
 
     Greedy outputs of Keras and of every artifact in ``path`` are compared text by text;
     logits are compared step by step along Keras's own output (teacher forcing through the
-    artifact's ``decode_step``) on the first ``max_sentences_for_logits`` texts.
+    artifact's ``decode_step``) on the first ``max_sentences_for_logits`` texts. CTranslate2
+    has no step function: there ``max_logit_diff`` compares the log-probabilities of Keras's
+    output tokens (its ``score_batch``) with Keras's.
 
     Args:
         model: The Keras model.
@@ -89,7 +94,15 @@ def verify(model, path: str, texts: Sequence[str], references: Optional[Sequence
     for name, runner in runners.items():
         outs = runner.generate_text(texts)
         diffs = []
-        for i in range(n_logits):
+        if manifest["format"] == "ctranslate2":  # its own loop: compare log-probabilities
+            for i in range(n_logits):
+                tokens = np.asarray(details[i]["tokens"])
+                got = runner.score(src_rows[i], [tokens])[0][:len(tokens)]
+                z = k_logits[i] - k_logits[i].max(-1, keepdims=True)
+                logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+                want = logp[np.arange(len(tokens)), tokens][:len(got)]
+                diffs.append(float(np.abs(got - want).max()) if len(got) else 0.0)
+        for i in range(n_logits if manifest["format"] != "ctranslate2" else 0):
             state, memory = split_encoded(runner.encode(src_rows[i]), manifest)
 
             def step(tok, st, runner=runner, memory=memory):

@@ -1,15 +1,15 @@
 """zoo.serving: run exported zoo models without importing model code.
 
 Installed as ``zoo.serving``. ``load(dir)`` picks the runner from the export's manifest
-(``OnnxRunner`` and ``LiteRTRunner`` need no TensorFlow; ``SavedModelRunner`` needs
+(``OnnxRunner``, ``LiteRTRunner`` and ``CTranslate2Runner`` need no TensorFlow; ``SavedModelRunner`` needs
 TensorFlow and tensorflow_text); every runner keeps the input contract of ``zoo.inputs``.
 ``HostTokenizer`` tokenizes with the ``sentencepiece`` package.
 """
 
 from zoo.serving.tokenizer import HostTokenizer
 
-_RUNTIMES = ("ExportFileError", "LiteRTRunner", "OnnxRunner", "Runner", "SavedModelRunner",
-             "load", "read_manifest")
+_RUNTIMES = ("CTranslate2Runner", "ExportFileError", "LiteRTRunner", "OnnxRunner", "Runner",
+             "SavedModelRunner", "load", "read_manifest")
 
 
 def __getattr__(name):

@@ -368,7 +368,94 @@ class SavedModelRunner(Runner):
         return {k: v.numpy() for k, v in out.items()}
 
 
-RUNNERS = {"onnx": OnnxRunner, "litert": LiteRTRunner, "savedmodel": SavedModelRunner}
+class CTranslate2Runner(Runner):
+    """Runs a CTranslate2 export (Transformer translators) with ``ctranslate2.Translator``.
+
+    CTranslate2 runs its own decoding loop: there is no step-by-step ``decode_step``;
+    ``score(source_ids, tokens)`` gives the log-probabilities of given output tokens
+    (teacher forcing), which ``zoo.export.verify`` compares with Keras.
+
+    Args:
+        path: The export directory.
+        manifest: Its manifest (read if None).
+        quantization: ``"float32"`` or ``"int8"`` (CTranslate2's compute type; default: the
+            first exported).
+        device: ``"cpu"`` or ``"cuda"``.
+        inter_threads: Batches translated in parallel.
+        intra_threads: Threads per batch (0: CTranslate2's default).
+    """
+
+    format = "ctranslate2"
+
+    def __init__(self, path: str, manifest: Optional[dict] = None,
+                 quantization: Optional[str] = None, device: str = "cpu",
+                 inter_threads: int = 1, intra_threads: int = 0):
+        import ctranslate2
+
+        super().__init__(path, manifest)
+        available = self.manifest["quantization"]
+        self.quantization = quantization or available[0]
+        if self.quantization not in available:
+            raise InputError("quantization", f"quantization {self.quantization!r} is not in "
+                                             f"this export (it has: {', '.join(available)})")
+        model_dir = os.path.join(path, self.manifest["files"]["model"])
+        try:
+            self.translator = ctranslate2.Translator(
+                model_dir, device=device, compute_type=self.quantization,
+                inter_threads=inter_threads, intra_threads=intra_threads)
+        except (RuntimeError, ValueError) as err:
+            raise ExportFileError(f"{model_dir}: cannot be loaded by ctranslate2 "
+                                  f"({str(err).splitlines()[0][:160]})") from None
+        self._source_pieces = self._vocab(self.source_tokenizer)
+        self._target_pieces = self._vocab(self.target_tokenizer)
+        self._target_ids = {p: i for i, p in enumerate(self._target_pieces)}
+
+    @staticmethod
+    def _vocab(tokenizer):
+        sp = tokenizer.processor
+        return [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
+
+    def _pieces(self, ids):
+        return [[self._source_pieces[int(i)] for i in row if i != 0] for row in ids]
+
+    def _generate(self, ids, strategy, options):
+        beam = 1 if strategy == "greedy" else int(self.manifest["decoding"]["beam_size"])
+        results = self.translator.translate_batch(
+            self._pieces(ids), beam_size=beam, max_decoding_length=self.max_length,
+            length_penalty=float(options.get("length_penalty", 0.0)) if beam > 1 else 0.0,
+            min_decoding_length=int(self.manifest["decoding"].get("min_length", 0)),
+            no_repeat_ngram_size=int(self.manifest["decoding"].get("no_repeat_ngram_size", 0)),
+            return_scores=True, return_attention=True, return_end_token=True)
+        n, src = len(results), ids.shape[1]
+        tokens = np.zeros((n, self.max_length), np.int32)
+        attention = np.zeros((n, self.max_length, src), np.float32)
+        lengths, scores = np.zeros((n,), np.int32), np.zeros((n,), np.float32)
+        for i, r in enumerate(results):
+            hyp = [self._target_ids[p] for p in r.hypotheses[0]][:self.max_length]
+            tokens[i, :len(hyp)] = hyp
+            lengths[i], scores[i] = len(hyp), r.scores[0]
+            att = np.asarray(r.attention[0], np.float32)[:len(hyp)]
+            if att.size:
+                attention[i, :att.shape[0], :att.shape[1]] = att
+        return {"tokens": tokens, "lengths": lengths, "scores": scores, "attention": attention}
+
+    def score(self, source_ids, tokens) -> List[np.ndarray]:
+        """Log-probabilities of ``tokens`` (per row, eos included) given ``source_ids``."""
+        # score_batch appends </s> itself: it gets the tokens before eos.
+        target = [[self._target_pieces[int(i)] for i in row if int(i) not in (0, 3)]
+                  for row in tokens]
+        results = self.translator.score_batch(self._pieces(np.asarray(source_ids)), target)
+        return [np.asarray(r.log_probs, np.float32) for r in results]
+
+    def encode(self, source_ids) -> dict:
+        raise NotImplementedError("CTranslate2 runs its own decoding loop: use score()")
+
+    def decode_step(self, token_ids, inputs: dict) -> dict:
+        raise NotImplementedError("CTranslate2 runs its own decoding loop: use score()")
+
+
+RUNNERS = {"onnx": OnnxRunner, "litert": LiteRTRunner, "savedmodel": SavedModelRunner,
+           "ctranslate2": CTranslate2Runner}
 
 
 def load(path: str, **kwargs) -> Runner:

@@ -702,10 +702,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decoding_args(e)
     e.set_defaults(func=_cmd_evaluate)
 
-    x = sub.add_parser("export", help="export a trained model (SavedModel, ONNX, LiteRT)")
+    x = sub.add_parser("export", help="export a trained model (SavedModel, ONNX, LiteRT, "
+                                      "CTranslate2)")
     x.add_argument("--model", required=True, help="a directory written by zoo train")
-    x.add_argument("--format", choices=("savedmodel", "onnx", "litert"), default="savedmodel",
-                   help="savedmodel (strings in/out, default), onnx, litert (edge)")
+    x.add_argument("--format", choices=("savedmodel", "onnx", "litert", "ctranslate2"),
+                   default="savedmodel",
+                   help="savedmodel (strings in/out, default), onnx, litert (edge), "
+                        "ctranslate2 (Transformer translators; float32 and int8)")
     x.add_argument("--quantize", nargs="+", default=["float32", "float16", "int8"],
                    choices=("float32", "float16", "int8"), help="litert variants")
     x.add_argument("--batch-size", type=int, default=1, help="litert: fixed batch")
@@ -716,7 +719,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--overwrite", action="store_true", help="replace the export in --out")
     x.add_argument("--max-length", type=int, default=None, help="maximum output tokens")
     x.add_argument("--beam-size", type=int, default=4,
-                   help="beam size of the exported beam search (savedmodel, onnx)")
+                   help="beam size of the exported beam search (savedmodel, onnx, "
+                        "ctranslate2)")
     x.add_argument("--no-repeat-ngram-size", type=int, default=None,
                    help="n-gram blocking inside the exported loops (default: 3 for a "
                         "summarizer, 0 for a translator)")

@@ -64,6 +64,10 @@ class Decoder(keras.layers.Layer):
     #: Whether XLA can compile the training step (the gradient of a scan over a dynamic
     #: target length cannot be).
     supports_xla_training = True
+    #: Teacher forcing in training projects only the real target positions onto the
+    #: vocabulary (zeros at padding). ``Seq2Seq.compile`` sets it: on for TensorFlow
+    #: without XLA, off where shapes must be static.
+    pack_training_logits = False
 
     def __init__(self, copy=False, **kwargs):
         super().__init__(**kwargs)
@@ -103,12 +107,31 @@ class Decoder(keras.layers.Layer):
         features, weights = self._sequence_features(target_ids, encoded, training)
         if training:
             self._add_weights_loss(weights, ops.not_equal(target_ids, 0))
-        logits = self._output(features, weights, training)
+        if training and not self.copy and self.pack_training_logits:
+            logits = self._packed_output(features, weights, ops.not_equal(target_ids, 0))
+        else:
+            logits = self._output(features, weights, training)
         if self.copy:
             logits, p_gen = self._mix(logits, features, weights, self._source_ids(encoded))
         else:
             p_gen = ops.ones(ops.shape(target_ids), "float32")
         return {"logits": logits, "attention": ops.cast(weights, "float32"), "p_gen": p_gen}
+
+    def _packed_output(self, features, weights, mask):
+        """Logits at the real target positions only, zeros at padding.
+
+        The vocabulary projection is the largest matmul of a training step (a third of a
+        small Transformer's), and random batches are about half padding; the loss masks
+        padding out, so its logits are never needed. The rows are gathered, projected and
+        scattered back: the output keeps its (batch, T, V) shape.
+        """
+        shape = ops.shape(features)
+        flat = ops.reshape(features, (-1, shape[-1]))  # (batch * T, F)
+        rows = ops.nonzero(ops.reshape(mask, (-1,)))[0]  # (N,)
+        logits = self._output(ops.take(flat, rows, axis=0), None, True)  # (N, V)
+        out = ops.scatter(ops.expand_dims(rows, -1), logits,
+                          (shape[0] * shape[1], ops.shape(logits)[-1]))
+        return ops.reshape(out, (shape[0], shape[1], -1))
 
     def step(self, token_ids, state, memory, training=False):
         """One decoding step.

@@ -415,6 +415,10 @@ class Seq2Seq(keras.Model):
             lr = InverseSqrtSchedule(learning_rate, warmup_steps) if warmup_steps else \
                 learning_rate
             optimizer = Adam(lr, beta_2=0.98, epsilon=1e-9, clipnorm=clipnorm)
+        # Skipping the padding in the output projection gathers a data-dependent number of
+        # rows: for graphs that allow dynamic shapes, TensorFlow without XLA.
+        self.decoder.pack_training_logits = (keras.backend.backend() == "tensorflow"
+                                             and not jit_compile)
         loss = SequenceLoss(label_smoothing=label_smoothing) if loss is None else loss
         metrics = [TokenAccuracy()] if metrics is None else metrics
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,

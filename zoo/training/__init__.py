@@ -48,23 +48,26 @@ class SequenceLoss(keras.losses.Loss):
     def call(self, y_true, y_pred):
         y_true = ops.cast(y_true, "int32")
         mask = ops.not_equal(y_true, self.pad_id)
-        logits = ops.cast(y_pred, "float32")  # (batch, T, V)
-        # The fused softmax cross-entropy kernel (one pass over the logits, and a gradient
-        # of softmax - one_hot) rather than log_softmax + gather: the loss was an eighth of
-        # an RNN translator's training step. Padding labels are replaced by a valid id and
-        # masked out below, which keeps every shape static (XLA compiles it).
-        nll = ops.sparse_categorical_crossentropy(ops.where(mask, y_true, 0), logits,
-                                                  from_logits=True)  # (batch, T)
-        if self.label_smoothing:
-            # Cross-entropy with the uniform distribution: -mean(log p) = lse(z) - mean(z).
-            smooth = ops.logsumexp(logits, axis=-1) - ops.mean(logits, axis=-1)
-            nll = (1.0 - self.label_smoothing) * nll + self.label_smoothing * smooth
+        # Padding labels become a valid id, masked out below: every shape stays static.
+        nll = self._nll(ops.where(mask, y_true, 0), ops.cast(y_pred, "float32"))  # (batch, T)
         mask = ops.cast(mask, "float32")
         # "sum" reduction over (batch, T) of nll * mask / tokens = the mean per real token.
         # Under tf.distribute each replica holds part of the batch: dividing by the tokens of
         # the whole global batch makes the replicas' losses (and gradients) sum to exactly
         # the single-device loss, however unevenly the tokens fall.
         return nll * mask / ops.maximum(_global_sum(ops.sum(mask)), 1.0)
+
+    def _nll(self, labels, logits):
+        # The fused softmax cross-entropy kernel (one pass over the logits, a gradient of
+        # softmax - one_hot) rather than log_softmax + gather: the loss was an eighth of an
+        # RNN translator's step. (Gathering the real rows first saved nothing: the gather's
+        # gradient, a segment sum over the whole logits, cost what the skipped rows did.)
+        nll = ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        if self.label_smoothing:
+            # Cross-entropy with the uniform distribution: -mean(log p) = lse(z) - mean(z).
+            smooth = ops.logsumexp(logits, axis=-1) - ops.mean(logits, axis=-1)
+            nll = (1.0 - self.label_smoothing) * nll + self.label_smoothing * smooth
+        return nll
 
     def get_config(self):
         return {"label_smoothing": self.label_smoothing, "pad_id": self.pad_id,

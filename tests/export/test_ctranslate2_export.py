@@ -1,0 +1,83 @@
+"""CTranslate2 export of Transformer translators: CTranslate2's own loop, zoo's weights."""
+
+import json
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from zoo.data import SentencePieceTokenizer, anki_spa_eng_pairs, make_dataset
+from zoo.export import export, verify
+from zoo.models import Translator
+from zoo.serving import load
+
+
+
+@pytest.fixture(scope="module")
+def data():
+    pairs = anki_spa_eng_pairs(limit=400)
+    tok = SentencePieceTokenizer.train([s for p in pairs for s in p], vocab_size=250)
+    return pairs, tok
+
+
+def _trained(tok, pairs, **overrides):
+    keras.utils.set_random_seed(0)
+    model = Translator.from_preset("transformer_tiny", tokenizer=tok, dim=32, ff_dim=64,
+                                   num_heads=4, max_target_length=16, **overrides)
+    model.compile(learning_rate=3e-3)
+    # A few steps, so that greedy outputs differ from text to text.
+    model.fit(make_dataset(pairs, tok, batch_size=32), epochs=8, verbose=0)
+    return model
+
+
+def test_ctranslate2_matches_keras_token_for_token(data, tmp_path):
+    pairs, tok = data
+    model = _trained(tok, pairs)
+    manifest = export(model, str(tmp_path / "ct2"), "ctranslate2")
+    assert manifest["format"] == "ctranslate2"
+    assert manifest["quantization"] == ["float32", "int8"]
+    texts = [p[0] for p in pairs[300:340]]
+    assert len(set(model.generate_text(texts))) > 5  # outputs that can disagree
+    report = verify(model, str(tmp_path / "ct2"), texts)
+    f32, i8 = report["ctranslate2 float32"], report["ctranslate2 int8"]
+    assert f32["token_agreement"] == 1.0, f32
+    # Log-probabilities of Keras's own tokens, scored by CTranslate2: every weight counts.
+    assert f32["max_logit_diff"] < 1e-4, f32
+    assert i8["max_logit_diff"] < 0.5, i8  # int8 weights: close, not equal
+    runner = load(str(tmp_path / "ct2"))
+    ids = runner.encode_texts(texts[:4])[0]
+    beam = runner.generate(ids, "beam")
+    assert beam["tokens"].shape == (4, 16) and (beam["lengths"] > 0).all()
+    greedy = runner.generate(ids, "greedy")
+    for row, n in zip(greedy["attention"], greedy["lengths"]):
+        # Every head of the last layer, averaged: each row is a distribution on the source.
+        np.testing.assert_allclose(row[:n].sum(-1), 1.0, atol=1e-4)
+
+
+def test_ctranslate2_untied_output_and_no_tensorflow_in_the_runner(data, tmp_path):
+    pairs, tok = data
+    model = Translator.from_preset("transformer_tiny", tokenizer=tok, dim=16, ff_dim=32,
+                                   num_heads=2, max_target_length=8,
+                                   decoder={"tie_embeddings": False})
+    export(model, str(tmp_path / "ct2"), "ctranslate2", quantizations=["float32"])
+    report = verify(model, str(tmp_path / "ct2"), [p[0] for p in pairs[:10]])
+    assert report["ctranslate2 float32"]["max_logit_diff"] < 1e-4, report
+    code = ("import json, sys; from zoo.serving import load; "
+            "r = load(sys.argv[1]); out = r.generate_text(['Tengo hambre.']); "
+            "print(json.dumps({'out': out, 'tf': 'tensorflow' in sys.modules}))")
+    run = subprocess.run([sys.executable, "-c", code, str(tmp_path / "ct2")],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    res = json.loads(run.stdout.strip().splitlines()[-1])
+    assert res["tf"] is False and res["out"] == model.generate_text(["Tengo hambre."],
+                                                                    max_length=8)
+
+
+def test_ctranslate2_refuses_models_it_cannot_run(data, tmp_path):
+    pairs, tok = data
+    model = Translator.from_preset("rnn_tiny", tokenizer=tok, units=16, embedding_dim=8)
+    with pytest.raises(ValueError, match="exports Transformer models.*RNNEncoder"):
+        export(model, str(tmp_path / "ct2"), "ctranslate2")
+    assert not (tmp_path / "ct2").exists()
