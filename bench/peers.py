@@ -267,6 +267,226 @@ def child_train(name, cache, seconds, warmup):
             "peak_rss_mb": peak_rss_mb()}
 
 
+# ---------------------------------------------------------------------------- MFU
+def child_matmul():
+    """This machine's float32 matmul throughput: the best of square products."""
+    import tensorflow as tf
+
+    best = 0.0
+    for n in (1024, 2048):
+        a, b = tf.random.normal((n, n)), tf.random.normal((n, n))
+        fn = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)))
+        fn(a, b)
+        reps = 8 if n == 1024 else 3
+        start = time.perf_counter()
+        for _ in range(reps):
+            fn(a, b).numpy()
+        best = max(best, 2 * n ** 3 * reps / (time.perf_counter() - start))
+    return {"matmul_flops": best}
+
+
+def train_step_flops(src, tgt_in):
+    """Model FLOPs of one Transformer training step (forward x 3) on these id arrays: the
+    matmuls at every position the step computes (padding included, except the vocabulary
+    projection, which zoo runs on real tokens only: counted there on real tokens), and the
+    attention products."""
+    import numpy as np
+
+    d, f, n = TRANSFORMER["dim"], TRANSFORMER["ff_dim"], TRANSFORMER["num_layers"]
+    b, s_len = src.shape
+    t_len = tgt_in.shape[1]
+    s_pos, t_pos = b * s_len, b * t_len
+    real_t = int(np.count_nonzero(tgt_in))
+    enc = n * (s_pos * (4 * d * d + 2 * d * f) + 2 * b * s_len * s_len * d)
+    dec = n * (t_pos * (4 * d * d + 2 * d * d + 2 * d * f) + s_pos * 2 * d * d
+               + 2 * b * t_len * t_len * d + 2 * b * t_len * s_len * d)
+    out = real_t * d * VOCAB
+    return 3 * 2 * (enc + dec + out)
+
+
+# ---------------------------------------------------------------------------- decoding
+STEPS = 24  # every engine decodes exactly this many tokens (no early end)
+
+
+def prepare_exports(cache, tok_path, formats):
+    """zoo's Transformer (untrained, seeded) saved once and exported to every format, each
+    forced to ``STEPS`` tokens, in ``workdir()``."""
+    import keras
+
+    import zoo
+    from zoo.data.tokenizer import SentencePieceTokenizer
+    from zoo.export import export
+
+    root = os.path.join(workdir(), "exports")
+    done = os.path.join(root, "done.json")
+    if os.path.exists(done) and set(formats) <= set(json.load(open(done))):
+        return {"root": root}
+    keras.utils.set_random_seed(0)
+    tok = SentencePieceTokenizer.load(tok_path)
+    model = zoo.models.Translator.from_preset(
+        "transformer_small", tokenizer=tok, decoder={"tie_embeddings": False},
+        max_target_length=STEPS, **TRANSFORMER)
+    model.build()
+    model.save(os.path.join(root, "keras"))
+    for fmt in formats:
+        kw = {"max_length": STEPS, "overwrite": True}
+        if fmt == "litert":
+            kw.update(batch_size=1, max_source_length=48, quantizations=["float32"])
+        if fmt == "ctranslate2":
+            kw.update(beam_size=4)
+        else:
+            kw["min_length"] = STEPS
+        if fmt in ("savedmodel", "onnx"):
+            kw["beam_size"] = 4
+        export(model, os.path.join(root, fmt), fmt, **kw)
+    json.dump(list(formats), open(done, "w"))
+    return {"root": root}
+
+
+def keras_hub_decoder(batch, src_len):
+    """KerasHub's Transformer at zoo's shape with a key/value cache, as its samplers use it
+    (``next(prompt, cache, index) -> (logits, hidden, cache)``)."""
+    import keras
+    import keras_hub
+    from keras import ops
+
+    d, heads, ffn, layers = (TRANSFORMER[k] for k in ("dim", "num_heads", "ff_dim",
+                                                      "num_layers"))
+    keras.utils.set_random_seed(0)
+    src_emb = keras_hub.layers.TokenAndPositionEmbedding(VOCAB, 256, d, mask_zero=True)
+    encoders = [keras_hub.layers.TransformerEncoder(ffn, heads) for _ in range(layers)]
+    tgt_emb = keras_hub.layers.TokenAndPositionEmbedding(VOCAB, 256, d)
+    decoders = [keras_hub.layers.TransformerDecoder(ffn, heads) for _ in range(layers)]
+    dense = keras.layers.Dense(VOCAB)
+
+    def encode(src):
+        x = src_emb(src)
+        for layer in encoders:
+            x = layer(x, padding_mask=ops.not_equal(src, 0))
+        return x
+
+    warm = encode(ops.ones((1, 3), "int32"))  # builds the layers before their caches are read
+    for layer in decoders:
+        layer(tgt_emb(ops.ones((1, 1), "int32")), encoder_sequence=warm)
+
+    def cross_caches(enc):
+        # As KerasHub's BART builds its cache: each layer's encoder keys and values, once.
+        return [ops.stack([layer._cross_attention_layer._key_dense(enc),
+                           layer._cross_attention_layer._value_dense(enc)], axis=1)
+                for layer in decoders]
+
+    def step(token, enc, enc_mask, caches, cross, index):
+        x = tgt_emb(token, start_index=index)
+        new = []
+        for layer, c, cc in zip(decoders, caches, cross):
+            x, c, _ = layer(x, encoder_sequence=enc, encoder_padding_mask=enc_mask,
+                            self_attention_cache=c, self_attention_cache_update_index=index,
+                            cross_attention_cache=cc)
+            new.append(c)
+        return dense(x)[:, 0], x[:, 0], ops.stack(new, 1)
+
+    return encode, step, cross_caches, layers, heads, d // heads
+
+
+def child_decode(engine, strategy, batch, cache, seconds):
+    """Sentences/s of one engine decoding ``STEPS`` tokens for ``batch`` test sources."""
+    import numpy as np
+
+    _, data = load_batches(cache)
+    test, lengths = data["test"], data["test_lengths"]
+    rows = np.argsort(-lengths)[len(lengths) // 4:][:256]  # lengths as they come, no extremes
+    root = os.path.join(workdir(), "exports")
+    sources = [test[rows[i:i + batch]] for i in range(0, len(rows) - batch + 1, batch)][:8]
+    sources = [s[:, :max(1, int((s != 0).sum(1).max()))] for s in sources]
+    if engine == "zoo keras":
+        import zoo
+
+        model = zoo.models.load(os.path.join(root, "keras"))
+
+        def run(ids):
+            res = model.generate(ids, strategy, max_length=STEPS, min_length=STEPS)
+            return np.asarray(res.tokens)
+    elif engine.startswith("keras_hub"):
+        run = _keras_hub_runner(strategy, batch, engine.endswith("xla"))
+    elif engine.startswith("zoo ctranslate2"):
+        # CTranslate2's own knobs: the forced length, and the best of 1 and 2 threads.
+        from zoo.serving import load
+
+        quant = engine.split()[-1]
+        best = None
+        for threads in (1, 2):
+            runner = load(os.path.join(root, "ctranslate2"), quantization=quant,
+                          intra_threads=threads)
+
+            def run(ids, runner=runner):
+                beam = 1 if strategy == "greedy" else 4
+                return runner.translator.translate_batch(
+                    runner._pieces(ids), beam_size=beam, max_decoding_length=STEPS,
+                    min_decoding_length=STEPS, length_penalty=0.6 if beam > 1 else 0.0)
+            r = _time(run, sources, batch, seconds / 2)
+            if best is None or r > best[0]:
+                best = (r, threads)
+        return {"engine": engine, "strategy": strategy, "batch": batch,
+                "sentences_per_s": best[0], "threads": best[1], "peak_rss_mb": peak_rss_mb()}
+    else:
+        from zoo.serving import load
+
+        fmt = engine.replace("zoo ", "")
+        runner = load(os.path.join(root, fmt))
+
+        def run(ids):
+            return runner.generate(ids, strategy)["tokens"]
+    return {"engine": engine, "strategy": strategy, "batch": batch,
+            "sentences_per_s": _time(run, sources, batch, seconds),
+            "peak_rss_mb": peak_rss_mb()}
+
+
+def _time(run, sources, batch, seconds):
+    """Sentences/s of ``run`` over the source batches, after two warm-up calls."""
+    run(sources[0])
+    run(sources[-1])
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds or count < 2 * batch:
+        run(sources[(count // batch) % len(sources)])
+        count += batch
+    return count / (time.perf_counter() - start)
+
+
+def _keras_hub_runner(strategy, batch, xla):
+    import keras_hub
+    import tensorflow as tf
+    from keras import ops
+
+    encode, step, cross_caches, layers, heads, head_dim = keras_hub_decoder(batch, None)
+    sampler = (keras_hub.samplers.GreedySampler() if strategy == "greedy"
+               else keras_hub.samplers.BeamSampler(num_beams=4))
+
+    def generate(src):
+        enc = encode(src)
+        enc_mask = ops.not_equal(src, 0)
+        b = ops.shape(src)[0]
+        if strategy != "greedy":  # the beam sampler folds beams into the batch
+            enc = ops.repeat(enc, 4, axis=0)
+            enc_mask = ops.repeat(enc_mask, 4, axis=0)
+        cross = cross_caches(enc)
+        prompt = ops.concatenate([ops.full((b, 1), 2, "int32"),
+                                  ops.zeros((b, STEPS), "int32")], 1)
+        cache = ops.zeros((b, layers, 2, STEPS + 1, heads, head_dim))
+
+        def nxt(prompt, cache, index):
+            token = prompt[:, index - 1:index]
+            n = ops.shape(prompt)[0]
+            logits, hidden, cache = step(token, enc[:n], enc_mask[:n],
+                                         [cache[:, i] for i in range(layers)],
+                                         [c[:n] for c in cross], index - 1)
+            return logits, hidden, cache
+
+        return sampler(nxt, prompt, cache=cache, index=1)
+
+    fn = tf.function(generate, jit_compile=xla, reduce_retracing=True)
+    return lambda ids: fn(tf.constant(ids)).numpy()
+
+
 # ---------------------------------------------------------------------------- driver
 def run_child(args):
     """Runs one measurement in a fresh process; returns its JSON record."""
@@ -281,7 +501,8 @@ def run_child(args):
 def child_main(spec):
     args = json.loads(spec)
     kind = args.pop("kind")
-    fn = {"train": child_train}[kind]
+    fn = {"train": child_train, "decode": child_decode, "matmul": child_matmul,
+          "exports": prepare_exports}[kind]
     print(json.dumps(fn(**args)))
 
 
@@ -298,7 +519,7 @@ def main(argv=None):
     if args.child:
         return child_main(args.child)
     sections = args.only or ["train", "mfu", "decode"]
-    seconds = 20 if args.quick else 60
+    seconds = 15 if args.quick else 60
     cache, tok = prepare_data(24 if args.quick else 64)
     records = []
     if "train" in sections:
@@ -315,6 +536,55 @@ def main(argv=None):
                   f"{ratio:8.2f}x {a['peak_rss_mb']:8.0f} {b['peak_rss_mb']:8.0f}  {peer}")
             records.append({"section": "train", "shape": shape, "zoo": a, "peer": b,
                             "ratio": ratio})
+    if "mfu" in sections:
+        peak = run_child({"kind": "matmul"})["matmul_flops"]
+        batches, _ = load_batches(cache)
+        tr = run_child({"kind": "train", "name": "zoo_transformer", "cache": cache,
+                        "seconds": seconds, "warmup": 3})
+        flops = sum(train_step_flops(sr, t[:, :-1]) for sr, t in batches) / len(batches)
+        achieved = flops / (tr["ms_per_step"] / 1000)
+        print(f"\nMFU: zoo Transformer step {flops / 1e9:.1f} GFLOP in {tr['ms_per_step']:.0f} "
+              f"ms = {achieved / 1e9:.0f} GFLOP/s; matmul peak {peak / 1e9:.0f} GFLOP/s; "
+              f"MFU {achieved / peak:.0%}")
+        records.append({"section": "mfu", "step_flops": flops, "ms_per_step": tr["ms_per_step"],
+                        "peak_flops": peak, "mfu": achieved / peak})
+    if "decode" in sections:
+        formats = ["savedmodel", "onnx", "litert", "ctranslate2"]
+        run_child({"kind": "exports", "cache": cache, "tok_path": tok, "formats": formats})
+        engines = {"greedy": ["zoo keras", "keras_hub", "keras_hub xla", "zoo savedmodel",
+                              "zoo onnx", "zoo litert", "zoo ctranslate2 float32",
+                              "zoo ctranslate2 int8"],
+                   "beam": ["zoo keras", "keras_hub", "zoo savedmodel", "zoo onnx",
+                            "zoo ctranslate2 float32", "zoo ctranslate2 int8"]}
+        dsec = 5 if args.quick else 20
+        print(f"\nDecoding {STEPS} tokens, sentences/s (beam: 4 beams)")
+        print(f"{'engine':26} {'strategy':8} {'batch 1':>9} {'batch 64':>9}")
+        table = {}
+        for strategy, names in engines.items():
+            for engine in names:
+                row = []
+                for batch in (1, 64):
+                    if engine == "zoo litert" and batch == 64:
+                        row.append(None)  # fixed batch 1: the runner would loop 64 times
+                        continue
+                    r = run_child({"kind": "decode", "engine": engine, "strategy": strategy,
+                                   "batch": batch, "cache": cache, "seconds": dsec})
+                    row.append(r["sentences_per_s"])
+                    records.append({"section": "decode", **r})
+                table[(engine, strategy)] = row
+                cells = "".join(f"{v:9.1f} " if v else f"{'-':>9} " for v in row)
+                print(f"{engine:26} {strategy:8} {cells}")
+        print("\nRatios")
+        for strategy in engines:
+            for i, batch in enumerate((1, 64)):
+                zk = table[("zoo keras", strategy)][i]
+                hub = max(v for v in (table.get(("keras_hub", strategy), [None, None])[i],
+                                      table.get(("keras_hub xla", strategy), [None, None])[i])
+                          if v)
+                onnx = table[("zoo onnx", strategy)][i]
+                ct2 = table[("zoo ctranslate2 float32", strategy)][i]
+                print(f"  {strategy:6} batch {batch:2}: zoo keras / best KerasHub "
+                      f"{zk / hub:.2f}x; zoo onnx / CTranslate2 float32 {onnx / ct2:.2f}x")
     _append(records, args)
 
 
