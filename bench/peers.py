@@ -29,6 +29,7 @@ Usage:
     python bench/peers.py --quick          # < 10 minutes on 2 cores
     python bench/peers.py                  # more batches and seconds per figure
     python bench/peers.py --only train     # one section: train, mfu or decode
+    python bench/peers.py --replot         # redraw docs/img/peers.png from the last run
 """
 
 import argparse
@@ -247,20 +248,21 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child_train(name, cache, seconds, warmup):
-    """Trains ``name`` on the cached batches: target tokens/s and peak memory."""
+def child_train(name, cache, passes, warmup):
+    """Trains ``name`` on the cached batches: target tokens/s over ``passes`` whole passes
+    (every trainer sees exactly the same batches in the same order), and peak memory."""
     import numpy as np
 
     batches, _ = load_batches(cache)
     model, make_x = compiled(name)
-    for s, t in batches[:warmup]:
+    for s, t in batches[-warmup:]:
         model.train_on_batch(make_x(s, t[:, :-1]), t[:, 1:])
     tokens, steps, start = 0, 0, time.perf_counter()
-    while time.perf_counter() - start < seconds or steps < 2:
-        s, t = batches[(warmup + steps) % len(batches)]
-        model.train_on_batch(make_x(s, t[:, :-1]), t[:, 1:])
-        tokens += int(np.count_nonzero(t[:, 1:]))
-        steps += 1
+    for _ in range(passes):
+        for s, t in batches:
+            model.train_on_batch(make_x(s, t[:, :-1]), t[:, 1:])
+            tokens += int(np.count_nonzero(t[:, 1:]))
+            steps += 1
     elapsed = time.perf_counter() - start
     return {"trainer": name, "tokens_per_s": tokens / elapsed, "steps": steps,
             "ms_per_step": 1000 * elapsed / steps, "params": model.count_params(),
@@ -398,13 +400,15 @@ def child_decode(engine, strategy, batch, cache, seconds):
     root = os.path.join(workdir(), "exports")
     sources = [test[rows[i:i + batch]] for i in range(0, len(rows) - batch + 1, batch)][:8]
     sources = [s[:, :max(1, int((s != 0).sum(1).max()))] for s in sources]
-    if engine == "zoo keras":
+    if engine in ("zoo keras", "zoo keras xla"):
         import zoo
 
         model = zoo.models.load(os.path.join(root, "keras"))
+        xla = engine.endswith("xla")
 
         def run(ids):
-            res = model.generate(ids, strategy, max_length=STEPS, min_length=STEPS)
+            res = model.generate(ids, strategy, max_length=STEPS, min_length=STEPS,
+                                 jit_compile=xla)
             return np.asarray(res.tokens)
     elif engine.startswith("keras_hub"):
         run = _keras_hub_runner(strategy, batch, engine.endswith("xla"))
@@ -436,6 +440,13 @@ def child_decode(engine, strategy, batch, cache, seconds):
 
         def run(ids):
             return runner.generate(ids, strategy)["tokens"]
+        if fmt == "savedmodel":  # strings in, strings out: tokenization is in its graph
+            texts = _read(os.path.join(DATA, "test_2016_flickr.de.gz"))
+            sources = [[texts[i] for i in rows[j:j + batch]]
+                       for j in range(0, len(rows) - batch + 1, batch)][:8]
+
+            def run(batch_texts):
+                return runner.generate_text(batch_texts, strategy)
     return {"engine": engine, "strategy": strategy, "batch": batch,
             "sentences_per_s": _time(run, sources, batch, seconds),
             "peak_rss_mb": peak_rss_mb()}
@@ -514,13 +525,20 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="fewer batches and seconds (<10 min)")
     p.add_argument("--only", choices=["train", "mfu", "decode"], action="append")
+    p.add_argument("--plot", default=os.path.join(ROOT, "docs", "img", "peers.png"),
+                   help="where the plot goes")
+    p.add_argument("--replot", action="store_true",
+                   help="only redraw the plot of the last run in bench/results/peers.jsonl")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         return child_main(args.child)
+    if args.replot:
+        rows = [json.loads(line) for line in open(RESULTS)]
+        return plot([r for r in rows if r["time"] == rows[-1]["time"]], args.plot)
     sections = args.only or ["train", "mfu", "decode"]
-    seconds = 15 if args.quick else 60
-    cache, tok = prepare_data(24 if args.quick else 64)
+    passes = 1 if args.quick else 2
+    cache, tok = prepare_data(24 if args.quick else 48)
     records = []
     if "train" in sections:
         print(f"\nTraining, target tokens/s ({BATCH} pairs per batch, {hardware()})")
@@ -528,9 +546,9 @@ def main(argv=None):
               f"{'peer MB':>8}  peer")
         for shape, (mine, peer) in TRAINERS.items():
             a = run_child({"kind": "train", "name": mine, "cache": cache,
-                           "seconds": seconds, "warmup": 3})
+                           "passes": passes, "warmup": 4})
             b = run_child({"kind": "train", "name": peer, "cache": cache,
-                           "seconds": seconds, "warmup": 3})
+                           "passes": passes, "warmup": 4})
             ratio = a["tokens_per_s"] / b["tokens_per_s"]
             print(f"{shape:12} {a['tokens_per_s']:9.0f} {b['tokens_per_s']:9.0f} "
                   f"{ratio:8.2f}x {a['peak_rss_mb']:8.0f} {b['peak_rss_mb']:8.0f}  {peer}")
@@ -540,7 +558,7 @@ def main(argv=None):
         peak = run_child({"kind": "matmul"})["matmul_flops"]
         batches, _ = load_batches(cache)
         tr = run_child({"kind": "train", "name": "zoo_transformer", "cache": cache,
-                        "seconds": seconds, "warmup": 3})
+                        "passes": passes, "warmup": 4})
         flops = sum(train_step_flops(sr, t[:, :-1]) for sr, t in batches) / len(batches)
         achieved = flops / (tr["ms_per_step"] / 1000)
         print(f"\nMFU: zoo Transformer step {flops / 1e9:.1f} GFLOP in {tr['ms_per_step']:.0f} "
@@ -551,11 +569,12 @@ def main(argv=None):
     if "decode" in sections:
         formats = ["savedmodel", "onnx", "litert", "ctranslate2"]
         run_child({"kind": "exports", "cache": cache, "tok_path": tok, "formats": formats})
-        engines = {"greedy": ["zoo keras", "keras_hub", "keras_hub xla", "zoo savedmodel",
-                              "zoo onnx", "zoo litert", "zoo ctranslate2 float32",
-                              "zoo ctranslate2 int8"],
-                   "beam": ["zoo keras", "keras_hub", "zoo savedmodel", "zoo onnx",
-                            "zoo ctranslate2 float32", "zoo ctranslate2 int8"]}
+        engines = {"greedy": ["zoo keras", "zoo keras xla", "keras_hub", "keras_hub xla",
+                              "zoo savedmodel", "zoo onnx", "zoo litert",
+                              "zoo ctranslate2 float32", "zoo ctranslate2 int8"],
+                   "beam": ["zoo keras", "zoo keras xla", "keras_hub", "keras_hub xla",
+                            "zoo savedmodel", "zoo onnx", "zoo ctranslate2 float32",
+                            "zoo ctranslate2 int8"]}
         dsec = 5 if args.quick else 20
         print(f"\nDecoding {STEPS} tokens, sentences/s (beam: 4 beams)")
         print(f"{'engine':26} {'strategy':8} {'batch 1':>9} {'batch 64':>9}")
@@ -577,7 +596,8 @@ def main(argv=None):
         print("\nRatios")
         for strategy in engines:
             for i, batch in enumerate((1, 64)):
-                zk = table[("zoo keras", strategy)][i]
+                zk = max(table[("zoo keras", strategy)][i],
+                         table[("zoo keras xla", strategy)][i])
                 hub = max(v for v in (table.get(("keras_hub", strategy), [None, None])[i],
                                       table.get(("keras_hub xla", strategy), [None, None])[i])
                           if v)
@@ -586,6 +606,49 @@ def main(argv=None):
                 print(f"  {strategy:6} batch {batch:2}: zoo keras / best KerasHub "
                       f"{zk / hub:.2f}x; zoo onnx / CTranslate2 float32 {onnx / ct2:.2f}x")
     _append(records, args)
+    if records:
+        plot(records, args.plot)
+
+
+def plot(records, path):
+    """Two panels: training tokens/s (zoo beside each peer) and decoding sentences/s per
+    engine at batch 1 and 64 (greedy), log scale."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [r for r in records if r["section"] == "train"]
+    dec = [r for r in records if r["section"] == "decode" and r["strategy"] == "greedy"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [1, 2.2]})
+    if train:
+        ax = axes[0]
+        xs = range(len(train))
+        ax.bar([x - 0.2 for x in xs], [r["zoo"]["tokens_per_s"] for r in train], 0.4,
+               label="zoo")
+        ax.bar([x + 0.2 for x in xs], [r["peer"]["tokens_per_s"] for r in train], 0.4,
+               label="peer")
+        ax.set_xticks(list(xs), [f"{r['shape']}\nvs {r['peer']['trainer']}" for r in train],
+                      fontsize=8)
+        ax.set_ylabel("target tokens/s (training)")
+        ax.legend()
+    if dec:
+        ax = axes[1]
+        engines = list(dict.fromkeys(r["engine"] for r in dec))
+        for k, batch in enumerate((1, 64)):
+            vals = [next((r["sentences_per_s"] for r in dec
+                          if r["engine"] == e and r["batch"] == batch), 0) for e in engines]
+            ax.bar([i + (k - 0.5) * 0.4 for i in range(len(engines))], vals, 0.4,
+                   label=f"batch {batch}")
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(engines)), engines, rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel(f"sentences/s (greedy, {STEPS} tokens)")
+        ax.legend()
+    fig.suptitle(f"zoo against its peers ({hardware()})")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fig.savefig(path, dpi=110)
+    print(f"plot: {path}")
 
 
 def _append(records, args):

@@ -43,3 +43,14 @@ def test_training_projects_only_real_target_positions():
     # XLA needs static shapes: the full projection then.
     model.compile(jit_compile=True)
     assert not model.decoder.pack_training_logits
+
+
+def test_token_accuracy_counts_real_tokens_whose_label_has_the_top_logit():
+    from zoo.training import TokenAccuracy
+
+    logits = np.array([[[0, 0, 3, 1], [2, 1, 0, 0], [9, 0, 0, 0]]], "float32")
+    m = TokenAccuracy()
+    # Token 1: label 2 has the top logit (right); token 2: label 1 does not (wrong);
+    # token 3 is padding (ignored, though its "label" 0 would be right).
+    m.update_state(np.array([[2, 1, 0]]), logits)
+    assert float(m.result()) == 0.5
