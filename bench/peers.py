@@ -426,7 +426,8 @@ def child_decode(engine, strategy, batch, cache, seconds):
                 beam = 1 if strategy == "greedy" else 4
                 return runner.translator.translate_batch(
                     runner._pieces(ids), beam_size=beam, max_decoding_length=STEPS,
-                    min_decoding_length=STEPS, length_penalty=0.6 if beam > 1 else 0.0)
+                    min_decoding_length=STEPS, length_penalty=0.6 if beam > 1 else 0.0,
+                    suppress_sequences=[["<pad>"], ["<s>"]])
             r = _time(run, sources, batch, seconds / 2)
             if best is None or r > best[0]:
                 best = (r, threads)

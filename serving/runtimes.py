@@ -425,6 +425,8 @@ class CTranslate2Runner(Runner):
             length_penalty=float(options.get("length_penalty", 0.0)) if beam > 1 else 0.0,
             min_decoding_length=int(self.manifest["decoding"].get("min_length", 0)),
             no_repeat_ngram_size=int(self.manifest["decoding"].get("no_repeat_ngram_size", 0)),
+            # As zoo's decoding: padding and bos are never generated.
+            suppress_sequences=[[self._target_pieces[0]], [self._target_pieces[2]]],
             return_scores=True, return_attention=True, return_end_token=True)
         n, src = len(results), ids.shape[1]
         tokens = np.zeros((n, self.max_length), np.int32)
