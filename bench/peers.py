@@ -26,8 +26,8 @@ caches). Untrained weights are fine for speed: decoding is forced to a fixed num
 (no early end), the same for every engine.
 
 Usage:
-    python bench/peers.py --quick          # < 10 minutes on 2 cores
-    python bench/peers.py                  # more batches and seconds per figure
+    python bench/peers.py --quick          # 13 minutes on 2 cores (one pass, 5 s per figure)
+    python bench/peers.py                  # 48 batches x 2 passes, 20 s per figure
     python bench/peers.py --only train     # one section: train, mfu or decode
     python bench/peers.py --replot         # redraw docs/img/peers.png from the last run
 """
@@ -524,7 +524,8 @@ def hardware():
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="fewer batches and seconds (<10 min)")
+    p.add_argument("--quick", action="store_true",
+                   help="fewer batches and seconds (about 13 min on 2 cores)")
     p.add_argument("--only", choices=["train", "mfu", "decode"], action="append")
     p.add_argument("--plot", default=os.path.join(ROOT, "docs", "img", "peers.png"),
                    help="where the plot goes")
