@@ -409,6 +409,7 @@ class CTranslate2Runner(Runner):
         self._source_pieces = self._vocab(self.source_tokenizer)
         self._target_pieces = self._vocab(self.target_tokenizer)
         self._target_ids = {p: i for i, p in enumerate(self._target_pieces)}
+        self._special = self.manifest["vocab"]["special_ids"]
 
     @staticmethod
     def _vocab(tokenizer):
@@ -416,7 +417,8 @@ class CTranslate2Runner(Runner):
         return [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
 
     def _pieces(self, ids):
-        return [[self._source_pieces[int(i)] for i in row if i != 0] for row in ids]
+        pad = self._special["pad"]
+        return [[self._source_pieces[int(i)] for i in row if i != pad] for row in ids]
 
     def _generate(self, ids, strategy, options):
         beam = 1 if strategy == "greedy" else int(self.manifest["decoding"]["beam_size"])
@@ -426,7 +428,8 @@ class CTranslate2Runner(Runner):
             min_decoding_length=int(self.manifest["decoding"].get("min_length", 0)),
             no_repeat_ngram_size=int(self.manifest["decoding"].get("no_repeat_ngram_size", 0)),
             # As zoo's decoding: padding and bos are never generated.
-            suppress_sequences=[[self._target_pieces[0]], [self._target_pieces[2]]],
+            suppress_sequences=[[self._target_pieces[self._special["pad"]]],
+                                [self._target_pieces[self._special["bos"]]]],
             return_scores=True, return_attention=True, return_end_token=True)
         n, src = len(results), ids.shape[1]
         tokens = np.zeros((n, self.max_length), np.int32)
@@ -444,7 +447,8 @@ class CTranslate2Runner(Runner):
     def score(self, source_ids, tokens) -> List[np.ndarray]:
         """Log-probabilities of ``tokens`` (per row, eos included) given ``source_ids``."""
         # score_batch appends </s> itself: it gets the tokens before eos.
-        target = [[self._target_pieces[int(i)] for i in row if int(i) not in (0, 3)]
+        skip = (self._special["pad"], self._special["eos"])
+        target = [[self._target_pieces[int(i)] for i in row if int(i) not in skip]
                   for row in tokens]
         results = self.translator.score_batch(self._pieces(np.asarray(source_ids)), target)
         return [np.asarray(r.log_probs, np.float32) for r in results]

@@ -108,7 +108,7 @@ class Decoder(keras.layers.Layer):
         if training:
             self._add_weights_loss(weights, ops.not_equal(target_ids, 0))
         if training and not self.copy and self.pack_training_logits:
-            logits = self._packed_output(features, weights, ops.not_equal(target_ids, 0))
+            logits = self._packed_output(features, ops.not_equal(target_ids, 0), training)
         else:
             logits = self._output(features, weights, training)
         if self.copy:
@@ -117,7 +117,7 @@ class Decoder(keras.layers.Layer):
             p_gen = ops.ones(ops.shape(target_ids), "float32")
         return {"logits": logits, "attention": ops.cast(weights, "float32"), "p_gen": p_gen}
 
-    def _packed_output(self, features, weights, mask):
+    def _packed_output(self, features, mask, training):
         """Logits at the real target positions only, zeros at padding.
 
         The vocabulary projection is the largest matmul of a training step (a third of a
@@ -128,7 +128,8 @@ class Decoder(keras.layers.Layer):
         shape = ops.shape(features)
         flat = ops.reshape(features, (-1, shape[-1]))  # (batch * T, F)
         rows = ops.nonzero(ops.reshape(mask, (-1,)))[0]  # (N,)
-        logits = self._output(ops.take(flat, rows, axis=0), None, True)  # (N, V)
+        # ``_output`` ignores the weights unless copying, which never packs.
+        logits = self._output(ops.take(flat, rows, axis=0), None, training)  # (N, V)
         out = ops.scatter(ops.expand_dims(rows, -1), logits,
                           (shape[0] * shape[1], ops.shape(logits)[-1]))
         return ops.reshape(out, (shape[0], shape[1], -1))
