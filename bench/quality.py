@@ -187,7 +187,11 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--task", choices=("translation", "summarization"), default="translation")
     p.add_argument("--preset", default=None,
-                   help="default: rnn_bahdanau / pointer_generator")
+                   help="default: the recipe's, else rnn_bahdanau / pointer_generator")
+    p.add_argument("--recipe", default=None,
+                   help="translation: a training recipe (zoo.models.presets.RECIPES)")
+    p.add_argument("--max-steps", type=int, default=None, help="default: the recipe's")
+    p.add_argument("--batch-tokens", type=int, default=None, help="default: the recipe's")
     p.add_argument("--coverage-epochs", type=int, default=None,
                    help="summarization: last epochs with the coverage loss")
     p.add_argument("--evaluate", default=None, help="summarization: score a saved model")
@@ -216,8 +220,9 @@ def main(argv=None):
     if args.task == "summarization":
         args.preset = args.preset or "pointer_generator"
         return summarization(args, argv)
-    args.preset = args.preset or "rnn_bahdanau"
-    args.vocab_size = args.vocab_size or 8000
+    if args.recipe is None:
+        args.preset = args.preset or "rnn_bahdanau"
+        args.vocab_size = args.vocab_size or 8000
 
     import tensorflow as tf
 
@@ -239,7 +244,9 @@ def main(argv=None):
     model, history, info = train_translator(
         train, preset=args.preset, dev_pairs=dev, vocab_size=args.vocab_size,
         epochs=args.epochs, out_dir=args.out, tensorboard=False, verbose=2,
-        mixed_precision=args.mixed_precision, overrides=overrides)
+        mixed_precision=args.mixed_precision, overrides=overrides, recipe=args.recipe,
+        max_steps=args.max_steps, batch_tokens=args.batch_tokens, overwrite=True)
+    args.preset = info["preset"]
     rows = []
     for label, kw in (("greedy", {"strategy": "greedy"}),
                       (f"beam {args.beam_size} lp {args.length_penalty}",
@@ -252,15 +259,22 @@ def main(argv=None):
         rows.append({"decoding": label, "bleu": round(scores["bleu"], 2),
                      "chrf": round(scores["chrf"], 2), "decode_seconds": round(secs, 1),
                      "signature": scores["bleu_signature"], "examples": hyps[:3]})
-    record = {"preset": args.preset, "hardware": hardware(), "tensorflow": tf.__version__,
+    record = {"preset": args.preset, "recipe": args.recipe, "hardware": hardware(),
+              "tensorflow": tf.__version__,
               "published_greedy_bleu": PUBLISHED.get(args.preset), **info,
               "val_loss": [round(x, 4) for x in history.history.get("val_loss", [])],
               "loss": [round(x, 4) for x in history.history["loss"]], "results": rows,
               "command": "python bench/quality.py " + " ".join(argv or sys.argv[1:])}
     append_record(args.results, record)
     print(f"\nMulti30k de-en test_2016_flickr ({len(test)} sentences), {record['hardware']}")
-    print(f"preset {args.preset}: {info['parameters']:,} parameters, {info['epochs']} epochs, "
-          f"{info['train_seconds'] / 60:.1f} min training")
+    what = f"recipe {args.recipe} (preset {args.preset})" if args.recipe else \
+        f"preset {args.preset}"
+    print(f"{what}: {info['parameters']:,} parameters, {info['epochs_trained']} epochs "
+          f"({info['steps']:,} updates), {info['train_seconds'] / 60:.1f} min training")
+    if info.get("averaged") and info["averaged"]["single"] is not None:
+        a = info["averaged"]
+        print(f"validation loss: best epoch {a['epochs'][-1]} {a['single']}, average of "
+              f"epochs {a['epochs'][0]}-{a['epochs'][-1]} {a['averaged']}: kept {a['kept']}")
     print(f"{'decoding':<22}{'BLEU':>7}{'chrF':>7}{'published':>11}{'decode s':>10}")
     for r in rows:
         pub = PUBLISHED.get(args.preset) if r["decoding"] == "greedy" else None

@@ -15,8 +15,10 @@ from zoo.data import anki_spa_eng_pairs
 def trained(tmp_path_factory):
     """One tiny training run on the shipped pairs, shared by the tests below."""
     out = tmp_path_factory.mktemp("cli") / "model"
+    # 585 training pairs: 10 batches an epoch; the 15-update budget ends epoch 2 halfway.
     rc = cli.main(["train", "translator", "--preset", "rnn_tiny", "--limit", "600",
-                   "--epochs", "2", "--vocab-size", "300", "--out", str(out), "--progress", "none",
+                   "--epochs", "3", "--max-steps", "15", "--average-last", "2",
+                   "--vocab-size", "300", "--out", str(out), "--progress", "none",
                    "--example", "Tengo hambre."])
     assert rc == 0
     return out
@@ -28,6 +30,18 @@ def test_train_writes_model_heat_map_and_logs(trained, capsys):
     with open(trained / "attention.png", "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert any(f.startswith("events") for _, _, fs in os.walk(trained / "logs") for f in fs)
+
+
+def test_update_budget_and_checkpoint_averaging_are_recorded(trained):
+    import json
+
+    info = json.loads((trained / "zoo.json").read_text())["extra"]["training"]
+    assert info["steps"] == 15 and info["epochs_trained"] == 2
+    averaged = info["averaged"]
+    assert averaged["epochs"] == [1, 2]
+    # Kept by validation: the average only where its held-out loss is the lower one.
+    better = averaged["averaged"] < averaged["single"]
+    assert averaged["kept"] == ("average" if better else "best epoch")
 
 
 def test_translate_from_arguments_file_and_stdin(trained, tmp_path, capsys, monkeypatch):
@@ -192,7 +206,7 @@ def test_presets_command_lists_them(capsys):
 
     assert cli.main(["presets"]) == 0
     out = capsys.readouterr().out
-    assert all(name in out for name in presets.names())
+    assert all(name in out for name in presets.names() + presets.recipe_names())
 
 
 def test_files_and_outputs_are_checked_before_any_work(trained, tmp_path, capsys):

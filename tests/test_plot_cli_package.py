@@ -111,8 +111,9 @@ def test_embedded_corpus_is_real_and_attributed():
     from zoo.data import anki_spa_eng_pairs, corpus_path
 
     pairs = anki_spa_eng_pairs()
-    assert len(pairs) == 20000
+    assert len(pairs) == 118964  # the whole CC-BY file
     assert all(s.strip() and e.strip() for s, e in pairs)
+    assert anki_spa_eng_pairs(limit=5) == pairs[:5]
     assert os.path.exists(corpus_path("anki_spa_eng", "ATTRIBUTION.md"))
     with pytest.raises(FileNotFoundError, match="anki_spa_eng"):
         corpus_path("anki_spa_eng", "missing.tsv")

@@ -163,6 +163,20 @@ def _cmd_train(args) -> int:
         zoo.attention.REGISTRY.get_class(args.attention)  # unknown name: fail before training
     from zoo.models import presets
 
+    # No --preset and no --recipe: the task's default recipe (or preset). A --preset alone
+    # trains that preset with its own defaults, not the default recipe's.
+    if args.recipe is None and args.preset is None:
+        args.recipe = args.default_recipe
+    if args.recipe is not None:
+        recipe = presets.get_recipe(args.recipe)
+        if recipe["task"] != spec["task"]:
+            raise ValueError(f"--recipe {args.recipe} is a {recipe['task']} recipe; "
+                             f"{spec['task']} recipes: "
+                             f"{', '.join(presets.recipe_names(spec['task'])) or 'none'}")
+        args.preset = args.preset or recipe["preset"]
+    args.preset = args.preset or args.default_preset
+    if args.vocab_size is None and args.recipe is None:
+        args.vocab_size = args.default_vocab_size
     presets.get_preset(args.preset)
     if presets.task_of(args.preset) != spec["task"]:
         raise ValueError(f"--preset {args.preset} is a {presets.task_of(args.preset)} preset; "
@@ -188,7 +202,7 @@ def _cmd_train(args) -> int:
         if not examples:
             examples = [next(iter(train))[0]]
         print(f"zoo train {args.task}: streaming training pairs from {' '.join(args.data)}, "
-              f"{len(dev):,} held-out pairs; preset {args.preset}")
+              f"{len(dev):,} held-out pairs; {_trained(args)}")
     else:
         if args.data:
             _summary_fields(args, spec["task"])
@@ -214,7 +228,7 @@ def _cmd_train(args) -> int:
         examples = args.example or examples or [
             s for s, _ in (dev or train)[:1 if args.task == "summarizer" else 3]]
         print(f"zoo train {args.task}: {len(train):,} training and {len(dev):,} held-out "
-              f"pairs from {origin}; preset {args.preset}")
+              f"pairs from {origin}; {_trained(args)}")
     overrides = {"attention": args.attention} if args.attention else None
     common = dict(preset=args.preset, out_dir=args.out, dev_pairs=dev or None,
                   vocab_size=args.vocab_size, epochs=args.epochs, batch_size=args.batch_size,
@@ -223,7 +237,9 @@ def _cmd_train(args) -> int:
                   verbose=_progress(args.progress), overwrite=args.overwrite,
                   resume=args.resume, checkpoint_every=args.checkpoint_every or None,
                   keep_checkpoints=args.keep_checkpoints, devices=args.devices,
-                  multi_worker=args.multi_worker)
+                  multi_worker=args.multi_worker, recipe=args.recipe,
+                  max_steps=args.max_steps, patience=args.patience,
+                  average_last=args.average_last)
     if args.task == "translator":
         model, history, info = recipes.train_translator(train, max_length=args.max_length,
                                                         **common)
@@ -242,7 +258,16 @@ def _cmd_train(args) -> int:
     loss = history.history["loss"]
     print(f"trained {info['parameters']:,} parameters for {info['epochs']} epochs in "
           f"{info['train_seconds']:.0f} s: loss {loss[0]:.2f} -> {loss[-1]:.2f}")
-    if dev and info["kept_epoch"] != info["epochs"]:
+    averaged = info.get("averaged")
+    if averaged and len(averaged["epochs"]) > 1:
+        span = f"{averaged['epochs'][0]}-{averaged['epochs'][-1]}"
+        if averaged["averaged"] is None:
+            print(f"kept the average of epochs {span}")
+        else:
+            print(f"held-out loss of epoch {averaged['epochs'][-1]} {averaged['single']:.3f}, "
+                  f"of the average of epochs {span} {averaged['averaged']:.3f}: kept the "
+                  f"{'average' if averaged['kept'] == 'average' else 'single epoch'}")
+    elif dev and info["kept_epoch"] != info["epochs_trained"]:
         val = history.history["val_loss"]
         print(f"kept the weights of epoch {info['kept_epoch']} (validation loss "
               f"{val[info['kept_epoch'] - 1]:.2f}; the last epoch's was {val[-1]:.2f})")
@@ -278,6 +303,12 @@ def _cmd_train(args) -> int:
           f"{heat}{' with p_gen' if p_gen is not None else ''}; TensorBoard logs "
           f"{os.path.join(args.out, 'logs')}")
     return 0
+
+
+def _trained(args):
+    """What the run trains: ``recipe R (preset P)`` or ``preset P``."""
+    return (f"recipe {args.recipe} (preset {args.preset})" if args.recipe else
+            f"preset {args.preset}")
 
 
 def _progress(choice):
@@ -546,6 +577,10 @@ def _cmd_presets(args) -> int:
         print(f"{task}:")
         for name in presets.names(task):
             print(f"  {name:<24} {presets.PRESETS[name]['description']}")
+    print("recipes (zoo train --recipe NAME):")
+    for name in presets.recipe_names():
+        r = presets.RECIPES[name]
+        print(f"  {name:<24} [{r['task']}, preset {r['preset']}] {r['description']}")
     return 0
 
 
@@ -591,16 +626,33 @@ def _add_decoding_args(p, defaults="1 = greedy (translation), 4 for a summarizer
     p.add_argument("--max-length", type=int, default=None, help="maximum output tokens")
 
 
-def _add_train_args(p, task, preset, vocab_size):
+def _add_train_args(p, task, preset, vocab_size, recipe=None):
     _add_corpus_args(p, required=False)
-    p.add_argument("--preset", default=preset, help=f"see `zoo presets` (default {preset})")
+    default = f"the recipe {recipe}'s" if recipe else preset
+    p.add_argument("--preset", default=None, help=f"see `zoo presets` (default {default})")
+    p.add_argument("--recipe", default=None,
+                   help=f"a training recipe: preset, size, regularisation, schedule, early "
+                        f"stopping, checkpoint averaging (see `zoo presets`; default "
+                        f"{recipe or 'none: the preset' + chr(39) + 's defaults'}); "
+                        f"flags given win over it")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="stop after this many updates (default: the recipe's, else none)")
+    p.add_argument("--patience", type=int, default=None,
+                   help="stop after this many epochs without a lower held-out loss "
+                        "(default: the recipe's, else never)")
+    p.add_argument("--average-last", type=int, default=None, metavar="K",
+                   help="end with the average of the last K epochs up to the best one, "
+                        "when it has the lower held-out loss (default: the recipe's)")
+    p.set_defaults(default_preset=preset, default_recipe=recipe,
+                   default_vocab_size=vocab_size)
     p.add_argument("--attention", default=None,
                    help="attention variant of an RNN preset (see `zoo attention`)")
     p.add_argument("--epochs", type=int, default=None, help="default: the preset's")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--learning-rate", type=float, default=None)
-    p.add_argument("--vocab-size", type=int, default=vocab_size,
-                   help=f"default {vocab_size or 'the preset' + chr(39) + 's'}")
+    p.add_argument("--vocab-size", type=int, default=None,
+                   help=f"default: the recipe's, else "
+                        f"{vocab_size or 'the preset' + chr(39) + 's'}")
     p.add_argument("--stream", action="store_true",
                    help="read the --data files as a stream on every epoch instead of loading "
                         "them (corpora larger than memory; the tokenizer learns from a "

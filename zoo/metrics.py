@@ -64,6 +64,48 @@ def evaluate(hypotheses: Sequence[str], references: Sequence[str]) -> Dict[str, 
             "sentences": len(h)}
 
 
+def bleu_by_length(sources: Sequence[str], hypotheses: Sequence[str],
+                   references: Sequence[str], edges: Sequence[int] = (10, 15, 20, 25)
+                   ) -> list:
+    """Corpus BLEU of the sentences in each source-length bucket (Bahdanau et al. 2015's
+    figure 2: what a fixed-length context loses on long sentences).
+
+    Args:
+        sources: The source sentences (their length in whitespace words buckets them).
+        hypotheses: The translations, line-aligned.
+        references: The references, line-aligned.
+        edges: Upper bounds (inclusive) of the buckets; one more bucket takes the rest.
+
+    Returns:
+        ``[{"words": "1-10", "low": 1, "high": 10, "sentences": n, "bleu": float}, ...]``
+        in length order, empty buckets left out (``high`` is None for the last).
+
+    Example:
+        >>> hyp = ["the cat sat on the mat", "a dog ran"]
+        >>> ref = ["the cat sat on the mat", "the big dog ran away"]
+        >>> rows = bleu_by_length(["el gato", "el perro grande corrió"], hyp, ref, (2,))
+        >>> [(r["words"], r["sentences"], round(r["bleu"])) for r in rows]
+        [('1-2', 1, 100), ('3+', 1, 0)]
+    """
+    sources = list(sources)
+    hypotheses, references = _check(hypotheses, references)
+    if len(sources) != len(hypotheses):
+        raise ValueError(f"{len(sources)} sources but {len(hypotheses)} hypotheses: they must "
+                         f"be line-aligned")
+    edges = sorted(int(e) for e in edges)
+    bounds = list(zip([1] + [e + 1 for e in edges], edges + [None]))
+    rows = []
+    for low, high in bounds:
+        idx = [i for i, s in enumerate(sources)
+               if len(s.split()) >= low and (high is None or len(s.split()) <= high)]
+        if not idx:
+            continue
+        rows.append({"words": f"{low}-{high}" if high else f"{low}+", "low": low,
+                     "high": high, "sentences": len(idx),
+                     "bleu": bleu([hypotheses[i] for i in idx], [references[i] for i in idx])})
+    return rows
+
+
 #: The ROUGE variants reported: unigram, bigram, longest common subsequence over the whole
 #: text (``rougeL``) and summary-level LCS over sentences (``rougeLsum``, split on newlines;
 #: the figure comparable with ROUGE-1.5.5's and py-rouge's ROUGE-L).

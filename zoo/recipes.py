@@ -12,17 +12,18 @@ import warnings
 from typing import Optional, Sequence, Tuple
 
 
-def train_translator(train_pairs: Sequence[Tuple[str, str]], preset: str = "rnn_tiny",
-                     out_dir: Optional[str] = None, dev_pairs=None, vocab_size: int = 8000,
-                     max_length: int = 64, **kwargs):
+def train_translator(train_pairs: Sequence[Tuple[str, str]], preset: Optional[str] = None,
+                     out_dir: Optional[str] = None, dev_pairs=None,
+                     vocab_size: Optional[int] = None, max_length: int = 64, **kwargs):
     """Trains a translator on sentence pairs: :func:`train` with a ``Translator``.
 
     Args:
         train_pairs: ``[(source, target), ...]``.
-        preset: A translation preset (``zoo.models.presets.names("translation")``).
+        preset: A translation preset (``zoo.models.presets.names("translation")``); default:
+            the recipe's, else ``"rnn_tiny"``.
         out_dir: Where to save the model directory (see :func:`train`).
         dev_pairs: Validation pairs.
-        vocab_size: Joint SentencePiece vocabulary size.
+        vocab_size: Joint SentencePiece vocabulary size (default: the recipe's, else 8000).
         max_length: Token limit per side (longer sentences are truncated and counted).
         **kwargs: Any other argument of :func:`train`.
 
@@ -38,6 +39,8 @@ def train_translator(train_pairs: Sequence[Tuple[str, str]], preset: str = "rnn_
     """
     from zoo.models import Translator
 
+    if preset is None and kwargs.get("recipe") is None:
+        preset = "rnn_tiny"
     return train(Translator, train_pairs, preset=preset, out_dir=out_dir, dev_pairs=dev_pairs,
                  vocab_size=vocab_size, max_source_length=max_length,
                  max_target_length=max_length, **kwargs)
@@ -183,8 +186,8 @@ def _start_run(out_dir, settings, tokenizer_fn, resume, overwrite):
     return ckpt_dir, tokenizer
 
 
-def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
-          out_dir: Optional[str] = None, dev_pairs=None, vocab_size: int = 8000,
+def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional[str] = None,
+          out_dir: Optional[str] = None, dev_pairs=None, vocab_size: Optional[int] = None,
           epochs: Optional[int] = None, batch_size: Optional[int] = None,
           batch_tokens: Optional[int] = None, learning_rate: Optional[float] = None,
           warmup_steps: Optional[int] = None, label_smoothing: Optional[float] = None,
@@ -196,7 +199,9 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
           resume: bool = False, checkpoint_every: Optional[int] = 500,
           keep_checkpoints: int = 3, devices: Optional[int] = None,
           tokenizer_sample: int = 500_000, shuffle_buffer: int = 100_000,
-          multi_worker: bool = False, batch_multiple: Optional[int] = None):
+          multi_worker: bool = False, batch_multiple: Optional[int] = None,
+          recipe: Optional[str] = None, max_steps: Optional[int] = None,
+          patience: Optional[int] = None, average_last: Optional[int] = None):
     """Trains any task's model on text pairs: tokenizer, preset, ``compile`` + ``fit``, save.
 
     With ``out_dir``, the run is resumable: ``out_dir/checkpoints/`` gets the run's settings
@@ -212,13 +217,13 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
         train_pairs: ``[(source, target), ...]``, or a :class:`zoo.data.Corpus` of files
             to stream: then memory holds a shuffle buffer, not the corpus (the files are
             read on every epoch, the tokenizer learns from a sample).
-        preset: A preset of that task.
+        preset: A preset of that task (default: the recipe's).
         out_dir: Where to save the model directory (with ``checkpoints/`` and ``logs/``);
             None: no files, no checkpoints.
         dev_pairs: Validation pairs (validation loss each epoch).
-        vocab_size: Joint SentencePiece vocabulary size.
+        vocab_size: Joint SentencePiece vocabulary size (default: the recipe's, else 8000).
         epochs, batch_size, batch_tokens, learning_rate, warmup_steps, label_smoothing:
-            Training settings; None takes the preset's ``train`` defaults.
+            Training settings; None takes the recipe's, else the preset's ``train`` defaults.
         max_source_length: Source tokens kept, eos included (longer ones are cut, counted).
         max_target_length: Target tokens kept per side of the shift (also the model's default
             generation limit).
@@ -254,6 +259,16 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
         batch_multiple: Every batch holds a multiple of this many sentences (default: the
             number of replicas, so each gets an equal part; see ``make_dataset``). Set it
             on one device to train on the batches a cluster of that many replicas would.
+        recipe: A recipe name (``zoo.models.presets.recipe_names()``): its preset, network
+            overrides (``overrides`` wins per key) and training settings (explicit
+            arguments win).
+        max_steps: Stop after this many updates (:class:`zoo.training.StopAfterSteps`);
+            None: ``epochs`` alone.
+        patience: With ``dev_pairs``, stop after this many epochs without a lower
+            validation loss (:class:`zoo.training.EarlyStopping`); None: never early.
+        average_last: With ``dev_pairs``, end with the average of the weights of this many
+            epoch ends up to the best one (:class:`zoo.training.CheckpointAverage`), if it
+            has the lower validation loss than the best epoch alone; None or 1: no averaging.
 
     Returns:
         ``(model, history, info)``: the trained model, the Keras ``History`` and a dict with
@@ -269,7 +284,8 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
     from zoo.data import SentencePieceTokenizer, make_dataset, make_stream_dataset
     from zoo.files import check_destination, staged_directory
     from zoo.models import presets
-    from zoo.training import Checkpointer, EarlyStopping, SetEpoch
+    from zoo.training import (CheckpointAverage, Checkpointer, EarlyStopping, SetEpoch,
+                              StopAfterSteps)
 
     import contextlib
 
@@ -295,7 +311,25 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
         raise ValueError("resume needs out_dir (the run to continue)")
     if out_dir and not resume and chief:
         check_destination(out_dir, overwrite, "out_dir")
-    defaults = presets.get_preset(preset)["train"]
+    if recipe is not None:
+        spec = presets.get_recipe(recipe)
+        if spec["task"] != model_class.task:
+            raise ValueError(f"recipe {recipe!r} is a {spec['task']} recipe, not "
+                             f"{model_class.task}; {model_class.task} recipes: "
+                             f"{', '.join(presets.recipe_names(model_class.task)) or 'none'}")
+        preset = preset or spec["preset"]
+        overrides = {**spec.get("overrides", {}), **(overrides or {})}
+        vocab_size = vocab_size or spec.get("vocab_size")
+        defaults = {**presets.get_preset(preset)["train"], **spec["train"]}
+    elif preset is None:
+        raise ValueError("train: give a preset or a recipe")
+    else:
+        defaults = presets.get_preset(preset)["train"]
+    vocab_size = int(vocab_size or defaults.get("vocab_size", 8000))
+    max_steps = max_steps if max_steps is not None else defaults.get("max_steps")
+    patience = patience if patience is not None else defaults.get("patience")
+    average_last = int(average_last if average_last is not None
+                       else defaults.get("average_last") or 1)
     epochs = int(epochs or defaults["epochs"])
     lr = learning_rate or defaults["learning_rate"]
     warmup = warmup_steps if warmup_steps is not None else defaults.get("warmup_steps")
@@ -310,6 +344,8 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
                 "label_smoothing": smoothing, "max_source_length": max_source_length,
                 "max_target_length": max_target_length, "mixed_precision": mixed_precision,
                 "seed": seed, "keep_best": bool(keep_best and dev_pairs),
+                "recipe": recipe, "max_steps": max_steps, "patience": patience,
+                "average_last": average_last,
                 "turn_separator": turn_separator,
                 "train_data": train_pairs.fingerprint() if streamed else
                 _fingerprint(train_pairs),
@@ -321,7 +357,7 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
             return tokenizer
         sample = _reservoir(train_pairs, tokenizer_sample, seed) if streamed else train_pairs
         return SentencePieceTokenizer.train([s for pair in sample for s in pair],
-                                            vocab_size=vocab_size,
+                                            vocab_size=vocab_size, seed=seed,
                                             turn_separator=turn_separator)
 
     ckpt_dir = None
@@ -393,15 +429,26 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
         model.compile(learning_rate=lr, warmup_steps=warmup, label_smoothing=smoothing,
                       jit_compile=jit_compile)
     cbs = list(callbacks or [])
-    best = EarlyStopping(patience=None) if keep_best and dev_ds is not None else None
-    if best is not None:
+    if max_steps:
+        cbs.append(StopAfterSteps(max_steps))
+    average = best = None
+    if dev_ds is not None and (keep_best or patience is not None):
+        # With averaging, the average (or the best epoch) is chosen at the end by
+        # CheckpointAverage: early stopping then only stops.
+        averaging = average_last > 1 and keep_best
+        best = EarlyStopping(patience=patience, restore_best_weights=keep_best and not
+                             averaging)
         cbs.append(best)
+        if averaging:
+            average = CheckpointAverage(last=average_last, validation_data=dev_ds)
+            cbs.append(average)
     ckpt = None
     if not ckpt_dir:
         cbs.append(SetEpoch(data_epoch))  # (a Checkpointer sets it otherwise)
     if ckpt_dir:
         ckpt = Checkpointer(ckpt_dir, every_steps=checkpoint_every, keep=keep_checkpoints,
-                            data_epoch=data_epoch, track=[best] if best else [],
+                            data_epoch=data_epoch,
+                            track=[cb for cb in (best, average) if cb is not None],
                             run_info={"epochs": epochs}, write=chief)
         with scope():  # builds the optimizer's slots on the devices
             restored = ckpt.restore(model) if resume else None
@@ -430,7 +477,13 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: str,
             "max_target_length": max_target_length, "train_pairs": n_pairs,
             "streamed": streamed,
             "truncated_pairs": truncated, "truncated_sources": truncated_sources,
-            "kept_epoch": (best.best_epoch + 1) if best is not None else epochs,
+            "kept_epoch": (best.best_epoch + 1) if best is not None and keep_best else
+            len(history.history["loss"]) + (ckpt.initial_epoch if ckpt else 0),
+            "epochs_trained": len(history.history["loss"]) + (
+                ckpt.initial_epoch if ckpt else 0),
+            "steps": int(model.optimizer.iterations), "recipe": recipe,
+            "max_steps": max_steps, "patience": patience, "average_last": average_last,
+            "averaged": average.report if average is not None else None,
             "parameters": int(model.count_params()), "tokenizer_seconds": round(tok_time, 1),
             "train_seconds": round(train_time, 1), "mixed_precision": mixed_precision,
             "resumed_from_epoch": (ckpt.initial_epoch if ckpt and resume else None),

@@ -65,7 +65,12 @@ def test_separate_key(name, rng):
     ctx_k, _ = layer.attend(query=q, value=v, key=k, value_mask=VALUE_MASK)
     ctx_v, _ = layer.attend(query=q, value=v, value_mask=VALUE_MASK)
     assert tuple(ctx_k.shape) == tuple(ctx_v.shape)
-    assert not np.allclose(ctx_k, ctx_v), "the key must change the scores"
+    if layer.content_based:
+        assert not np.allclose(ctx_k, ctx_v), "the key must change the scores"
+    else:  # a fixed context: neither the key nor the query moves it
+        ctx_q, _ = layer.attend(query=2 * q + 1, value=v, key=k, value_mask=VALUE_MASK)
+        np.testing.assert_allclose(ctx_k, ctx_v, atol=1e-6)
+        np.testing.assert_allclose(ctx_q, ctx_v, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ATTENTION_NAMES)
@@ -117,6 +122,9 @@ def test_masked_keys_get_zero_weight_and_zero_gradient(name, rng):
     assert np.all(w[0, ..., masked[0]] == 0.0) if not layer.has_heads else np.all(
         w[0, :, :, masked[0]] == 0.0)
     for grad in tape.gradient(loss, [v, k]):
+        if grad is None:  # a key that no score reads (a fixed-context variant)
+            assert not layer.content_based
+            continue
         grad = np.asarray(grad)
         assert np.all(np.isfinite(grad))
         assert np.all(grad[masked] == 0.0), "masked keys must receive no gradient"

@@ -182,6 +182,12 @@ def case_local():
     check(layer, w, mix(*w))
 
 
+def case_uniform():
+    # No attention: each real key gets 1 / length whatever the query; the mean of the values.
+    check(zoo.attention.get("uniform"), (0.5, 0.5), [2.0, 3.0])
+    check(zoo.attention.get("uniform"), (1.0, 0.0), list(V1), value_mask=np.array([[1, 0]], bool))
+
+
 GOLDEN = {name[len("case_"):]: fn for name, fn in list(globals().items())
           if name.startswith("case_")}
 

@@ -22,6 +22,7 @@ from zoo.attention.location import LocationAttention
 from zoo.attention.coverage import CoverageAttention, coverage_loss
 from zoo.attention.monotonic import MonotonicAttention
 from zoo.attention.local import LocalAttention
+from zoo.attention.uniform import UniformAttention
 
 
 def get(identifier, **kwargs):
@@ -49,6 +50,7 @@ def names():
 __all__ = [
     "Attention", "AdditiveAttention", "CosineAttention", "CoverageAttention", "DotAttention",
     "GeneralAttention", "KeyValueAttention", "LocalAttention", "LocationAttention",
-    "MonotonicAttention", "MultiHeadAttention", "ScaledDotAttention", "REGISTRY", "get",
+    "MonotonicAttention", "MultiHeadAttention", "ScaledDotAttention", "UniformAttention",
+    "REGISTRY", "get",
     "masked_softmax", "names", "register", "coverage_loss",
 ]

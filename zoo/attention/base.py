@@ -68,6 +68,8 @@ class Attention(keras.layers.Layer):
     has_state = False
     #: True when the weights carry a head axis: (batch, heads, Tq, Tv).
     has_heads = False
+    #: False for a variant whose scores ignore the query and keys (``uniform``).
+    content_based = True
     #: Set by the registry.
     registry_name = None
 

@@ -16,7 +16,7 @@ def corpus_path(name: str, filename: str) -> str:
 
     Args:
         name: Corpus folder, e.g. ``"anki_spa_eng"``.
-        filename: File in it, e.g. ``"spa-eng.20k.tsv.gz"``.
+        filename: File in it, e.g. ``"spa-eng.tsv.gz"``.
 
     Returns:
         An absolute path.
@@ -36,13 +36,14 @@ def anki_spa_eng_pairs(limit=None):
     """The embedded Anki/Tatoeba Spanish-English pairs as (spanish, english) tuples.
 
     Args:
-        limit: Keep the first ``limit`` pairs (file order); all 20,000 if None.
+        limit: Keep the first ``limit`` pairs (file order: the first 20,000 are a sample
+            of the file in its short-to-long order, the rest shuffled); all 118,964 if None.
 
     Returns:
         A list of ``(spanish, english)`` string pairs (CC-BY 2.0 FR, tatoeba.org and
         manythings.org/anki; see ``corpora/anki_spa_eng/ATTRIBUTION.md``).
     """
-    path = corpus_path("anki_spa_eng", "spa-eng.20k.tsv.gz")
+    path = corpus_path("anki_spa_eng", "spa-eng.tsv.gz")
     pairs = []
     with gzip.open(path, "rt", encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):

@@ -77,8 +77,8 @@ class SentencePieceTokenizer:
             model_type: ``"unigram"`` or ``"bpe"``.
             character_coverage: Fraction of characters covered (1.0 for Latin scripts).
             max_sentences: Sentences sampled for training.
-            seed: Not used by SentencePiece's trainer (it is deterministic for a given input);
-                kept for a uniform signature.
+            seed: Seeds SentencePiece's random generator (its sentence shuffle and
+                sampling), so the same text gives the same tokenizer in every run.
             turn_separator: A reserved piece (e.g. ``"<sep>"``) that every line break becomes,
                 so the turns of a multi-line dialogue stay apart. The rule lives in the model
                 file's normaliser, so every runtime (tensorflow-text in graphs and exports,
@@ -102,6 +102,8 @@ class SentencePieceTokenizer:
         extra = {}
         if turn_separator is not None:
             extra = _separator_options(turn_separator)
+        # Without a seed the trainer draws one from std::random_device.
+        spm.set_random_generator_seed(int(seed))
         try:
             spm.SentencePieceTrainer.train(
                 sentence_iterator=iter(texts), model_writer=buf, vocab_size=int(vocab_size),
