@@ -16,6 +16,8 @@ The data is not shipped (non-commercial licence); it is read from ``--data``
 
 Usage:
     python bench/length.py --train --epochs 8 --out runs/length
+    python bench/length.py --train --rnn-preset rnn_small --epochs 5 \
+        --transformer runs/m30k_wu --out runs/length
     python bench/length.py --model "no attention=runs/length/none" \\
         --model "Bahdanau attention=runs/length/bahdanau" --model "Transformer=runs/m30k_wu"
 """
@@ -30,11 +32,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-#: What ``--train`` trains: label, directory name, recipe or preset, network overrides.
-TRAINED = (("no attention", "none", {"preset": "rnn_bahdanau",
-                                     "overrides": {"attention": "uniform"}}),
-           ("Bahdanau attention", "bahdanau", {"preset": "rnn_bahdanau"}),
-           ("Transformer", "transformer", {"recipe": "multi30k_transformer"}))
+def trained(rnn_preset):
+    """What ``--train`` trains: label, directory name, recipe or preset, network overrides.
+    The two RNNs differ only in their attention."""
+    return (("no attention", "none", {"preset": rnn_preset,
+                                      "overrides": {"attention": "uniform"}}),
+            ("Bahdanau attention", "bahdanau", {"preset": rnn_preset,
+                                                "overrides": {"attention": "additive"}}),
+            ("Transformer", "transformer", {"recipe": "multi30k_transformer"}))
 
 
 def train_models(args, train, dev):
@@ -42,7 +47,9 @@ def train_models(args, train, dev):
     from zoo.recipes import train_translator
 
     models = []
-    for label, name, spec in TRAINED:
+    for label, name, spec in trained(args.rnn_preset):
+        if name == "transformer" and args.transformer:
+            continue  # given as a saved model
         out = os.path.join(args.out, name)
         if not os.path.exists(os.path.join(out, "zoo.json")):
             # The RNNs get the same epochs; the Transformer its recipe's update budget.
@@ -83,6 +90,11 @@ def main(argv=None):
     p.add_argument("--train", action="store_true",
                    help="train the no-attention, Bahdanau and Transformer models first")
     p.add_argument("--epochs", type=int, default=8, help="--train: epochs of each RNN")
+    p.add_argument("--rnn-preset", default="rnn_bahdanau",
+                   help="--train: the RNN shape (attention \"before\" the GRU, Bahdanau "
+                        "style), trained without and with attention")
+    p.add_argument("--transformer", default=None, metavar="DIR",
+                   help="--train: a saved Transformer to use instead of training one")
     p.add_argument("--out", default=os.path.join(HERE, "..", "runs", "length"),
                    help="--train: where the models go")
     p.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data",
@@ -114,6 +126,8 @@ def main(argv=None):
         train = read_parallel(f"{d}/train.de.gz", f"{d}/train.en.gz")
         dev = read_parallel(f"{d}/val.de.gz", f"{d}/val.en.gz")
         models += train_models(args, train, dev)
+        if args.transformer:
+            models.append(("Transformer", load(args.transformer)))
     edges = [int(e) for e in args.edges.split(",")]
     results = []
     for label, model in models:

@@ -18,7 +18,13 @@ flags), so decoding can be chosen on validation without training again. ``--cont
 trains a saved summarizer ``--epochs`` more epochs (its restored optimizer at
 ``--learning-rate``, the last ``--coverage-epochs`` with the coverage loss) and scores it.
 
+Recipes (``--recipe``, zoo.models.presets.RECIPES) set the preset, its size and
+regularisation, the schedule, the update budget, early stopping and checkpoint averaging;
+``--curves PNG`` plots the validation loss of each recipe's newest run.
+
 Usage:
+    python bench/quality.py --recipe multi30k_transformer --out runs/m30k_wu
+    python bench/quality.py --curves docs/img/recipes.png
     python bench/quality.py --preset rnn_bahdanau --epochs 10
     python bench/quality.py --preset transformer_small --epochs 20
     python bench/quality.py --task summarization --preset pointer_generator --epochs 5 \
@@ -183,6 +189,40 @@ def continue_training(args, d, dev):
     return model, history, info
 
 
+def plot_curves(results_path, out):
+    """Validation loss per epoch of the newest run of each recipe (``--curves``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = {}
+    with open(results_path) as f:
+        for line in f:
+            r = json.loads(line)
+            if r.get("recipe") and r.get("val_loss"):
+                runs[r["recipe"]] = r
+    if not runs:
+        sys.exit(f"quality.py: no recipe runs with a validation curve in {results_path}")
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for name, r in sorted(runs.items()):
+        val = r["val_loss"]
+        greedy = next((x["bleu"] for x in r["results"] if x["decoding"] == "greedy"), None)
+        ax.plot(range(1, len(val) + 1), val, marker=".",
+                label=f"{name} (test BLEU {greedy} greedy)")
+        kept = (r.get("averaged") or {}).get("epochs") or [r.get("kept_epoch")]
+        ax.axvspan(kept[0] - 0.5, kept[-1] + 0.5, alpha=0.1)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation loss (label-smoothed)")
+    ax.set_title("Multi30k De-En recipes: validation loss (shaded: epochs kept/averaged)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    fig.savefig(out, dpi=110)
+    print(f"validation curves of {', '.join(sorted(runs))}: {out}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--task", choices=("translation", "summarization"), default="translation")
@@ -194,7 +234,8 @@ def main(argv=None):
     p.add_argument("--batch-tokens", type=int, default=None, help="default: the recipe's")
     p.add_argument("--coverage-epochs", type=int, default=None,
                    help="summarization: last epochs with the coverage loss")
-    p.add_argument("--evaluate", default=None, help="summarization: score a saved model")
+    p.add_argument("--evaluate", default=None,
+                   help="score a saved model instead of training one")
     p.add_argument("--continue-from", default=None,
                    help="summarization: train a saved model --epochs more epochs")
     p.add_argument("--learning-rate", type=float, default=3e-4,
@@ -215,7 +256,11 @@ def main(argv=None):
     p.add_argument("--mixed-precision", action="store_true")
     p.add_argument("--override", action="append", default=[],
                    help="network option KEY=VALUE (JSON value), repeatable")
+    p.add_argument("--curves", default=None, metavar="PNG",
+                   help="only plot the validation curves of the recipe runs in --results")
     args = p.parse_args(argv)
+    if args.curves:
+        return plot_curves(args.results, args.curves)
     args.data_given = any(a.startswith("--data") for a in (argv or sys.argv[1:]))
     if args.task == "summarization":
         args.preset = args.preset or "pointer_generator"
@@ -237,6 +282,14 @@ def main(argv=None):
     dev = read_parallel(f"{d}/val.de.gz", f"{d}/val.en.gz")
     test = read_parallel(f"{d}/test_2016_flickr.de.gz", f"{d}/test_2016_flickr.en.gz",
                          limit=args.test_limit)
+    if args.evaluate:
+        from zoo.models import Translator
+
+        model = Translator.load(args.evaluate)
+        info = (model._meta or {}).get("training", {})
+        args.recipe = args.recipe or info.get("recipe")
+        args.preset = info.get("preset", model.preset)
+        return score_translator(args, argv, model, info, info.get("history", {}), test)
     overrides = {}
     for kv in args.override:
         k, v = kv.split("=", 1)
@@ -247,6 +300,15 @@ def main(argv=None):
         mixed_precision=args.mixed_precision, overrides=overrides, recipe=args.recipe,
         max_steps=args.max_steps, batch_tokens=args.batch_tokens, overwrite=True)
     args.preset = info["preset"]
+    return score_translator(args, argv, model, info, history.history, test)
+
+
+def score_translator(args, argv, model, info, history, test):
+    """Greedy and beam BLEU/chrF on the test set; one record in --results; a table."""
+    import tensorflow as tf
+
+    from zoo.metrics import evaluate
+
     rows = []
     for label, kw in (("greedy", {"strategy": "greedy"}),
                       (f"beam {args.beam_size} lp {args.length_penalty}",
@@ -262,8 +324,9 @@ def main(argv=None):
     record = {"preset": args.preset, "recipe": args.recipe, "hardware": hardware(),
               "tensorflow": tf.__version__,
               "published_greedy_bleu": PUBLISHED.get(args.preset), **info,
-              "val_loss": [round(x, 4) for x in history.history.get("val_loss", [])],
-              "loss": [round(x, 4) for x in history.history["loss"]], "results": rows,
+              "val_loss": [round(x, 4) for x in history.get("val_loss", [])],
+              "loss": [round(x, 4) for x in history.get("loss", [])], "results": rows,
+              "evaluated": args.evaluate,
               "command": "python bench/quality.py " + " ".join(argv or sys.argv[1:])}
     append_record(args.results, record)
     print(f"\nMulti30k de-en test_2016_flickr ({len(test)} sentences), {record['hardware']}")

@@ -321,6 +321,10 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional[
         overrides = {**spec.get("overrides", {}), **(overrides or {})}
         vocab_size = vocab_size or spec.get("vocab_size")
         defaults = {**presets.get_preset(preset)["train"], **spec["train"]}
+        # A recipe that batches by sentences (or tokens) replaces the preset's batching.
+        for own, other in (("batch_size", "batch_tokens"), ("batch_tokens", "batch_size")):
+            if own in spec["train"] and other not in spec["train"]:
+                defaults[other] = None
     elif preset is None:
         raise ValueError("train: give a preset or a recipe")
     else:
@@ -484,6 +488,8 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional[
             "steps": int(model.optimizer.iterations), "recipe": recipe,
             "max_steps": max_steps, "patience": patience, "average_last": average_last,
             "averaged": average.report if average is not None else None,
+            "history": {k: [round(float(x), 4) for x in v]
+                        for k, v in history.history.items()},
             "parameters": int(model.count_params()), "tokenizer_seconds": round(tok_time, 1),
             "train_seconds": round(train_time, 1), "mixed_precision": mixed_precision,
             "resumed_from_epoch": (ckpt.initial_epoch if ckpt and resume else None),
