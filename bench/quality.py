@@ -210,11 +210,18 @@ def plot_curves(results_path, out):
         greedy = next((x["bleu"] for x in r["results"] if x["decoding"] == "greedy"), None)
         ax.plot(range(1, len(val) + 1), val, marker=".",
                 label=f"{name} (test BLEU {greedy} greedy)")
-        kept = (r.get("averaged") or {}).get("epochs") or [r.get("kept_epoch")]
-        ax.axvspan(kept[0] - 0.5, kept[-1] + 0.5, alpha=0.1)
+        avg = r.get("averaged") or {}
+        if len(avg.get("epochs") or []) > 1:
+            ax.axvspan(avg["epochs"][0] - 0.5, avg["epochs"][-1] + 0.5, alpha=0.1,
+                       color=ax.lines[-1].get_color())
+        kept = r.get("kept_epoch")
+        if kept:
+            ax.plot([kept], [val[kept - 1]], marker="*", markersize=14,
+                    color=ax.lines[-1].get_color(), linestyle="none")
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation loss (label-smoothed)")
-    ax.set_title("Multi30k De-En recipes: validation loss (shaded: epochs kept/averaged)")
+    ax.set_title("Multi30k De-En recipes: validation loss\n(shaded: the averaging window; "
+                 "star: the epoch kept)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -110,7 +110,7 @@ def _read_corpus(args):
 TASKS = {
     "translator": {"task": "translation", "verb": "translate", "metric": "bleu",
                    "decoding": {"beam_size": 1}, "unit": "sentence",
-                   "origin": "embedded Anki/Tatoeba spa-eng subset (CC-BY 2.0 FR)"},
+                   "origin": "the embedded Anki/Tatoeba spa-eng file (CC-BY 2.0 FR)"},
     "summarizer": {"task": "summarization", "verb": "summarize", "metric": "rouge",
                    "decoding": {"beam_size": 4, "no_repeat_ngram_size": 3}, "unit": "dialogue",
                    "origin": "embedded DialogSum subset (MIT, 2021 release)"},
@@ -706,7 +706,7 @@ def build_parser() -> argparse.ArgumentParser:
     tsub = tr.add_subparsers(dest="task", metavar="TASK")
     t = tsub.add_parser("translator", help="train a translator; with no --data, on the "
                                            "embedded Spanish-English pairs")
-    _add_train_args(t, "translator", "rnn_small", vocab_size=4000)
+    _add_train_args(t, "translator", "rnn_small", vocab_size=4000, recipe="anki_translator")
     t.add_argument("--max-length", type=int, default=64)
     t.add_argument("--example", action="append", default=None,
                    help="sentence to translate after training (repeatable)")
