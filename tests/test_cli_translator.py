@@ -15,9 +15,10 @@ from zoo.data import anki_spa_eng_pairs
 def trained(tmp_path_factory):
     """One tiny training run on the shipped pairs, shared by the tests below."""
     out = tmp_path_factory.mktemp("cli") / "model"
-    # 585 training pairs: 10 batches an epoch; the 15-update budget ends epoch 2 halfway.
+    # 585 training pairs: 15 length-bucketed batches an epoch; the 22-update budget ends
+    # epoch 2 halfway.
     rc = cli.main(["train", "translator", "--preset", "rnn_tiny", "--limit", "600",
-                   "--epochs", "3", "--max-steps", "15", "--average-last", "2",
+                   "--epochs", "3", "--max-steps", "22", "--average-last", "2",
                    "--vocab-size", "300", "--out", str(out), "--progress", "none",
                    "--example", "Tengo hambre."])
     assert rc == 0
@@ -36,7 +37,7 @@ def test_update_budget_and_checkpoint_averaging_are_recorded(trained):
     import json
 
     info = json.loads((trained / "zoo.json").read_text())["extra"]["training"]
-    assert info["steps"] == 15 and info["epochs_trained"] == 2
+    assert info["steps"] == 22 and info["epochs_trained"] == 2
     averaged = info["averaged"]
     assert averaged["epochs"] == [1, 2]
     # Kept by validation: the average only where its held-out loss is the lower one.
