@@ -256,7 +256,7 @@ def _cmd_train(args) -> int:
               f"baselines' limit: 400); coverage loss in the last {info['coverage_epochs']} "
               f"epoch(s)")
     loss = history.history["loss"]
-    print(f"trained {info['parameters']:,} parameters for {info['epochs']} epochs in "
+    print(f"trained {info['parameters']:,} parameters for {info['epochs_trained']} epochs in "
           f"{info['train_seconds']:.0f} s: loss {loss[0]:.2f} -> {loss[-1]:.2f}")
     averaged = info.get("averaged")
     if averaged and len(averaged["epochs"]) > 1:

@@ -474,6 +474,8 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional[
                             verbose=verbose, shuffle=False,
                             initial_epoch=ckpt.initial_epoch if ckpt else 0)
     train_time = time.time() - t1
+    # (History holds the epochs of this call; a resumed run trained the earlier ones.)
+    epochs_trained = len(history.history["loss"]) + (ckpt.initial_epoch if ckpt else 0)
     info = {"preset": preset, "epochs": epochs, "batch_size": batch_size,
             "batch_tokens": batch_tokens, "learning_rate": lr, "warmup_steps": warmup,
             "label_smoothing": smoothing, "vocab_size": tokenizer.vocab_size,
@@ -482,9 +484,7 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional[
             "streamed": streamed,
             "truncated_pairs": truncated, "truncated_sources": truncated_sources,
             "kept_epoch": (best.best_epoch + 1) if best is not None and keep_best else
-            len(history.history["loss"]) + (ckpt.initial_epoch if ckpt else 0),
-            "epochs_trained": len(history.history["loss"]) + (
-                ckpt.initial_epoch if ckpt else 0),
+            epochs_trained, "epochs_trained": epochs_trained,
             "steps": int(model.optimizer.iterations), "recipe": recipe,
             "max_steps": max_steps, "patience": patience, "average_last": average_last,
             "averaged": average.report if average is not None else None,

@@ -69,6 +69,9 @@ def test_averaging_state_survives_a_checkpoint(tmp_path):
     for epoch, (w, val) in enumerate(HISTORY[:3]):
         model.set_weights([np.array([[w]], "float32")])
         first.on_epoch_end(epoch, {"val_loss": val})
+    state = first.get_state()  # both windows hold epochs 1-3: each stored once
+    assert sorted(k for k in state if k.startswith("epoch/")) == [
+        "epoch/0/0", "epoch/1/0", "epoch/2/0"]
     ckpt = Checkpointer(str(tmp_path), track=[first], handle_signals=False)
     ckpt.set_model(model)
     ckpt.save()

@@ -228,6 +228,19 @@ RECIPES = {
                   "batch_tokens": 4096, "max_steps": 3800, "epochs": 400, "patience": 8,
                   "average_last": 5},
     },
+    "anki_translator": {
+        "task": "translation",
+        "description": "the main job (`zoo train translator`): rnn_small's bi-GRU 128 + GRU 256 "
+                       "with Luong general attention after the GRU and no input feeding (the "
+                       "parallel teacher-forced path), 2 epochs over the 117k Anki pairs, "
+                       "4,000-piece vocabulary; about 7 minutes on 2 CPU cores",
+        "preset": "rnn_small",
+        "overrides": {"attention": "general", "attention_position": "after",
+                      "input_feeding": False},
+        "vocab_size": 4000,
+        "train": {"learning_rate": 2e-3, "warmup_steps": None, "label_smoothing": 0.1,
+                  "batch_size": 64, "epochs": 2},
+    },
     "multi30k_rnn": {
         "task": "translation",
         "description": "Multi30k RNN: bi-GRU 256 encoder, GRU 512 decoder with Luong "
@@ -240,21 +253,6 @@ RECIPES = {
         "train": {"learning_rate": 2e-3, "warmup_steps": None, "label_smoothing": 0.1,
                   "batch_tokens": 2048, "epochs": 16, "patience": 3, "average_last": 5},
     },
-}
-
-
-RECIPES["anki_translator"] = {
-    "task": "translation",
-    "description": "the main job (`zoo train translator`): rnn_small's bi-GRU 128 + GRU 256 "
-                   "with Luong general attention after the GRU and no input feeding (the "
-                   "parallel teacher-forced path), 2 epochs over the 117k Anki pairs, "
-                   "4,000-piece vocabulary; about 7 minutes on 2 CPU cores",
-    "preset": "rnn_small",
-    "overrides": {"attention": "general", "attention_position": "after",
-                  "input_feeding": False},
-    "vocab_size": 4000,
-    "train": {"learning_rate": 2e-3, "warmup_steps": None, "label_smoothing": 0.1,
-              "batch_size": 64, "epochs": 2},
 }
 
 

@@ -450,25 +450,27 @@ class CheckpointAverage(keras.callbacks.Callback):
         self.report = report
 
     def get_state(self) -> dict:
-        """JSON-able values and ``np.ndarray`` weights (see :class:`Checkpointer`)."""
+        """JSON-able values and ``np.ndarray`` weights (see :class:`Checkpointer`). The two
+        windows mostly hold the same epochs: each epoch's weights are stored once."""
+        epochs = dict(self._window + self._best_window)
         state = {"best": self._best, "last": self.last,
                  "window": [e for e, _ in self._window],
-                 "best_window": [e for e, _ in self._best_window]}
-        for name, window in (("window", self._window), ("best_window", self._best_window)):
-            for e, weights in window:
-                for i, w in enumerate(weights):
-                    state[f"{name}/{e}/{i}"] = w
+                 "best_window": [e for e, _ in self._best_window],
+                 "n_weights": len(next(iter(epochs.values()), []))}
+        for e, weights in epochs.items():
+            for i, w in enumerate(weights):
+                state[f"epoch/{e}/{i}"] = w
         return state
 
     def set_state(self, state: dict) -> None:
         """Takes effect when training begins."""
+        n = int(state["n_weights"])
+
         def window(name):
-            return [(e, [state[f"{name}/{e}/{i}"] for i in range(
-                sum(1 for k in state if k.startswith(f"{name}/{e}/")))])
-                for e in state[name]]
+            return [(int(e), [state[f"epoch/{e}/{i}"] for i in range(n)])
+                    for e in state[name]]
 
         self._resumed = (window("window"), window("best_window"), state["best"])
-
 
 from zoo.training.checkpoints import (  # noqa: E402
     Checkpointer, CheckpointError, TrainingInterrupted, latest_checkpoint, list_checkpoints,
