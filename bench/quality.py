@@ -45,6 +45,8 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+from zoo.recipes import SCHEDULES  # noqa: E402  (stdlib imports only)
 PUBLISHED = {"rnn_bahdanau": 28.3, "rnn_luong": 28.3, "transformer_small": 36.5,
              "transformer_base": 36.5}
 
@@ -238,6 +240,8 @@ def main(argv=None):
     p.add_argument("--recipe", default=None,
                    help="translation: a training recipe (zoo.models.presets.RECIPES)")
     p.add_argument("--max-steps", type=int, default=None, help="default: the recipe's")
+    p.add_argument("--schedule", default=None, choices=SCHEDULES,
+                   help="default: the recipe's")
     p.add_argument("--batch-tokens", type=int, default=None, help="default: the recipe's")
     p.add_argument("--coverage-epochs", type=int, default=None,
                    help="summarization: last epochs with the coverage loss")
@@ -305,7 +309,8 @@ def main(argv=None):
         train, preset=args.preset, dev_pairs=dev, vocab_size=args.vocab_size,
         epochs=args.epochs, out_dir=args.out, tensorboard=False, verbose=2,
         mixed_precision=args.mixed_precision, overrides=overrides, recipe=args.recipe,
-        max_steps=args.max_steps, batch_tokens=args.batch_tokens, overwrite=True)
+        max_steps=args.max_steps, batch_tokens=args.batch_tokens, schedule=args.schedule,
+        overwrite=True)
     args.preset = info["preset"]
     return score_translator(args, argv, model, info, history.history, test)
 

@@ -239,7 +239,7 @@ def _cmd_train(args) -> int:
                   keep_checkpoints=args.keep_checkpoints, devices=args.devices,
                   multi_worker=args.multi_worker, recipe=args.recipe,
                   max_steps=args.max_steps, patience=args.patience,
-                  average_last=args.average_last)
+                  average_last=args.average_last, schedule=args.schedule)
     if args.task == "translator":
         model, history, info = recipes.train_translator(train, max_length=args.max_length,
                                                         **common)
@@ -643,6 +643,11 @@ def _add_train_args(p, task, preset, vocab_size, recipe=None):
     p.add_argument("--average-last", type=int, default=None, metavar="K",
                    help="end with the average of the last K epochs up to the best one, "
                         "when it has the lower held-out loss (default: the recipe's)")
+    from zoo.recipes import SCHEDULES  # (stdlib imports only: the CLI starts fast)
+
+    p.add_argument("--schedule", default=None, choices=SCHEDULES,
+                   help="learning rate after the warm-up: inverse_sqrt, or linear decay to "
+                        "zero at --max-steps (default: the recipe's, else inverse_sqrt)")
     p.set_defaults(default_preset=preset, default_recipe=recipe,
                    default_vocab_size=vocab_size)
     p.add_argument("--attention", default=None,

@@ -11,6 +11,9 @@ import time
 import warnings
 from typing import Optional, Sequence, Tuple
 
+#: Learning-rate schedules of :func:`train` (``schedule=``; recipes' ``train.schedule``).
+SCHEDULES = ("inverse_sqrt", "linear")
+
 
 def train_translator(train_pairs: Sequence[Tuple[str, str]], preset: Optional[str] = None,
                      out_dir: Optional[str] = None, dev_pairs=None,
@@ -201,7 +204,8 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional[
           tokenizer_sample: int = 500_000, shuffle_buffer: int = 100_000,
           multi_worker: bool = False, batch_multiple: Optional[int] = None,
           recipe: Optional[str] = None, max_steps: Optional[int] = None,
-          patience: Optional[int] = None, average_last: Optional[int] = None):
+          patience: Optional[int] = None, average_last: Optional[int] = None,
+          schedule: Optional[str] = None):
     """Trains any task's model on text pairs: tokenizer, preset, ``compile`` + ``fit``, save.
 
     With ``out_dir``, the run is resumable: ``out_dir/checkpoints/`` gets the run's settings
@@ -269,6 +273,9 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional[
         average_last: With ``dev_pairs``, end with the average of the weights of this many
             epoch ends up to the best one (:class:`zoo.training.CheckpointAverage`), if it
             has the lower validation loss than the best epoch alone; None or 1: no averaging.
+        schedule: ``"inverse_sqrt"`` (warm-up, then ``1/sqrt(step)``; a constant rate
+            without warm-up) or ``"linear"`` (warm-up, then linear decay to zero at
+            ``max_steps``, which it needs). None: the recipe's, else ``"inverse_sqrt"``.
 
     Returns:
         ``(model, history, info)``: the trained model, the Keras ``History`` and a dict with
@@ -338,6 +345,14 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional[
     lr = learning_rate or defaults["learning_rate"]
     warmup = warmup_steps if warmup_steps is not None else defaults.get("warmup_steps")
     smoothing = label_smoothing if label_smoothing is not None else defaults["label_smoothing"]
+    schedule = schedule or defaults.get("schedule") or "inverse_sqrt"
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+    if schedule == "linear" and not max_steps:
+        raise ValueError("schedule 'linear' decays to zero at max_steps: give max_steps")
+    if schedule == "linear" and warmup and int(max_steps) <= int(warmup):
+        raise ValueError(f"schedule 'linear': max_steps ({max_steps}) must be larger than "
+                         f"warmup_steps ({warmup})")
     if batch_size is None and batch_tokens is None:
         batch_size, batch_tokens = defaults.get("batch_size", 64), defaults.get("batch_tokens")
     keras.utils.set_random_seed(seed)
@@ -349,7 +364,7 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional[
                 "max_target_length": max_target_length, "mixed_precision": mixed_precision,
                 "seed": seed, "keep_best": bool(keep_best and dev_pairs),
                 "recipe": recipe, "max_steps": max_steps, "patience": patience,
-                "average_last": average_last,
+                "average_last": average_last, "schedule": schedule,
                 "turn_separator": turn_separator,
                 "train_data": train_pairs.fingerprint() if streamed else
                 _fingerprint(train_pairs),
@@ -431,7 +446,8 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional[
         dev_ds = dev_batches() if dev_pairs else None
     with scope():
         model.compile(learning_rate=lr, warmup_steps=warmup, label_smoothing=smoothing,
-                      jit_compile=jit_compile)
+                      jit_compile=jit_compile,
+                      decay_steps=max_steps if schedule == "linear" else None)
     cbs = list(callbacks or [])
     if max_steps:
         cbs.append(StopAfterSteps(max_steps))
@@ -487,7 +503,7 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional[
             epochs_trained, "epochs_trained": epochs_trained,
             "steps": int(model.optimizer.iterations), "recipe": recipe,
             "max_steps": max_steps, "patience": patience, "average_last": average_last,
-            "averaged": average.report if average is not None else None,
+            "schedule": schedule, "averaged": average.report if average is not None else None,
             "history": {k: [round(float(x), 4) for x in v]
                         for k, v in history.history.items()},
             "parameters": int(model.count_params()), "tokenizer_seconds": round(tok_time, 1),

@@ -64,8 +64,9 @@ def test_ctranslate2_matches_keras_token_for_token(data, tmp_path):
 
 def test_ctranslate2_untied_output_and_no_tensorflow_in_the_runner(data, tmp_path):
     pairs, tok = data
+    # Also one embedding shared by the encoder and the decoder: exported to both.
     model = Translator.from_preset("transformer_tiny", tokenizer=tok, dim=16, ff_dim=32,
-                                   num_heads=2, max_target_length=8,
+                                   num_heads=2, max_target_length=8, share_embeddings=True,
                                    decoder={"tie_embeddings": False})
     export(model, str(tmp_path / "ct2"), "ctranslate2", quantizations=["float32"])
     report = verify(model, str(tmp_path / "ct2"), [p[0] for p in pairs[:10]])

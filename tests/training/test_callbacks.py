@@ -110,12 +110,17 @@ def test_every_recipe_builds_its_model(name):
             assert model.decoder.attention.registry_name == \
                 zoo.attention.get(value).registry_name
             continue
-        configs = [model.encoder.get_config(), model.decoder.get_config()]
+        configs = [model.encoder.get_config(), model.decoder.get_config(), model.get_config()]
         assert any(c.get(key) == value for c in configs), key
     unknown = set(recipe["train"]) - {
         "learning_rate", "warmup_steps", "label_smoothing", "batch_size", "batch_tokens",
-        "epochs", "max_steps", "patience", "average_last"}
+        "epochs", "max_steps", "patience", "average_last", "schedule"}
     assert not unknown
+    from zoo.recipes import SCHEDULES
+
+    assert recipe["train"].get("schedule", "inverse_sqrt") in SCHEDULES
+    if recipe["train"].get("schedule") == "linear":  # decays to zero at the budget's end
+        assert recipe["train"].get("max_steps")
 
 
 def test_unknown_recipe_suggests_the_closest():

@@ -54,3 +54,26 @@ def test_token_accuracy_counts_real_tokens_whose_label_has_the_top_logit():
     # token 3 is padding (ignored, though its "label" 0 would be right).
     m.update_state(np.array([[2, 1, 0]]), logits)
     assert float(m.result()) == 0.5
+
+
+def test_label_smoothed_gradient_is_softmax_minus_the_smoothed_target():
+    # d/dz of (1-e) CE(onehot) + e CE(uniform) = softmax(z) - (1-e) onehot - e/V, divided by
+    # the number of real tokens (here 2 of 3).
+    import tensorflow as tf
+
+    eps, v = 0.2, 4
+    z = np.array([[[0.5, -1.0, 2.0, 0.0], [1.0, 1.0, 1.0, 3.0], [4.0, 0.0, 0.0, 0.0]]],
+                 "float32")
+    y = np.array([[2, 3, 0]])  # the third token is padding
+    logits = tf.constant(z)
+    with tf.GradientTape() as tape:
+        tape.watch(logits)
+        loss = SequenceLoss(label_smoothing=eps)(y, logits)
+    grad = tape.gradient(loss, logits).numpy()[0]
+    soft = np.exp(z[0]) / np.exp(z[0]).sum(-1, keepdims=True)
+    want = np.zeros_like(z[0])
+    for t, label in enumerate([2, 3]):
+        target = np.full(v, eps / v)
+        target[label] += 1 - eps
+        want[t] = (soft[t] - target) / 2
+    np.testing.assert_allclose(grad, want, atol=1e-6)

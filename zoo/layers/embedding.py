@@ -57,6 +57,8 @@ class TokenEmbedding(keras.layers.Layer):
             if positional else "uniform")
 
     def build(self, input_shape=None):
+        if self.built:  # shared by an encoder and a decoder: built once, by the first
+            return
         self.embedding.build((None, None))
         self.built = True
 

@@ -80,6 +80,10 @@ class Seq2Seq(keras.Model):
         max_source_length: Source ids kept per text (eos included); longer texts are
             truncated with a ``zoo.inputs.InputTruncatedWarning``.
         preset: Name of the preset it was built from (informational).
+        share_embeddings: One token embedding for the encoder and the decoder (and, with a
+            tied decoder, its output projection): for a joint vocabulary (one tokenizer),
+            as Press & Wolf (2017) and the Transformer share them. Their vocabulary sizes,
+            sizes and position settings must match.
         **kwargs: Keras model arguments (``name``, ``dtype``).
     """
 
@@ -87,7 +91,7 @@ class Seq2Seq(keras.Model):
     task = None
 
     def __init__(self, encoder, decoder, max_target_length=128, max_source_length=256,
-                 preset=None, **kwargs):
+                 preset=None, share_embeddings=False, **kwargs):
         super().__init__(**kwargs)
         self.encoder = _network(encoder, "encoder")
         self.decoder = _network(decoder, "decoder")
@@ -99,6 +103,9 @@ class Seq2Seq(keras.Model):
         if self.max_source_length < 2:
             raise ValueError("max_source_length must leave room for one id and eos (>= 2)")
         self.preset = preset
+        self.share_embeddings = bool(share_embeddings)
+        if self.share_embeddings:
+            self._share_embeddings()
         self.source_tokenizer = None
         self.target_tokenizer = None
         # Compiled decoding functions by settings; in a plain object, not a dict attribute,
@@ -106,11 +113,34 @@ class Seq2Seq(keras.Model):
         self._compiled = _FunctionCache()
         self._meta = None
 
+    def _share_embeddings(self):
+        from zoo.layers.embedding import TokenEmbedding
+
+        enc = getattr(self.encoder, "embedding", None)
+        dec = getattr(self.decoder, "embedding", None)
+        if not isinstance(enc, TokenEmbedding) or not isinstance(dec, TokenEmbedding):
+            raise ValueError(f"share_embeddings: the encoder ({type(self.encoder).__name__}) "
+                             f"and the decoder ({type(self.decoder).__name__}) must both "
+                             f"have a TokenEmbedding `embedding`")
+        ours, theirs = enc.get_config(), dec.get_config()
+        for key in ("vocab_size", "dim", "positional", "scale"):
+            if ours[key] != theirs[key]:
+                raise ValueError(f"share_embeddings: the encoder's embedding has {key}="
+                                 f"{ours[key]!r}, the decoder's {theirs[key]!r}; they must "
+                                 f"match (one joint vocabulary, one embedding size)")
+        if self.decoder.built or self.encoder.built:
+            raise ValueError("share_embeddings: the networks must not be built yet")
+        # The decoder drops its own (unbuilt) embedding and tracks the encoder's: one set of
+        # variables, saved once (Keras saves a shared layer at its first path).
+        self.decoder._tracker.untrack(dec)
+        self.decoder.embedding = enc
+
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_preset(cls, name, tokenizer=None, target_tokenizer=None, vocab_size=None,
                     target_vocab_size=None, dtype=None, max_target_length=128,
-                    max_source_length=256, encoder=None, decoder=None, **overrides):
+                    max_source_length=256, encoder=None, decoder=None, share_embeddings=False,
+                    **overrides):
         """Builds a model from a preset of its task (``zoo.models.presets.names(task)``).
 
         Args:
@@ -126,6 +156,8 @@ class Seq2Seq(keras.Model):
             max_source_length: Source ids kept per text (eos included).
             encoder: Overrides for the encoder config only, e.g. ``{"units": 128}``.
             decoder: Overrides for the decoder config only.
+            share_embeddings: One embedding for the encoder and the decoder (needs one
+                vocabulary: a single tokenizer, or equal sizes).
             **overrides: Values for keys of the encoder/decoder configs (applied to every
                 network that has the key), e.g. ``attention="coverage"``, ``dropout=0.2``.
 
@@ -165,7 +197,8 @@ class Seq2Seq(keras.Model):
         if dtype is not None:
             enc["config"]["dtype"] = dec["config"]["dtype"] = dtype
         model = preset_cls(encoder=enc, decoder=dec, max_target_length=max_target_length,
-                           max_source_length=max_source_length, preset=name, dtype=dtype)
+                           max_source_length=max_source_length, preset=name, dtype=dtype,
+                           share_embeddings=share_embeddings)
         model.source_tokenizer, model.target_tokenizer = tokenizer, target_tokenizer
         return model
 
@@ -386,7 +419,7 @@ class Seq2Seq(keras.Model):
 
     def compile(self, optimizer="adam", loss=None, metrics=None, learning_rate=1e-3,
                 warmup_steps=None, label_smoothing=0.1, clipnorm=1.0, jit_compile=False,
-                **kwargs):
+                decay_steps=None, **kwargs):
         """``keras.Model.compile`` with sequence-to-sequence defaults.
 
         Args:
@@ -397,13 +430,17 @@ class Seq2Seq(keras.Model):
             metrics: Default: token accuracy.
             learning_rate: Peak learning rate.
             warmup_steps: If set, linear warm-up then inverse square-root decay.
+            decay_steps: If set, the rate instead decays linearly from the end of the
+                warm-up to zero at this update (:class:`zoo.training.LinearDecaySchedule`,
+                for a run with a fixed number of updates).
             label_smoothing: For the default loss.
             clipnorm: Gradient norm clipping for the default optimizer (None: off).
             jit_compile: XLA for the train step (off by default: on CPU and with bucketed
                 shapes it is slower).
             **kwargs: Passed to ``keras.Model.compile``.
         """
-        from zoo.training import Adam, InverseSqrtSchedule, SequenceLoss, TokenAccuracy
+        from zoo.training import (Adam, InverseSqrtSchedule, LinearDecaySchedule, SequenceLoss,
+                                  TokenAccuracy)
 
         if jit_compile is True and not self.decoder.supports_xla_training:
             raise ValueError(
@@ -412,8 +449,12 @@ class Seq2Seq(keras.Model):
                 f"target length); train it without XLA. Transformer presets train with XLA, "
                 f"and generate(..., jit_compile=True) works for every model.")
         if isinstance(optimizer, str) and optimizer == "adam":
-            lr = InverseSqrtSchedule(learning_rate, warmup_steps) if warmup_steps else \
-                learning_rate
+            if decay_steps:
+                lr = LinearDecaySchedule(learning_rate, warmup_steps or 0, decay_steps)
+            elif warmup_steps:
+                lr = InverseSqrtSchedule(learning_rate, warmup_steps)
+            else:
+                lr = learning_rate
             optimizer = Adam(lr, beta_2=0.98, epsilon=1e-9, clipnorm=clipnorm)
         # Skipping the padding in the output projection gathers a data-dependent number of
         # rows: for graphs that allow dynamic shapes, TensorFlow without XLA.
@@ -541,7 +582,8 @@ class Seq2Seq(keras.Model):
                 "encoder": keras.saving.serialize_keras_object(self.encoder),
                 "decoder": keras.saving.serialize_keras_object(self.decoder),
                 "max_target_length": self.max_target_length,
-                "max_source_length": self.max_source_length, "preset": self.preset}
+                "max_source_length": self.max_source_length, "preset": self.preset,
+                "share_embeddings": self.share_embeddings}
 
     @classmethod
     def from_config(cls, config):
