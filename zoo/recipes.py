@@ -275,7 +275,8 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional[
             has the lower validation loss than the best epoch alone; None or 1: no averaging.
         schedule: ``"inverse_sqrt"`` (warm-up, then ``1/sqrt(step)``; a constant rate
             without warm-up) or ``"linear"`` (warm-up, then linear decay to zero at
-            ``max_steps``, which it needs). None: the recipe's, else ``"inverse_sqrt"``.
+            ``max_steps``, else at the end of the last epoch). None: the recipe's, else
+            ``"inverse_sqrt"``.
 
     Returns:
         ``(model, history, info)``: the trained model, the Keras ``History`` and a dict with
@@ -348,9 +349,10 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional[
     schedule = schedule or defaults.get("schedule") or "inverse_sqrt"
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
-    if schedule == "linear" and not max_steps:
-        raise ValueError("schedule 'linear' decays to zero at max_steps: give max_steps")
-    if schedule == "linear" and warmup and int(max_steps) <= int(warmup):
+    if schedule == "linear" and not max_steps and (streamed or multi_worker):
+        raise ValueError("schedule 'linear' decays to zero at max_steps, or at the end of the "
+                         "last epoch of a corpus in memory: give max_steps")
+    if schedule == "linear" and max_steps and warmup and int(max_steps) <= int(warmup):
         raise ValueError(f"schedule 'linear': max_steps ({max_steps}) must be larger than "
                          f"warmup_steps ({warmup})")
     if batch_size is None and batch_tokens is None:
@@ -444,10 +446,17 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional[
     else:
         train_ds = train_batches()
         dev_ds = dev_batches() if dev_pairs else None
+    decay_steps = None
+    if schedule == "linear":
+        # To zero at the update budget, else at the end of the last epoch (the in-memory
+        # dataset knows its number of batches).
+        decay_steps = max_steps or epochs * int(train_ds.cardinality())
+        if decay_steps <= (warmup or 0):
+            raise ValueError(f"schedule 'linear': {epochs} epochs of {decay_steps // epochs} "
+                             f"batches leave no update after warmup_steps ({warmup})")
     with scope():
         model.compile(learning_rate=lr, warmup_steps=warmup, label_smoothing=smoothing,
-                      jit_compile=jit_compile,
-                      decay_steps=max_steps if schedule == "linear" else None)
+                      jit_compile=jit_compile, decay_steps=decay_steps)
     cbs = list(callbacks or [])
     if max_steps:
         cbs.append(StopAfterSteps(max_steps))
@@ -503,7 +512,8 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional[
             epochs_trained, "epochs_trained": epochs_trained,
             "steps": int(model.optimizer.iterations), "recipe": recipe,
             "max_steps": max_steps, "patience": patience, "average_last": average_last,
-            "schedule": schedule, "averaged": average.report if average is not None else None,
+            "schedule": schedule, "decay_steps": decay_steps,
+            "averaged": average.report if average is not None else None,
             "history": {k: [round(float(x), 4) for x in v]
                         for k, v in history.history.items()},
             "parameters": int(model.count_params()), "tokenizer_seconds": round(tok_time, 1),

@@ -129,3 +129,27 @@ def test_unknown_recipe_suggests_the_closest():
     with pytest.raises(ValueError, match="is a summarization preset"):
         presets.register_recipe("bad", {"task": "translation", "description": "-",
                                         "preset": "pointer_generator_tiny", "train": {}})
+
+
+def test_linear_schedule_reaches_zero_at_the_end_of_the_last_epoch():
+    from zoo.data import anki_spa_eng_pairs
+    from zoo.recipes import train_translator
+    from zoo.training import LinearDecaySchedule
+
+    # By hand: warm-up 2 updates to 1e-2, then down to zero at update 10.
+    s = LinearDecaySchedule(peak=1e-2, warmup_steps=2, total_steps=10)
+    assert [round(float(s(i)), 6) for i in (0, 1, 2, 6, 9, 10, 50)] == \
+        [0.005, 0.01, 0.01, 0.005, 0.00125, 0.0, 0.0]
+    pairs = anki_spa_eng_pairs(limit=160)
+    model, _, info = train_translator(
+        pairs, preset="rnn_tiny", vocab_size=120, epochs=2, batch_size=40, warmup_steps=2,
+        schedule="linear", verbose=0, tensorboard=False,
+        overrides={"units": 8, "embedding_dim": 8})
+    # Every update of the 2 epochs (length buckets make more batches than 160 / 40).
+    assert info["decay_steps"] == info["steps"] and info["steps"] % 2 == 0
+    assert info["steps"] >= 8
+    lr = model.optimizer.learning_rate
+    assert float(lr) == 0.0  # the rate the next update would take
+    with pytest.raises(ValueError, match="max_steps .3. must be larger than warmup_steps"):
+        train_translator(pairs, preset="rnn_tiny", max_steps=3, warmup_steps=5,
+                         schedule="linear", verbose=0)
