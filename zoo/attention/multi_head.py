@@ -8,6 +8,45 @@ from keras import ops
 from zoo.attention.base import Attention, register
 
 
+def _project(dense, x):
+    """``dense(x)`` for the heads' ``EinsumDense`` projections, as one 2-D matmul.
+
+    With a dynamic length, TensorFlow runs ``abc,cde->abde`` as a batched matmul against a
+    broadcast kernel, whose gradient is a batched product plus a sum over the batch: that sum
+    and the batched kernels were a quarter of a Transformer's training step on CPU. Folding
+    (batch, T) into rows gives a plain matmul forward and backward. The layer keeps its
+    weights (same names and shapes); quantized or LoRA layers run their own call.
+
+    Args:
+        dense: An ``EinsumDense`` with equation ``abc,cde->abde`` (input ``(batch, T, c)``,
+            output ``(batch, T, H, d)``) or ``abcd,cde->abe`` (``(batch, T, H, d)`` ->
+            ``(batch, T, e)``).
+        x: Its input.
+
+    Returns:
+        What ``dense(x)`` returns.
+    """
+    if dense.quantization_mode is not None or getattr(dense, "lora_enabled", False):
+        return dense(x)
+    x = ops.convert_to_tensor(x)
+    kernel = ops.cast(dense.kernel, dense.compute_dtype)
+    x = ops.cast(x, dense.compute_dtype)
+    shape = ops.shape(x)
+    if dense.equation == "abc,cde->abde":
+        c, h, d = kernel.shape
+        y = ops.matmul(ops.reshape(x, (-1, c)), ops.reshape(kernel, (c, h * d)))
+        out_shape = (shape[0], shape[1], h, d)
+    elif dense.equation == "abcd,cde->abe":
+        h, d, e = kernel.shape
+        y = ops.matmul(ops.reshape(x, (-1, h * d)), ops.reshape(kernel, (h * d, e)))
+        out_shape = (shape[0], shape[1], e)
+    else:
+        return dense(x)
+    if dense.bias is not None:
+        y = y + ops.reshape(ops.cast(dense.bias, y.dtype), (-1,))
+    return ops.reshape(y, out_shape)
+
+
 @register("multi_head", aliases=("mha", "multihead"))
 class MultiHeadAttention(Attention):
     """Multi-head scaled dot-product attention with its own projections.
@@ -94,16 +133,17 @@ class MultiHeadAttention(Attention):
     # values (b, H, Tv, vd)): a decoder step then reads its key/value cache and the encoder's
     # memory without transposing them (transposes were a sixth of an exported step).
     def _prepare(self, key, value):
-        return {"keys": ops.transpose(self.key_dense(key), (0, 2, 3, 1)),  # (batch, H, kd, Tv)
-                "values": ops.transpose(self.value_dense(value), (0, 2, 1, 3))}  # (b, H, Tv, vd)
+        return {"keys": ops.transpose(_project(self.key_dense, key), (0, 2, 3, 1)),  # (b, H, kd, Tv)
+                "values": ops.transpose(_project(self.value_dense, value), (0, 2, 1, 3))}
 
     def _score(self, query, memory, state):
-        q = self.query_dense(query) * ops.cast(self._scale_value, query.dtype)  # (b, Tq, H, kd)
-        return ops.matmul(ops.transpose(q, (0, 2, 1, 3)), memory["keys"])  # (batch, H, Tq, Tv)
+        q = _project(self.query_dense, query) * ops.cast(self._scale_value, query.dtype)
+        # (batch, Tq, H, kd) -> (batch, H, Tq, Tv)
+        return ops.matmul(ops.transpose(q, (0, 2, 1, 3)), memory["keys"])
 
     def _combine(self, weights, memory):
         heads = ops.matmul(weights, memory["values"])  # (batch, H, Tq, vd)
-        return self.output_dense(ops.transpose(heads, (0, 2, 1, 3)))
+        return _project(self.output_dense, ops.transpose(heads, (0, 2, 1, 3)))
 
     def empty_cache(self, batch_size, length, dtype=None):
         """A key/value cache of ``length`` empty positions for :meth:`roll_cache`.
