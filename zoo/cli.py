@@ -647,7 +647,8 @@ def _add_train_args(p, task, preset, vocab_size, recipe=None):
 
     p.add_argument("--schedule", default=None, choices=SCHEDULES,
                    help="learning rate after the warm-up: inverse_sqrt, or linear decay to "
-                        "zero at --max-steps (default: the recipe's, else inverse_sqrt)")
+                        "zero at --max-steps, else at the end of the last epoch (default: the "
+                        "recipe's, else inverse_sqrt)")
     p.set_defaults(default_preset=preset, default_recipe=recipe,
                    default_vocab_size=vocab_size)
     p.add_argument("--attention", default=None,

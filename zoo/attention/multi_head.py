@@ -133,8 +133,10 @@ class MultiHeadAttention(Attention):
     # values (b, H, Tv, vd)): a decoder step then reads its key/value cache and the encoder's
     # memory without transposing them (transposes were a sixth of an exported step).
     def _prepare(self, key, value):
-        return {"keys": ops.transpose(_project(self.key_dense, key), (0, 2, 3, 1)),  # (b, H, kd, Tv)
-                "values": ops.transpose(_project(self.value_dense, value), (0, 2, 1, 3))}
+        keys = _project(self.key_dense, key)  # (batch, Tv, H, kd)
+        values = _project(self.value_dense, value)  # (batch, Tv, H, vd)
+        return {"keys": ops.transpose(keys, (0, 2, 3, 1)),  # (batch, H, kd, Tv)
+                "values": ops.transpose(values, (0, 2, 1, 3))}  # (batch, H, Tv, vd)
 
     def _score(self, query, memory, state):
         q = _project(self.query_dense, query) * ops.cast(self._scale_value, query.dtype)

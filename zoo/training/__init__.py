@@ -217,9 +217,11 @@ class InverseSqrtSchedule(keras.optimizers.schedules.LearningRateSchedule):
 class LinearDecaySchedule(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warm-up to ``peak``, then linear decay to zero at ``total_steps``.
 
-    For a run with a fixed update budget (``max_steps``): annealing to zero at the budget's
-    end beats a schedule that is still at a high rate when the budget cuts it (Li et al.
-    2020, "Budgeted training"); after ``total_steps`` the rate stays at zero.
+    For a run with a fixed update budget (``max_steps``) that brings the model near
+    convergence: annealing to zero at the budget's end beats a schedule still at a high rate
+    when the budget cuts it (Li et al. 2020, "Budgeted training"; +1.3 BLEU with the
+    Multi30k Transformer recipe). A model far from convergence can lose by it (the 2-epoch
+    main job did: docs/RESULTS.md). After ``total_steps`` the rate stays at zero.
 
     Args:
         peak: Learning rate reached at the end of warm-up.
