@@ -106,7 +106,8 @@ def _reads(graph) -> set:
 
 
 def _prune(graph) -> int:
-    """Removes nodes whose outputs nobody reads, in ``graph`` and its subgraphs."""
+    """Removes nodes whose outputs nobody reads, in ``graph`` and its subgraphs, then the
+    initializers nobody reads (onnxruntime warns about each one it finds)."""
     removed = 0
     for node in graph.node:
         for g in _subgraphs(node):
@@ -115,6 +116,9 @@ def _prune(graph) -> int:
         reads = _reads(graph)
         dead = [i for i, n in enumerate(graph.node) if not any(o in reads for o in n.output)]
         if not dead:
+            unread = [i for i, t in enumerate(graph.initializer) if t.name not in reads]
+            for i in reversed(unread):
+                del graph.initializer[i]
             return removed
         for i in reversed(dead):
             del graph.node[i]
@@ -161,12 +165,201 @@ def fold_selects(graph) -> int:
     return folded
 
 
+def _constants(graph, outer=None) -> dict:
+    """Initializer and ``Constant`` node values of ``graph``, over those of enclosing graphs."""
+    from onnx import numpy_helper
+
+    values = dict(outer or {})
+    values.update({t.name: t for t in graph.initializer})
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            values[node.output[0]] = node.attribute[0].t
+    return {k: numpy_helper.to_array(v) if not hasattr(v, "shape") else v
+            for k, v in values.items()}
+
+
+_GATHERS = ("Gather", "GatherElements")
+
+
+def drop_index_wraps(graph, outer_constants=None) -> int:
+    """Removes the negative-index wrap in front of ONNX gathers, in ``graph`` and its
+    subgraphs. Returns how many were removed.
+
+    Keras's TensorFlow ``take`` and ``take_along_axis`` write ``where(i < 0, i + n, i)``
+    before every gather; tf2onnx converts that to about nine kernels (``Shape``, ``Slice``,
+    ``Squeeze``, ``Cast``, ``Less``, ``Add``, ``Where``...) per gather. ONNX ``Gather`` and
+    ``GatherElements`` take negative indices themselves (range ``[-n, n - 1]``), so the wrap
+    is dead weight: in the compacting greedy loop it was a quarter of the body's kernels.
+    The wrap is recognised by its structure (the same ``i``, up to casts, in the test and
+    both branches; a zero constant), so an unrelated ``Where`` is never touched.
+    """
+    constants = _constants(graph, outer_constants)
+    removed = 0
+    for node in graph.node:
+        for g in _subgraphs(node):
+            removed += drop_index_wraps(g, constants)
+    producer = {o: n for n in graph.node for o in n.output}
+
+    def base(name):
+        n = producer.get(name)
+        while n is not None and n.op_type == "Cast":  # int32 <-> int64: the same values
+            name, n = n.input[0], producer.get(n.input[0])
+        return name
+
+    def same(a, b):
+        a, b = base(a), base(b)
+        if a == b:
+            return True
+        na, nb = producer.get(a), producer.get(b)
+        # Two copies of one expression (tf2onnx repeats the index's Unsqueeze per use).
+        return (na is not None and nb is not None and na.op_type == nb.op_type
+                and na.op_type in ("Unsqueeze", "Squeeze", "Reshape")
+                and list(na.input[1:]) == list(nb.input[1:]) and na.attribute == nb.attribute
+                and same(na.input[0], nb.input[0]))
+
+    def is_zero(name):
+        v = constants.get(base(name))
+        return v is not None and v.size == 1 and float(v.reshape(())) == 0.0
+
+    for node in graph.node:
+        if node.op_type not in _GATHERS:
+            continue
+        where = producer.get(node.input[1])
+        if where is None or where.op_type != "Where":
+            continue
+        test, wrapped, index = (producer.get(where.input[0]), producer.get(where.input[1]),
+                                where.input[2])
+        if (test is None or test.op_type != "Less" or not is_zero(test.input[1])
+                or not same(test.input[0], index) or wrapped is None
+                or wrapped.op_type != "Add"
+                or not any(same(i, index) for i in wrapped.input)):
+            continue
+        node.input[1] = index
+        removed += 1
+    if removed:
+        _prune(graph)
+    return removed
+
+
+def fuse_layer_norms(graph, outer_constants=None) -> int:
+    """Fuses Keras's layer normalisation, as tf2onnx writes it, into one ONNX
+    ``LayerNormalization`` (opset 17), in ``graph`` and its subgraphs. Returns how many.
+
+    TensorFlow's ``batch_normalization`` form reaches ONNX as thirteen kernels: ``m =
+    ReduceMean(x)``, ``v = ReduceMean((x - m)^2)``, ``s = gamma / Sqrt(v + eps)`` and ``y = x *
+    s + (beta - m * s)``. A decoder step at batch 1 costs mostly per-kernel overhead, and a
+    Transformer step has ten of these. The pattern is matched whole (one last axis, constant
+    ``eps``, ``gamma`` and ``beta`` of that axis's size), else left as it is.
+    """
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    constants = _constants(graph, outer_constants)
+    fused = 0
+    for node in graph.node:
+        for g in _subgraphs(node):
+            fused += fuse_layer_norms(g, constants)
+    producer = {o: n for n in graph.node for o in n.output}
+    consumers = {}
+    for n in graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+
+    def made(name, *ops):
+        n = producer.get(name)
+        return n if n is not None and n.op_type in ops else None
+
+    def value(name):
+        """A constant, or a ``Reshape`` of constants (what a hoisted loop weight becomes)."""
+        if name in constants:
+            return constants[name]
+        n = made(name, "Reshape")
+        if n is None or n.input[0] not in constants or n.input[1] not in constants:
+            return None
+        shape = constants[n.input[1]].astype(np.int64)
+        return None if (shape == 0).any() else constants[n.input[0]].reshape(shape)
+
+    def last_axis_mean(n, rank):
+        """``n`` averages over the last of ``rank`` axes, keeping it (as LayerNorm does)."""
+        if n.op_type == "GlobalAveragePool":  # tf2onnx's form of it for rank-3 tensors
+            return rank == 3
+        got, keep = axes(n)
+        return keep == 1 and got in ([-1], [rank - 1])
+
+    def only_use(name, op):
+        users = consumers.get(name, [])
+        return users[0] if len(users) == 1 and users[0].op_type == op else None
+
+    def other(n, name):
+        return n.input[1] if n.input[0] == name else n.input[0]
+
+    def axes(n):
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        return list(attrs.get("axes", [])), attrs.get("keepdims", 1)
+
+    fusions = []
+    for r in graph.node:
+        if r.op_type != "Reciprocal":
+            continue
+        sqrt = made(r.input[0], "Sqrt")
+        plus = sqrt and made(sqrt.input[0], "Add")
+        if not plus:
+            continue
+        means = ("ReduceMean", "GlobalAveragePool")
+        var = made(plus.input[0], *means) or made(plus.input[1], *means)
+        eps = value(other(plus, var.output[0])) if var else None
+        square = var and made(var.input[0], "Mul")
+        d1 = square and made(square.input[0], "Sub")
+        d2 = square and made(square.input[1], "Sub")
+        if eps is None or eps.size != 1 or not d1 or not d2 or list(d1.input) != list(d2.input):
+            continue
+        x, mean = d1.input[0], made(d1.input[1], *means)
+        if not mean or mean.input[0] != x:
+            continue
+        scale = only_use(r.output[0], "Mul")
+        gamma = value(other(scale, r.output[0])) if scale else None
+        if gamma is None:
+            continue
+        muls = consumers.get(scale.output[0], [])
+        xs = [n for n in muls if n.op_type == "Mul" and x in n.input]
+        neg = [n for n in consumers.get(mean.output[0], []) if n.op_type == "Neg"]
+        ms = [n for n in muls if n.op_type == "Mul" and neg and neg[0].output[0] in n.input]
+        if len(muls) != 2 or len(xs) != 1 or len(ms) != 1:
+            continue
+        shift = only_use(ms[0].output[0], "Add")
+        beta = value(other(shift, ms[0].output[0])) if shift else None
+        final = only_use(xs[0].output[0], "Add")
+        # gamma has the input's rank (Keras broadcasts it), so it tells which axis is last.
+        if (beta is None or final is None or shift.output[0] not in final.input
+                or gamma.ndim < 1 or gamma.size != gamma.shape[-1] or beta.size != gamma.size
+                or not last_axis_mean(mean, gamma.ndim) or not last_axis_mean(var, gamma.ndim)):
+            continue
+        fusions.append((final, x, gamma, beta, float(eps.reshape(()))))
+    for final, x, gamma, beta, eps in fusions:
+        names = []
+        for what, value in (("scale", gamma), ("bias", beta)):
+            name = f"{final.output[0]}__ln_{what}"
+            graph.initializer.append(numpy_helper.from_array(
+                np.asarray(value, np.float32).reshape(-1), name))
+            names.append(name)
+        # In place, so the node order stays topological; the old chain is pruned below.
+        final.CopyFrom(helper.make_node("LayerNormalization", [x, *names], list(final.output),
+                                        name=final.name, axis=-1, epsilon=eps))
+        fused += 1
+    if fusions:
+        _prune(graph)
+    return fused
+
+
 def _convert(fn, signature, path, opset):
     import tf2onnx
 
     model_proto, _ = tf2onnx.convert.from_function(fn, input_signature=signature, opset=opset)
     hoist_loop_invariants(model_proto.graph)
     fold_selects(model_proto.graph)
+    drop_index_wraps(model_proto.graph)
+    if opset >= 17:  # LayerNormalization is an ONNX op from opset 17
+        fuse_layer_norms(model_proto.graph)
     with open(path, "wb") as f:
         f.write(model_proto.SerializeToString())
     return [o.name for o in model_proto.graph.output]

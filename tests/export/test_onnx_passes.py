@@ -6,7 +6,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from zoo.export.onnx import fold_selects, hoist_loop_invariants
+from zoo.export.onnx import (drop_index_wraps, fold_selects, fuse_layer_norms,
+                              hoist_loop_invariants)
 
 
 def _run(model, feeds):
@@ -106,3 +107,100 @@ def test_folding_keeps_nodes_still_read_elsewhere(shared):
     fold_selects(model.graph)
     ops = sorted(n.op_type for n in model.graph.node)
     assert ops == (["Cast", "Where"] if shared else ["Where"])
+
+
+def _wrapped_gather_model(zero=0, op="Gather"):
+    """Keras's take as tf2onnx writes it: Gather(x, Where(Less(i, 0), i + n, i)), with the
+    index cast on its way in as tf2onnx does; ``zero`` is the constant of the test."""
+    i64, f = TensorProto.INT64, TensorProto.FLOAT
+    nodes = [helper.make_node("Cast", ["i"], ["i64"], to=i64),
+             helper.make_node("Shape", ["x"], ["shape"]),
+             helper.make_node("Gather", ["shape", "axis0"], ["n"]),
+             helper.make_node("Less", ["i64", "zero"], ["negative"]),
+             helper.make_node("Add", ["i", "n"], ["wrapped"]),
+             helper.make_node("Where", ["negative", "wrapped", "i"], ["index"]),
+             helper.make_node(op, ["x", "index"], ["out"], axis=0)]
+    graph = helper.make_graph(
+        nodes, "g",
+        [helper.make_tensor_value_info("x", f, [3, 2]),
+         helper.make_tensor_value_info("i", i64, [4] if op == "Gather" else [4, 2])],
+        [helper.make_tensor_value_info("out", f, [4, 2])],
+        initializer=[helper.make_tensor("zero", i64, [], [zero]),
+                     helper.make_tensor("axis0", i64, [], [0]),
+                     helper.make_tensor("unused", f, [1], [1.0])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+@pytest.mark.parametrize("op", ["Gather", "GatherElements"])
+def test_dropping_index_wraps_keeps_negative_indices_right(op):
+    x = np.array([[0.0, 1.0], [10.0, 11.0], [20.0, 21.0]], np.float32)
+    i = (np.array([2, -1, 0, -3]) if op == "Gather"
+         else np.array([[2, 1], [-1, 0], [0, -2], [-3, 2]]))
+    # By hand: row -1 is row 2, row -3 is row 0 (column-wise for GatherElements).
+    expected = (x[[2, 2, 0, 0]] if op == "Gather"
+                else np.array([[20.0, 11.0], [20.0, 1.0], [0.0, 11.0], [0.0, 21.0]]))
+    model = _wrapped_gather_model(op=op)
+    np.testing.assert_array_equal(_run(model, {"x": x, "i": i})[0], expected)
+    assert drop_index_wraps(model.graph) == 1
+    onnx.checker.check_model(model)
+    assert [n.op_type for n in model.graph.node] == [op]  # the wrap's kernels were pruned
+    assert [t.name for t in model.graph.initializer] == []  # and the constants nobody reads
+    np.testing.assert_array_equal(_run(model, {"x": x, "i": i})[0], expected)
+
+
+def test_a_where_that_is_not_a_wrap_is_left_alone():
+    model = _wrapped_gather_model(zero=1)  # where(i < 1, ...) is not the negative wrap
+    assert drop_index_wraps(model.graph) == 0
+    assert len(model.graph.node) == 7
+
+
+def _layer_norm_model(mean_op="ReduceMean", axis=-1):
+    """Keras's layer normalisation as tf2onnx writes it: ``s = gamma / sqrt(var + eps)``,
+    ``y = x * s + (beta - mean * s)``, over the last axis of a (2, 3, 4) input."""
+    f = TensorProto.FLOAT
+
+    def mean(inp, out):
+        if mean_op == "GlobalAveragePool":
+            return helper.make_node(mean_op, [inp], [out])
+        return helper.make_node(mean_op, [inp], [out], axes=[axis], keepdims=1)
+    nodes = [mean("x", "m"),
+             helper.make_node("Sub", ["x", "m"], ["d"]),
+             helper.make_node("Mul", ["d", "d"], ["d2"]),
+             mean("d2", "var"),
+             helper.make_node("Add", ["var", "eps"], ["ve"]),
+             helper.make_node("Sqrt", ["ve"], ["sd"]),
+             helper.make_node("Reciprocal", ["sd"], ["inv"]),
+             helper.make_node("Mul", ["inv", "gamma"], ["s"]),
+             helper.make_node("Mul", ["x", "s"], ["xs"]),
+             helper.make_node("Neg", ["m"], ["negm"]),
+             helper.make_node("Mul", ["negm", "s"], ["ms"]),
+             helper.make_node("Add", ["ms", "beta"], ["shift"]),
+             helper.make_node("Add", ["xs", "shift"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", f, [2, 3, 4])],
+        [helper.make_tensor_value_info("y", f, [2, 3, 4])],
+        initializer=[helper.make_tensor("eps", f, [], [1e-3]),
+                     helper.make_tensor("gamma", f, [1, 1, 4], [1.0, 2.0, 0.5, -1.0]),
+                     helper.make_tensor("beta", f, [1, 1, 4], [0.0, 1.0, -1.0, 3.0])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+@pytest.mark.parametrize("mean_op", ["ReduceMean", "GlobalAveragePool"])
+def test_fusing_layer_norms_gives_one_kernel_and_the_same_values(mean_op):
+    x = np.arange(24, dtype=np.float32).reshape(2, 3, 4) ** 1.5
+    # By hand: (x - mean) / sqrt(var + eps) * gamma + beta over the last axis.
+    m = x.mean(-1, keepdims=True)
+    v = ((x - m) ** 2).mean(-1, keepdims=True)
+    expected = (x - m) / np.sqrt(v + 1e-3) * [1.0, 2.0, 0.5, -1.0] + [0.0, 1.0, -1.0, 3.0]
+    model = _layer_norm_model(mean_op)
+    np.testing.assert_allclose(_run(model, {"x": x})[0], expected, rtol=1e-5, atol=1e-5)
+    assert fuse_layer_norms(model.graph) == 1
+    onnx.checker.check_model(model)
+    assert [n.op_type for n in model.graph.node] == ["LayerNormalization"]
+    np.testing.assert_allclose(_run(model, {"x": x})[0], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_mean_over_another_axis_is_not_fused():
+    model = _layer_norm_model(axis=1)  # normalises over the middle axis: not a LayerNorm
+    assert fuse_layer_norms(model.graph) == 0
+    assert len(model.graph.node) == 13
