@@ -41,3 +41,37 @@ def test_every_constructor_argument_round_trips(class_name):
         assert got == value, (key, got, value)
     clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
     assert type(clone) is cls and clone.get_config() == saved
+
+
+@pytest.mark.parametrize("class_name", ["TransformerEncoder", "TransformerDecoder"])
+def test_activation_dropout_sets_the_feed_forward_rate_only(class_name):
+    cls = zoo.layers.NETWORKS.get_class(class_name)
+    shape = dict(vocab_size=20, dim=8, num_layers=2, num_heads=2, ff_dim=16)
+    inherits = cls(dropout=0.3, **shape)  # older configs lack the key: the old behaviour
+    assert [b["ffn"].drop.rate for b in inherits.blocks] == [0.3, 0.3]
+    own = cls(dropout=0.3, activation_dropout=0.0, **shape)
+    assert [b["ffn"].drop.rate for b in own.blocks] == [0.0, 0.0]
+    assert own.drop.rate == 0.3  # residual and embedding dropout untouched
+    older = {k: v for k, v in inherits.get_config().items() if k != "activation_dropout"}
+    assert [b["ffn"].drop.rate for b in cls.from_config(older).blocks] == [0.3, 0.3]
+
+
+def test_activation_dropout_is_the_only_noise_when_the_others_are_off():
+    import numpy as np
+
+    shape = dict(vocab_size=20, dim=8, num_layers=1, num_heads=2, ff_dim=64)
+    ids = np.array([[4, 5, 6, 7, 3]])
+    quiet = zoo.layers.TransformerEncoder(dropout=0.0, activation_dropout=0.0, **shape)
+    a = quiet(ids, training=True)["outputs"]
+    np.testing.assert_allclose(a, quiet(ids, training=False)["outputs"], atol=1e-6)
+    noisy = zoo.layers.TransformerEncoder(dropout=0.0, activation_dropout=0.5, **shape)
+    noisy.build()
+    noisy.set_weights(quiet.get_weights())
+    assert np.abs(noisy(ids, training=True)["outputs"] - a).max() > 1e-3
+
+
+@pytest.mark.parametrize("field", ["dropout", "attention_dropout", "activation_dropout"])
+def test_dropout_rates_outside_zero_one_are_refused_by_name(field):
+    with pytest.raises(ValueError, match=f"{field} must be in \\[0, 1\\)"):
+        zoo.layers.TransformerEncoder(vocab_size=20, dim=8, num_layers=1, num_heads=2,
+                                      ff_dim=16, **{field: 1.0})

@@ -32,7 +32,7 @@ def _norm(dtype, name):
 
 class _Base(keras.layers.Layer):
     def __init__(self, vocab_size, dim=256, num_layers=3, num_heads=8, ff_dim=1024,
-                 dropout=0.1, attention_dropout=0.0, **kwargs):
+                 dropout=0.1, attention_dropout=0.0, activation_dropout=None, **kwargs):
         super().__init__(**kwargs)
         for nm, v in (("vocab_size", vocab_size), ("dim", dim), ("num_layers", num_layers),
                       ("num_heads", num_heads), ("ff_dim", ff_dim)):
@@ -43,6 +43,14 @@ class _Base(keras.layers.Layer):
         self.vocab_size, self.dim, self.num_layers = int(vocab_size), int(dim), int(num_layers)
         self.num_heads, self.ff_dim = int(num_heads), int(ff_dim)
         self.dropout, self.attention_dropout = float(dropout), float(attention_dropout)
+        # None keeps the feed-forward's inner dropout at ``dropout`` (what models saved before
+        # this option was added do); fairseq and Wu et al. 2021 use 0 there.
+        self.activation_dropout = (None if activation_dropout is None
+                                   else float(activation_dropout))
+        for nm, v in (("dropout", self.dropout), ("attention_dropout", self.attention_dropout),
+                      ("activation_dropout", self.activation_dropout)):
+            if v is not None and not 0.0 <= v < 1.0:
+                raise ValueError(f"{nm} must be in [0, 1), got {v}")
         self.embedding = TokenEmbedding(self.vocab_size, self.dim, positional=True,
                                         dtype=self.dtype_policy, name="embedding")
         self.drop = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
@@ -54,14 +62,15 @@ class _Base(keras.layers.Layer):
                                  name=name)
 
     def _ffn(self, name):
-        return _FeedForward(self.dim, self.ff_dim, self.dropout, dtype=self.dtype_policy,
-                            name=name)
+        inner = self.dropout if self.activation_dropout is None else self.activation_dropout
+        return _FeedForward(self.dim, self.ff_dim, inner, dtype=self.dtype_policy, name=name)
 
     def get_config(self):
         return {**super().get_config(), "vocab_size": self.vocab_size, "dim": self.dim,
                 "num_layers": self.num_layers, "num_heads": self.num_heads,
                 "ff_dim": self.ff_dim, "dropout": self.dropout,
-                "attention_dropout": self.attention_dropout}
+                "attention_dropout": self.attention_dropout,
+                "activation_dropout": self.activation_dropout}
 
 
 @register_network
@@ -74,8 +83,11 @@ class TransformerEncoder(_Base):
         num_layers: Encoder layers.
         num_heads: Attention heads.
         ff_dim: Feed-forward inner size.
-        dropout: Residual, embedding and feed-forward dropout.
+        dropout: Residual and embedding dropout (and the feed-forward's inner activations
+            unless ``activation_dropout`` is given).
         attention_dropout: Dropout on attention weights.
+        activation_dropout: Dropout on the feed-forward's inner (ReLU) activations; None:
+            ``dropout``.
         **kwargs: Keras layer arguments.
 
     Returns (from ``call``): ``{"outputs": (batch, S, dim), "mask": (batch, S) bool}``.
@@ -88,9 +100,9 @@ class TransformerEncoder(_Base):
     """
 
     def __init__(self, vocab_size, dim=256, num_layers=3, num_heads=8, ff_dim=1024,
-                 dropout=0.1, attention_dropout=0.0, **kwargs):
+                 dropout=0.1, attention_dropout=0.0, activation_dropout=None, **kwargs):
         super().__init__(vocab_size, dim, num_layers, num_heads, ff_dim, dropout,
-                         attention_dropout, **kwargs)
+                         attention_dropout, activation_dropout, **kwargs)
         self.blocks = [{"norm1": _norm(self.dtype_policy, f"l{i}_norm1"),
                         "attn": self._mha(f"l{i}_self_attention"),
                         "norm2": _norm(self.dtype_policy, f"l{i}_norm2"),
@@ -136,7 +148,8 @@ class TransformerDecoder(_Base, Decoder):
 
     Args:
         vocab_size: Target vocabulary size.
-        dim, num_layers, num_heads, ff_dim, dropout, attention_dropout: As the encoder's.
+        dim, num_layers, num_heads, ff_dim, dropout, attention_dropout, activation_dropout:
+            As the encoder's.
         tie_embeddings: Use the embedding matrix as the output projection.
         copy: Pointer-generator output (see :class:`zoo.layers.Decoder`) over the last
             layer's cross-attention, averaged over heads.
@@ -151,10 +164,10 @@ class TransformerDecoder(_Base, Decoder):
     """
 
     def __init__(self, vocab_size, dim=256, num_layers=3, num_heads=8, ff_dim=1024,
-                 dropout=0.1, attention_dropout=0.0, tie_embeddings=True, copy=False,
-                 **kwargs):
+                 dropout=0.1, attention_dropout=0.0, activation_dropout=None,
+                 tie_embeddings=True, copy=False, **kwargs):
         super().__init__(vocab_size, dim, num_layers, num_heads, ff_dim, dropout,
-                         attention_dropout, copy=copy, **kwargs)
+                         attention_dropout, activation_dropout, copy=copy, **kwargs)
         self.tie_embeddings = bool(tie_embeddings)
         self.blocks = [{"norm1": _norm(self.dtype_policy, f"l{i}_norm1"),
                         "self_attn": self._mha(f"l{i}_self_attention"),
