@@ -171,6 +171,19 @@ def _argmax(x):
     return ops.top_k(x, 1)[1][..., 0]
 
 
+def _best(logp):
+    """Greedy's choice: the arg-max token and its log-probability, both from one ``top_k``
+    (gathering the chosen log-probability again cost a gather and its index arithmetic in
+    every step of the loop)."""
+    values, indices = ops.top_k(logp, 1)
+    return ops.cast(indices[..., 0], "int32"), values[..., 0]
+
+
+def _gained(logp, tok):
+    """``logp[row, tok[row]]``: what the chosen tokens add to the scores."""
+    return ops.take_along_axis(logp, ops.expand_dims(tok, -1), axis=-1)[:, 0]
+
+
 def _write(buffer, step, values):
     """buffer[:, step] = values with a position mask (no scatter, no one_hot of a scalar)."""
     length = ops.shape(buffer)[1]
@@ -218,7 +231,7 @@ class Greedy(Strategy):
         _check_lengths(max_length, min_length)
         path = _compacting_path if self.compact else _single_path
         tokens, scores, lengths, attn = path(
-            _argmax, step_fn, state, memory, batch_size,
+            _best, step_fn, state, memory, batch_size,
             memory_length, max_length, bos_id, eos_id, pad_id, min_length,
             self.no_repeat_ngram_size)
         return DecodingResult(tokens[:, None], scores[:, None], lengths[:, None],
@@ -227,8 +240,8 @@ class Greedy(Strategy):
 
 def _single_path(choose, step_fn, state, memory, b, memory_length, max_length, bos_id, eos_id,
                  pad_id, min_length, no_repeat_ngram_size=0):
-    """The loop of greedy decoding and sampling: one hypothesis per row, ``choose(logp)``
-    picks its next token. Returns tokens (b, L), scores (b,), lengths (b,), attention."""
+    """The loop of greedy decoding and sampling: one hypothesis per row, ``choose(logp) ->
+    (tokens, their log-probabilities)`` picks its next token. Returns tokens (b, L), scores (b,), lengths (b,), attention."""
     init = (ops.convert_to_tensor(0, "int32"), ops.full((b,), bos_id, "int32"), state,
             ops.zeros((b, max_length), "int32"), ops.zeros((b,), "float32"),
             ops.zeros((b,), "int32"), ops.zeros((b,), "bool"),
@@ -241,8 +254,8 @@ def _single_path(choose, step_fn, state, memory, b, memory_length, max_length, b
         logits, st, w = step_fn(prev, st, memory)
         logp = _log_probs(logits, t, min_length, eos_id, bos_id, pad_id, tokens,
                           no_repeat_ngram_size)  # (b, V)
-        tok = ops.where(finished, pad_id, ops.cast(choose(logp), "int32"))
-        gained = ops.take_along_axis(logp, ops.expand_dims(tok, -1), axis=-1)[:, 0]
+        tok, gained = choose(logp)
+        tok = ops.where(finished, pad_id, tok)
         alive = ops.logical_not(finished)
         scores = scores + ops.where(alive, gained, 0.0)
         lengths = lengths + ops.cast(alive, "int32")
@@ -284,8 +297,7 @@ def _compacting_path(choose, step_fn, state, memory, b, memory_length, max_lengt
         history = ops.take(tokens, rows, axis=0) if no_repeat_ngram_size else None
         logp = _log_probs(logits, t, min_length, eos_id, bos_id, pad_id, history,
                           no_repeat_ngram_size)
-        tok = ops.cast(choose(logp), "int32")  # (a,)
-        gained = ops.take_along_axis(logp, ops.expand_dims(tok, -1), axis=-1)[:, 0]
+        tok, gained = choose(logp)  # (a,), (a,)
         at = ops.expand_dims(rows, -1)  # (a, 1) scatter indices
         # Rows that finished earlier are absent: their slots get pad (0 from the scatter).
         written = ops.scatter(at, tok - pad_id, (b,)) + pad_id
@@ -517,7 +529,8 @@ class Sampling(Strategy):
             filtered = self.filter_logits(logp)
             # Gumbel-max: the arg-max of logits + Gumbel noise is a sample of softmax(logits).
             u = keras.random.uniform(ops.shape(filtered), minval=1e-9, maxval=1.0, seed=seed)
-            return _argmax(filtered - ops.log(-ops.log(u)))
+            tok = ops.cast(_argmax(filtered - ops.log(-ops.log(u))), "int32")
+            return tok, _gained(logp, tok)
 
         tokens, scores, lengths, attn = _single_path(
             choose, step_fn, _tile(state, n), _tile(memory, n), batch_size * n, memory_length,
