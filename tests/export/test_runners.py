@@ -28,6 +28,15 @@ def test_runner_is_chosen_by_the_manifest(exports):
         load(str(root / "litert"), quantization="float16")
 
 
+def test_onnx_runner_threads_change_speed_not_tokens(exports):
+    model, root = exports
+    one = load(str(root / "onnx"), intra_threads=1)
+    assert one._sessions["generate"].get_session_options().intra_op_num_threads == 1
+    assert one.generate_text(TEXTS) == model.translate(TEXTS)
+    with pytest.raises(ValueError, match="intra_threads must be an int >= 0"):
+        load(str(root / "onnx"), intra_threads=-1)
+
+
 def test_litert_runner_pads_and_splits_batches(exports):
     model, root = exports
     lite = load(str(root / "litert"))
