@@ -534,7 +534,15 @@ def child_main(spec):
 
 
 def hardware():
-    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
+    """The CPU's model name (speeds differ between the machines this runs on) and cores."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f
+                         if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"{name}, {os.cpu_count()} cores"
 
 
 def main(argv=None):
@@ -551,8 +559,7 @@ def main(argv=None):
     if args.child:
         return child_main(args.child)
     if args.replot:
-        rows = [json.loads(line) for line in open(RESULTS)]
-        return plot([r for r in rows if r["time"] == rows[-1]["time"]], args.plot)
+        return plot(latest_runs(), args.plot)
     sections = args.only or ["train", "mfu", "decode"]
     passes = 1 if args.quick else 2
     cache, tok = prepare_data(24 if args.quick else 48)
@@ -624,7 +631,15 @@ def main(argv=None):
                       f"{zk / hub:.2f}x; zoo onnx / CTranslate2 float32 {onnx / ct2:.2f}x")
     _append(records, args)
     if records:
-        plot(records, args.plot)
+        plot(latest_runs(), args.plot)
+
+
+def latest_runs():
+    """Per section (train, mfu, decode), the records of the last run that measured it, so a
+    ``--only`` run redraws its own panel and keeps the other's."""
+    rows = [json.loads(line) for line in open(RESULTS)]
+    last = {r["section"]: r["time"] for r in rows}
+    return [r for r in rows if r["time"] == last[r["section"]]]
 
 
 def plot(records, path):
@@ -638,6 +653,9 @@ def plot(records, path):
     train = [r for r in records if r["section"] == "train"]
     dec = [r for r in records if r["section"] == "decode" and r["strategy"] == "greedy"]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [1, 2.2]})
+
+    def when(rows):  # each panel may come from its own run (see latest_runs)
+        return f"{rows[0]['time'][:10]}, {rows[0]['hardware']}"
     if train:
         ax = axes[0]
         xs = range(len(train))
@@ -648,6 +666,7 @@ def plot(records, path):
         ax.set_xticks(list(xs), [f"{r['shape']}\nvs {r['peer']['trainer']}" for r in train],
                       fontsize=8)
         ax.set_ylabel("target tokens/s (training)")
+        ax.set_title(when(train), fontsize=9)
         ax.legend()
     if dec:
         ax = axes[1]
@@ -660,8 +679,9 @@ def plot(records, path):
         ax.set_yscale("log")
         ax.set_xticks(range(len(engines)), engines, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel(f"sentences/s (greedy, {STEPS} tokens)")
+        ax.set_title(when(dec), fontsize=9)
         ax.legend()
-    fig.suptitle(f"zoo against its peers ({hardware()})")
+    fig.suptitle("zoo against its peers (2-core CPU)")
     fig.tight_layout()
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -351,11 +351,79 @@ def fuse_layer_norms(graph, outer_constants=None) -> int:
     return fused
 
 
+_FOLDABLE = ("Reshape", "Cast", "Transpose", "Squeeze", "Unsqueeze", "Identity")
+
+
+def fold_loop_constants(graph, outer_constants=None) -> int:
+    """Computes once, at export, the layout ops of a ``Loop`` body whose inputs are all
+    constants, in ``graph``'s subgraphs. Returns how many were folded.
+
+    Once the weights are outer-scope reads (``hoist_loop_invariants``), the ops tf2onnx left
+    on them inside the body (an attention projection's kernel reshaped to 2-D, a layer
+    norm's ``gamma`` reshaped for broadcasting) run again at every step: onnxruntime folds
+    constants only in the main graph. Each is replaced by an initializer of the body.
+    """
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    def fold(g, constants):
+        count = 0
+        inner = _constants(g, constants)
+        for node in g.node:
+            for sub in _subgraphs(node):
+                count += fold(sub, inner)
+        values = _constants(g, constants)
+        done = []
+        for node in g.node:
+            if node.op_type not in _FOLDABLE or not all(i in values for i in node.input if i):
+                continue
+            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            x = values[node.input[0]]
+            if node.op_type == "Reshape":
+                shape = values[node.input[1]].astype(np.int64)
+                if (shape == 0).any():
+                    continue  # "copy this dimension": left to onnxruntime
+                y = x.reshape(shape)
+            elif node.op_type == "Cast":
+                y = x.astype(helper.tensor_dtype_to_np_dtype(attrs["to"]))
+            elif node.op_type == "Transpose":
+                y = np.transpose(x, attrs.get("perm"))
+            elif node.op_type in ("Squeeze", "Unsqueeze"):
+                axes = attrs.get("axes")
+                if axes is None and len(node.input) > 1 and node.input[1]:
+                    axes = values[node.input[1]].tolist()
+                if node.op_type == "Unsqueeze":
+                    y = x
+                    for a in sorted(a % (x.ndim + len(axes)) for a in axes):
+                        y = np.expand_dims(y, a)
+                else:
+                    y = np.squeeze(x, axis=None if axes is None else tuple(axes))
+            else:
+                y = x
+            g.initializer.append(numpy_helper.from_array(np.ascontiguousarray(y),
+                                                         node.output[0]))
+            values[node.output[0]] = y
+            done.append(node)
+        for node in done:
+            g.node.remove(node)
+        return count + len(done)
+
+    folded = 0
+    constants = _constants(graph, outer_constants)
+    for node in graph.node:
+        for sub in _subgraphs(node):
+            folded += fold(sub, constants)
+    if folded:
+        _prune(graph)
+    return folded
+
+
 def _convert(fn, signature, path, opset):
     import tf2onnx
 
     model_proto, _ = tf2onnx.convert.from_function(fn, input_signature=signature, opset=opset)
     hoist_loop_invariants(model_proto.graph)
+    fold_loop_constants(model_proto.graph)
     fold_selects(model_proto.graph)
     drop_index_wraps(model_proto.graph)
     if opset >= 17:  # LayerNormalization is an ONNX op from opset 17

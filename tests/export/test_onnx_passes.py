@@ -6,8 +6,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from zoo.export.onnx import (drop_index_wraps, fold_selects, fuse_layer_norms,
-                              hoist_loop_invariants)
+from zoo.export.onnx import (drop_index_wraps, fold_loop_constants, fold_selects,
+                              fuse_layer_norms, hoist_loop_invariants)
 
 
 def _run(model, feeds):
@@ -204,3 +204,38 @@ def test_a_mean_over_another_axis_is_not_fused():
     model = _layer_norm_model(axis=1)  # normalises over the middle axis: not a LayerNorm
     assert fuse_layer_norms(model.graph) == 0
     assert len(model.graph.node) == 13
+
+
+def test_folding_loop_constants_computes_a_weights_reshape_once():
+    """A body that reshapes an outer-scope weight every iteration (what tf2onnx leaves once
+    the weights are hoisted): acc_{i+1} = acc_i @ reshape(w_flat, (2, 2)), 3 iterations."""
+    f = TensorProto.FLOAT
+    body = helper.make_graph(
+        [helper.make_node("Reshape", ["w_flat", "shape"], ["w"]),
+         helper.make_node("Cast", ["w"], ["w32"], to=f),
+         helper.make_node("MatMul", ["acc_in", "w32"], ["acc_out"]),
+         helper.make_node("Identity", ["cond_in"], ["cond_out"])],
+        "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc_in", f, [1, 2])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc_out", f, [1, 2])])
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["trips", "cond", "acc0"], ["acc"], body=body)], "g",
+        [helper.make_tensor_value_info("acc0", f, [1, 2])],
+        [helper.make_tensor_value_info("acc", f, [1, 2])],
+        initializer=[helper.make_tensor("trips", TensorProto.INT64, [], [3]),
+                     helper.make_tensor("cond", TensorProto.BOOL, [], [True]),
+                     helper.make_tensor("w_flat", f, [4], [0.0, 1.0, 1.0, 0.0]),
+                     helper.make_tensor("shape", TensorProto.INT64, [2], [2, 2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    feeds = {"acc0": np.array([[1.0, 2.0]], np.float32)}
+    # By hand: the weight swaps the two entries; three swaps: [2, 1].
+    np.testing.assert_array_equal(_run(model, feeds)[0], [[2.0, 1.0]])
+    assert fold_loop_constants(model.graph) == 2  # the reshape, then the cast of its result
+    onnx.checker.check_model(model)
+    inner = model.graph.node[0].attribute[0].g
+    assert [n.op_type for n in inner.node] == ["MatMul", "Identity"]
+    assert [t.name for t in model.graph.initializer] == ["trips", "cond"]  # w_flat unread now
+    np.testing.assert_array_equal(_run(model, feeds)[0], [[2.0, 1.0]])

@@ -236,7 +236,7 @@ RECIPES = {
         "description": "the main job (`zoo train translator`): rnn_small's bi-GRU 128 + GRU 256 "
                        "with Luong general attention after the GRU and no input feeding (the "
                        "parallel teacher-forced path), 2 epochs over the 117k Anki pairs, "
-                       "4,000-piece vocabulary; about 7 minutes on 2 CPU cores",
+                       "4,000-piece vocabulary; 6-9 minutes on 2 CPU cores",
         "preset": "rnn_small",
         "overrides": {"attention": "general", "attention_position": "after",
                       "input_feeding": False},
