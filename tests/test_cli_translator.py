@@ -184,6 +184,7 @@ def test_export_command_writes_onnx(trained, tmp_path, capsys):
             "source.model", "manifest.json"} <= set(os.listdir(out))
 
 
+@pytest.mark.slow  # CI time on 2 cores; see docs/RESULTS.md, Test suite
 def test_export_command_writes_litert(trained, tmp_path, capsys):
     out = tmp_path / "lite"
     assert cli.main(["export", "--model", str(trained), "--format", "litert", "--out",
@@ -246,6 +247,7 @@ def test_files_and_outputs_are_checked_before_any_work(trained, tmp_path, capsys
     assert err.count("\n") == 1 and "model.keras: cannot be read" in err
 
 
+@pytest.mark.slow  # CI time on 2 cores; see docs/RESULTS.md, Test suite
 def test_train_and_translate_print_nothing_on_stderr(tmp_path):
     """Run as a user runs them, in a fresh process: stderr stays empty on success, and
     progress written to a pipe is one line per epoch, with no backspaces or colours."""

@@ -34,6 +34,7 @@ def _diverse(tok, **overrides):
     return model
 
 
+@pytest.mark.slow  # CI time on 2 cores; see docs/RESULTS.md, Test suite
 def test_ctranslate2_matches_keras_token_for_token(data, tmp_path):
     pairs, tok = data
     model = _diverse(tok)
