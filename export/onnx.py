@@ -165,17 +165,35 @@ def fold_selects(graph) -> int:
     return folded
 
 
+class _Constants(dict):
+    """Name -> numpy value, converted from its TensorProto on first read: the passes look at
+    a handful of small constants, and converting every weight of a large model up front, per
+    graph and per pass, cost more than the passes."""
+
+    def __missing__(self, key):
+        raise KeyError(key)
+
+    def __getitem__(self, key):
+        value = super().__getitem__(key)
+        if not hasattr(value, "shape"):
+            from onnx import numpy_helper
+
+            value = numpy_helper.to_array(value)
+            self[key] = value
+        return value
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+
 def _constants(graph, outer=None) -> dict:
     """Initializer and ``Constant`` node values of ``graph``, over those of enclosing graphs."""
-    from onnx import numpy_helper
-
-    values = dict(outer or {})
+    values = _Constants(outer or {})
     values.update({t.name: t for t in graph.initializer})
     for node in graph.node:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
             values[node.output[0]] = node.attribute[0].t
-    return {k: numpy_helper.to_array(v) if not hasattr(v, "shape") else v
-            for k, v in values.items()}
+    return values
 
 
 _GATHERS = ("Gather", "GatherElements")
@@ -368,11 +386,10 @@ def fold_loop_constants(graph, outer_constants=None) -> int:
 
     def fold(g, constants):
         count = 0
-        inner = _constants(g, constants)
+        values = _constants(g, constants)
         for node in g.node:
             for sub in _subgraphs(node):
-                count += fold(sub, inner)
-        values = _constants(g, constants)
+                count += fold(sub, values)
         done = []
         for node in g.node:
             if node.op_type not in _FOLDABLE or not all(i in values for i in node.input if i):
