@@ -80,6 +80,18 @@ def test_registry_rejects_kwargs_on_instance_and_bad_dicts():
         zoo.attention.get(3.5)
 
 
+def test_registry_config_errors_surface_as_the_constructors_own():
+    """Keras wraps a constructor's ValueError in a TypeError that opens with the whole config;
+    the registry hands back the original, by either spelling of the class name."""
+    import zoo.layers
+
+    bad = {"vocab_size": 10, "attention_position": "middle"}
+    for name in ("RNNDecoder", "zoo>RNNDecoder"):
+        with pytest.raises(ValueError, match="attention_position must be") as info:
+            zoo.layers.NETWORKS.get({"class_name": name, "config": bad})
+        assert "Error when deserializing" not in str(info.value)
+
+
 def test_bad_inputs_get_clear_errors():
     layer = zoo.attention.get("dot")
     q = np.ones((2, 3, 4), "float32")

@@ -120,9 +120,19 @@ class Registry:
             class_name = identifier["class_name"]
             config = dict(identifier.get("config") or {})
             config.update(kwargs)
-            if isinstance(class_name, str) and self._maybe_key(class_name) is not None:
-                return self.get_class(class_name).from_config(config)
-            obj = keras.saving.deserialize_keras_object({**identifier, "config": config})
+            try:
+                if isinstance(class_name, str) and self._maybe_key(class_name) is not None:
+                    return self.get_class(class_name).from_config(config)
+                obj = keras.saving.deserialize_keras_object({**identifier, "config": config})
+            except TypeError as e:
+                # Keras turns a constructor's ValueError ("dropout must be in [0, 1)") into a
+                # TypeError that starts with the whole config: hand the user the original.
+                cause = e
+                while cause is not None and not isinstance(cause, ValueError):
+                    cause = cause.__cause__ or cause.__context__
+                if cause is not None:
+                    raise cause from None
+                raise
             if not isinstance(obj, self.base):
                 raise TypeError(f"{class_name!r} is not a {self.family} ({self.base.__name__})")
             return obj

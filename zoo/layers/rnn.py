@@ -130,6 +130,11 @@ class RNNDecoder(Decoder):
             softmax layer when the features are wide. None: project directly.
         copy: Pointer-generator output (see :class:`zoo.layers.Decoder`): mix in the
             attention weights scattered onto the source's ids, gated by ``p_gen``.
+        tie_embeddings: Project onto the vocabulary with the (transposed) target embedding
+            matrix instead of a layer of its own (Press & Wolf 2017): ``vocab * dim`` fewer
+            weights, and the output layer learns from every input token. The features must
+            reach the projection at the embedding size: set ``output_dim=embedding_dim``
+            unless the features already have it.
         **kwargs: Keras layer arguments.
 
     Example:
@@ -145,7 +150,7 @@ class RNNDecoder(Decoder):
 
     def __init__(self, vocab_size, embedding_dim=256, units=512, attention="additive",
                  attention_position="before", input_feeding=True, cell="gru", dropout=0.0,
-                 bridge=True, output_dim=None, copy=False, **kwargs):
+                 bridge=True, output_dim=None, copy=False, tie_embeddings=False, **kwargs):
         super().__init__(copy=copy, **kwargs)
         if attention_position not in ("before", "after"):
             raise ValueError(f"attention_position must be 'before' (Bahdanau) or 'after' "
@@ -163,8 +168,13 @@ class RNNDecoder(Decoder):
         self.output_dim = None if output_dim is None else int(output_dim)
         self.bottleneck = None if self.output_dim is None else keras.layers.Dense(
             self.output_dim, dtype=self.dtype_policy, name="bottleneck")
-        self.output_layer = keras.layers.Dense(self.vocab_size, dtype=self.dtype_policy,
-                                               name="logits")
+        self.tie_embeddings = bool(tie_embeddings)
+        if self.tie_embeddings and self.output_dim not in (None, self.embedding_dim):
+            raise ValueError(f"tie_embeddings: output_dim ({self.output_dim}) must equal "
+                             f"embedding_dim ({self.embedding_dim}), the size the tied "
+                             f"embedding matrix projects from")
+        self.output_layer = None if self.tie_embeddings else keras.layers.Dense(
+            self.vocab_size, dtype=self.dtype_policy, name="logits")
         self.bridge_layer = keras.layers.Dense(self.units, activation="tanh",
                                                dtype=self.dtype_policy, name="bridge")
         self.attentional = keras.layers.Dense(self.units, activation="tanh", use_bias=False,
@@ -195,7 +205,12 @@ class RNNDecoder(Decoder):
             self.bridge_layer.build((None, final_dim or memory_dim))
         if self.bottleneck is not None:
             self.bottleneck.build((None, out_in))
-        self.output_layer.build((None, self.output_dim or out_in))
+        if self.tie_embeddings and (self.output_dim or out_in) != self.embedding_dim:
+            raise ValueError(f"tie_embeddings: the features reach the output projection with "
+                             f"{out_in} values, not embedding_dim={self.embedding_dim}; set "
+                             f"output_dim={self.embedding_dim}")
+        if self.output_layer is not None:
+            self.output_layer.build((None, self.output_dim or out_in))
         self._build_copy(out_in)
         self._feature_dim = out_in
         self._memory_dim = memory_dim
@@ -279,7 +294,10 @@ class RNNDecoder(Decoder):
         x = self.drop(features, training=training)
         if self.bottleneck is not None:
             x = self.bottleneck(x)
-        return ops.cast(self.output_layer(x), "float32")
+        if self.output_layer is not None:
+            return ops.cast(self.output_layer(x), "float32")
+        return ops.cast(ops.matmul(x, ops.transpose(ops.cast(self.embedding.embeddings,
+                                                            x.dtype))), "float32")
 
     def _step_features(self, token_ids, state, memory, training):
         return self._step_core(self.embedding(token_ids), state, memory, training)
@@ -413,4 +431,5 @@ class RNNDecoder(Decoder):
                 "attention": keras.saving.serialize_keras_object(self.attention),
                 "attention_position": self.attention_position,
                 "input_feeding": self.input_feeding, "cell": self.cell_kind,
-                "dropout": self.dropout, "bridge": self.bridge, "output_dim": self.output_dim}
+                "dropout": self.dropout, "bridge": self.bridge, "output_dim": self.output_dim,
+                "tie_embeddings": self.tie_embeddings}
