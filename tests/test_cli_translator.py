@@ -13,14 +13,30 @@ from zoo.data import anki_spa_eng_pairs
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """One tiny training run on the shipped pairs, shared by the tests below."""
+    """One tiny training run on the shipped pairs, shared by the tests below: the main job's
+    network (its recipe's overrides: Luong attention after the GRU, one tied embedding) at
+    rnn_tiny's size, so the exports below check what `zoo train translator` writes."""
+    from zoo.models import presets
+
+    main_job = presets.get_recipe("anki_translator")
+    tiny = presets.get_preset("rnn_tiny")["config"]["decoder"]["config"]
+    overrides = dict(main_job["overrides"])
+    if "output_dim" in overrides:  # tied: the bottleneck has the embedding's size
+        overrides["output_dim"] = tiny["embedding_dim"]
+    presets.register_recipe("cli_test_main_job", {
+        "task": "translation", "description": "the main job's network at rnn_tiny's size",
+        "preset": "rnn_tiny", "overrides": overrides,
+        "train": presets.get_preset("rnn_tiny")["train"]})
     out = tmp_path_factory.mktemp("cli") / "model"
-    # 585 training pairs: 15 length-bucketed batches an epoch; the 22-update budget ends
-    # epoch 2 halfway.
-    rc = cli.main(["train", "translator", "--preset", "rnn_tiny", "--limit", "600",
-                   "--epochs", "3", "--max-steps", "22", "--average-last", "2",
-                   "--vocab-size", "300", "--out", str(out), "--progress", "none",
-                   "--example", "Tengo hambre."])
+    try:
+        # 585 training pairs: 15 length-bucketed batches an epoch; the 22-update budget ends
+        # epoch 2 halfway.
+        rc = cli.main(["train", "translator", "--recipe", "cli_test_main_job", "--limit",
+                       "600", "--epochs", "3", "--max-steps", "22", "--average-last", "2",
+                       "--vocab-size", "300", "--out", str(out), "--progress", "none",
+                       "--example", "Tengo hambre."])
+    finally:
+        presets.RECIPES.pop("cli_test_main_job")
     assert rc == 0
     return out
 

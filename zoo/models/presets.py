@@ -235,14 +235,16 @@ RECIPES = {
         "task": "translation",
         "description": "the main job (`zoo train translator`): rnn_small's bi-GRU 128 + GRU 256 "
                        "with Luong general attention after the GRU and no input feeding (the "
-                       "parallel teacher-forced path), 2 epochs over the 117k Anki pairs, "
-                       "4,000-piece vocabulary; 6-9 minutes on 2 CPU cores",
+                       "parallel teacher-forced path), one 128-wide embedding for source, "
+                       "target and output, 3 epochs over the 117k Anki pairs, 4,000-piece "
+                       "vocabulary; about 6.5 minutes on 2 CPU cores with AVX-512",
         "preset": "rnn_small",
         "overrides": {"attention": "general", "attention_position": "after",
-                      "input_feeding": False},
+                      "input_feeding": False, "share_embeddings": True,
+                      "tie_embeddings": True, "output_dim": 128},
         "vocab_size": 4000,
         "train": {"learning_rate": 2e-3, "warmup_steps": None, "label_smoothing": 0.1,
-                  "batch_size": 64, "epochs": 2},
+                  "batch_size": 64, "epochs": 3},
     },
     "multi30k_rnn": {
         "task": "translation",
