@@ -64,18 +64,19 @@ def hardware():
 def cpu_name():
     """The CPU's model name and widest vector extension: the same model name has come with
     and without AVX-512 on the machines this runs on, and speeds differ by 40%."""
-    name, flags = platform.processor() or platform.machine(), set()
+    name, flags = None, set()
     try:
-        with open("/proc/cpuinfo") as f:
+        with open("/proc/cpuinfo") as f:  # the first processor's block is enough
             for line in f:
-                if line.startswith("model name") and name == (platform.processor()
-                                                               or platform.machine()):
-                    name = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and name is None:
+                    name = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
                     break
     except OSError:
         pass
+    name = name or platform.processor() or platform.machine()
     isa = next((tag for flag, tag in (("amx_tile", "AMX"), ("avx512f", "AVX-512"),
                                        ("avx2", "AVX2")) if flag in flags), None)
     return f"{name} ({isa})" if isa else name

@@ -221,6 +221,12 @@ class Decoder(keras.layers.Layer):
         """Features (``(batch, F)`` or ``(batch, T, F)``) -> float32 logits."""
         raise NotImplementedError
 
+    def _tied_logits(self, x):
+        """``x @ embedding^T`` as float32 logits: the output projection of a decoder whose
+        ``embedding`` (a :class:`TokenEmbedding`) is tied to it (Press & Wolf 2017)."""
+        table = ops.cast(self.embedding.embeddings, x.dtype)  # (V, D)
+        return ops.cast(ops.matmul(x, ops.transpose(table)), "float32")
+
     def _prepare_memory(self, encoded):
         """The decoder's own constant per-source input (e.g. the projected keys)."""
         raise NotImplementedError

@@ -296,8 +296,7 @@ class RNNDecoder(Decoder):
             x = self.bottleneck(x)
         if self.output_layer is not None:
             return ops.cast(self.output_layer(x), "float32")
-        return ops.cast(ops.matmul(x, ops.transpose(ops.cast(self.embedding.embeddings,
-                                                            x.dtype))), "float32")
+        return self._tied_logits(x)
 
     def _step_features(self, token_ids, state, memory, training):
         return self._step_core(self.embedding(token_ids), state, memory, training)

@@ -205,8 +205,7 @@ class TransformerDecoder(_Base, Decoder):
         x = self.final_norm(features)
         if self.output_layer is not None:
             return ops.cast(self.output_layer(x), "float32")
-        return ops.cast(ops.matmul(x, ops.transpose(ops.cast(self.embedding.embeddings,
-                                                            x.dtype))), "float32")
+        return self._tied_logits(x)
 
     def _block(self, b, x, self_attend, cross_attend, training):
         """One decoder layer, for both paths: ``self_attend(y)`` and ``cross_attend(y) ->
