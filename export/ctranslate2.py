@@ -1,7 +1,8 @@
 """CTranslate2 export of Transformer translators.
 
-zoo's Transformers are pre-norm, with sinusoidal positions and embeddings scaled by
-``sqrt(dim)``: CTranslate2's default Transformer (OpenNMT's). The model is written through
+zoo's Transformers are pre-norm (or post-norm, ``normalize_first=False``), with sinusoidal
+positions and embeddings scaled by ``sqrt(dim)``: CTranslate2's default Transformer (OpenNMT's),
+or its ``pre_norm=False`` variant. The model is written through
 CTranslate2's own ``TransformerSpec`` Python API (the documented way to convert a model
 its converters do not know); no converter of another framework is involved.
 
@@ -17,8 +18,9 @@ Layout (``zoo.serving.load(dir)`` runs it with :class:`zoo.serving.CTranslate2Ru
 What maps onto what: each zoo ``multi_head`` projection (``EinsumDense`` kernels
 ``(dim, heads, head_dim)``) becomes a ``(heads * head_dim, dim)`` linear layer; self-attention
 query/key/value are fused into one, cross-attention key/value into one; ``norm1``/``norm2``
-(/``norm3``) are the pre-norms of the attention, cross-attention and feed-forward blocks; the
-final norms are the encoder's and decoder's ``layer_norm``; the sinusoidal table is written
+(/``norm3``) are the norms of the attention, cross-attention and feed-forward blocks (before
+them, or after the residual sum when post-norm); a pre-norm model's final norms are the
+encoder's and decoder's ``layer_norm``; the sinusoidal table is written
 out, so CTranslate2 uses zoo's exact positions. Attention weights returned are the last
 layer's cross-attention averaged over every head, as zoo's.
 """
@@ -97,6 +99,10 @@ def check_supported(model):
                          "CTranslate2 equivalent; use onnx, savedmodel or litert")
     if not model.built:
         model.build()
+    if enc.normalize_first != dec.normalize_first:
+        raise ValueError(f"--format ctranslate2 needs one norm placement in the encoder and "
+                         f"decoder, got normalize_first={enc.normalize_first} and "
+                         f"{dec.normalize_first}")
     if enc.num_heads != dec.num_heads:
         raise ValueError(f"--format ctranslate2 needs the same number of heads in the encoder "
                          f"and decoder, got {enc.num_heads} and {dec.num_heads}")
@@ -118,7 +124,7 @@ def build_spec(model, max_positions: int):
     check_supported(model)
     enc, dec = model.encoder, model.decoder
     spec = transformer_spec.TransformerSpec.from_config(
-        (enc.num_layers, dec.num_layers), enc.num_heads, pre_norm=True,
+        (enc.num_layers, dec.num_layers), enc.num_heads, pre_norm=enc.normalize_first,
         alignment_layer=-1, alignment_heads=dec.num_heads)
     spec.config.layer_norm_epsilon = float(enc.blocks[0]["norm1"].epsilon)
     for side, net in (("encoder", enc), ("decoder", dec)):
@@ -128,7 +134,8 @@ def build_spec(model, max_positions: int):
         s.scale_embeddings = bool(net.embedding.scale)
         s.position_encodings.encodings = _np(
             sinusoidal_positions(np.arange(max_positions), net.dim))
-        _norm(s.layer_norm, net.final_norm)
+        if net.final_norm is not None:  # post-norm has none (nor has CTranslate2's spec)
+            _norm(s.layer_norm, net.final_norm)
     for s, b in zip(spec.encoder.layer, enc.blocks):
         _norm(s.self_attention.layer_norm, b["norm1"])
         _attention(s.self_attention, b["attn"], fused_self=True)

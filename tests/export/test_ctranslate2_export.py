@@ -83,9 +83,23 @@ def test_ctranslate2_untied_output_and_no_tensorflow_in_the_runner(data, tmp_pat
                                                                     max_length=8)
 
 
+def test_ctranslate2_post_norm_matches_keras(data, tmp_path):
+    pairs, tok = data
+    model = _diverse(tok, normalize_first=False)  # CTranslate2's pre_norm=False, no final norm
+    export(model, str(tmp_path / "ct2"), "ctranslate2", quantizations=["float32"])
+    texts = [p[0] for p in pairs[300:330]]
+    assert len(set(model.generate_text(texts))) > 15
+    report = verify(model, str(tmp_path / "ct2"), texts)["ctranslate2 float32"]
+    assert report["token_agreement"] == 1.0 and report["max_logit_diff"] < 1e-3, report
+
+
 def test_ctranslate2_refuses_models_it_cannot_run(data, tmp_path):
     pairs, tok = data
     model = Translator.from_preset("rnn_tiny", tokenizer=tok, units=16, embedding_dim=8)
     with pytest.raises(ValueError, match="exports Transformer models.*RNNEncoder"):
         export(model, str(tmp_path / "ct2"), "ctranslate2")
+    mixed = Translator.from_preset("transformer_tiny", tokenizer=tok, dim=16, ff_dim=32,
+                                   num_heads=2, decoder={"normalize_first": False})
+    with pytest.raises(ValueError, match="one norm placement.*True and False"):
+        export(mixed, str(tmp_path / "ct2"), "ctranslate2")
     assert not (tmp_path / "ct2").exists()

@@ -5,6 +5,7 @@ is checked the moment it is registered)."""
 import inspect
 
 import keras
+import numpy as np
 import pytest
 
 import zoo.layers
@@ -77,3 +78,37 @@ def test_dropout_rates_outside_zero_one_are_refused_by_name(field):
     with pytest.raises(ValueError, match=f"{field} must be in \\[0, 1\\)"):
         zoo.layers.TransformerEncoder(vocab_size=20, dim=8, num_layers=1, num_heads=2,
                                       ff_dim=16, **{field: 1.0})
+
+
+def _layer_norm(x, norm):
+    g, b = (keras.ops.convert_to_numpy(w) for w in norm.weights)
+    mu, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + norm.epsilon) * g + b
+
+
+def test_post_norm_normalises_after_each_residual_sum():
+    """normalize_first=False is Vaswani et al.'s layer: norm(x + f(x)), no final norm."""
+    enc = zoo.layers.TransformerEncoder(vocab_size=20, dim=8, num_layers=1, num_heads=2,
+                                        ff_dim=16, dropout=0.0, normalize_first=False)
+    ids = np.array([[4, 5, 3, 0], [7, 2, 0, 0]])
+    enc(ids)
+    assert enc.final_norm is None and not any("final_norm" in w.path for w in enc.weights)
+    rng = np.random.default_rng(0)
+    for w in enc.weights:  # norms away from (1, 0), so that a skipped one shows
+        w.assign(rng.normal(size=w.shape).astype("float32") * 0.5 + (
+            1.0 if w.path.endswith("gamma") else 0.0))
+    b = enc.blocks[0]
+    mask = ids != 0
+    x = keras.ops.convert_to_numpy(enc.embedding(ids))
+    attn = keras.ops.convert_to_numpy(b["attn"](query=x, value=x, query_mask=mask,
+                                                value_mask=mask))
+    y = _layer_norm(x + attn, b["norm1"])
+    w1, b1, w2, b2 = (keras.ops.convert_to_numpy(w) for w in (
+        b["ffn"].inner.kernel, b["ffn"].inner.bias, b["ffn"].outer.kernel, b["ffn"].outer.bias))
+    expected = _layer_norm(y + np.maximum(y @ w1 + b1, 0.0) @ w2 + b2, b["norm2"])
+    got = keras.ops.convert_to_numpy(enc(ids)["outputs"])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    pre = zoo.layers.TransformerEncoder.from_config({**enc.get_config(),
+                                                     "normalize_first": True})
+    pre(ids)
+    assert len(pre.weights) == len(enc.weights) + 2  # the final norm's gamma and beta

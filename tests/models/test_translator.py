@@ -59,6 +59,13 @@ def test_decode_step_equals_teacher_forcing(preset, tok, batch):
     _check_step_equals_teacher_forcing(model, batch[0])
 
 
+def test_post_norm_transformer_step_equals_teacher_forcing(tok, batch):
+    model = Translator.from_preset("transformer_tiny", tokenizer=tok, normalize_first=False,
+                                   **TINY["transformer_tiny"])
+    assert not model.encoder.normalize_first and not model.decoder.normalize_first
+    _check_step_equals_teacher_forcing(model, batch[0])
+
+
 @pytest.mark.parametrize("name", zoo.attention.names())
 def test_every_registered_attention_drives_an_rnn_translator(name, tok, batch):
     attention = {"class_name": name, "config": SMALL_ATTENTION.get(name, {})}

@@ -1,4 +1,5 @@
-"""Transformer encoder and decoder (pre-norm) with a fixed-size key/value cache for decoding."""
+"""Transformer encoder and decoder (pre-norm, or post-norm as in Vaswani et al. 2017) with a
+fixed-size key/value cache for decoding."""
 
 import keras
 from keras import ops
@@ -32,7 +33,8 @@ def _norm(dtype, name):
 
 class _Base(keras.layers.Layer):
     def __init__(self, vocab_size, dim=256, num_layers=3, num_heads=8, ff_dim=1024,
-                 dropout=0.1, attention_dropout=0.0, activation_dropout=None, **kwargs):
+                 dropout=0.1, attention_dropout=0.0, activation_dropout=None,
+                 normalize_first=True, **kwargs):
         super().__init__(**kwargs)
         for nm, v in (("vocab_size", vocab_size), ("dim", dim), ("num_layers", num_layers),
                       ("num_heads", num_heads), ("ff_dim", ff_dim)):
@@ -54,7 +56,30 @@ class _Base(keras.layers.Layer):
         self.embedding = TokenEmbedding(self.vocab_size, self.dim, positional=True,
                                         dtype=self.dtype_policy, name="embedding")
         self.drop = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
-        self.final_norm = _norm(self.dtype_policy, "final_norm")
+        self.normalize_first = bool(normalize_first)
+        # Pre-norm leaves the residual stream unnormalised, so it ends with a norm of its own;
+        # post-norm's last sub-layer has normalised it already.
+        self.final_norm = _norm(self.dtype_policy, "final_norm") if self.normalize_first \
+            else None
+
+    def _residual(self, x, norm, sublayer, training):
+        """One residual sub-layer: ``x + f(norm(x))`` pre-norm, ``norm(x + f(x))`` post-norm.
+
+        Args:
+            x: The residual stream, (batch, T, dim) or (batch, dim).
+            norm: The sub-layer's LayerNormalization.
+            sublayer: ``f(y) -> (output, extra)``; ``extra`` is passed through.
+            training: Dropout on.
+
+        Returns:
+            ``(new x, extra)``.
+        """
+        out, extra = sublayer(norm(x) if self.normalize_first else x)
+        x = x + self.drop(ops.cast(out, x.dtype), training=training)
+        return (x if self.normalize_first else norm(x)), extra
+
+    def _final(self, x):
+        return self.final_norm(x) if self.final_norm is not None else x
 
     def _mha(self, name):
         return zoo.attention.get("multi_head", num_heads=self.num_heads,
@@ -70,12 +95,13 @@ class _Base(keras.layers.Layer):
                 "num_layers": self.num_layers, "num_heads": self.num_heads,
                 "ff_dim": self.ff_dim, "dropout": self.dropout,
                 "attention_dropout": self.attention_dropout,
-                "activation_dropout": self.activation_dropout}
+                "activation_dropout": self.activation_dropout,
+                "normalize_first": self.normalize_first}
 
 
 @register_network
 class TransformerEncoder(_Base):
-    """Pre-norm Transformer encoder (Vaswani et al. 2017; Xiong et al. 2020 for pre-norm).
+    """Transformer encoder (Vaswani et al. 2017), pre-norm by default (Xiong et al. 2020).
 
     Args:
         vocab_size: Source vocabulary size (id 0 is padding).
@@ -88,6 +114,9 @@ class TransformerEncoder(_Base):
         attention_dropout: Dropout on attention weights.
         activation_dropout: Dropout on the feed-forward's inner (ReLU) activations; None:
             ``dropout``.
+        normalize_first: Pre-norm (``x + f(norm(x))``, and a final norm): trains stably
+            without a long warm-up. False: post-norm (``norm(x + f(x))``), the original
+            Transformer and fairseq's default, which Wu et al. 2021's small-data results use.
         **kwargs: Keras layer arguments.
 
     Returns (from ``call``): ``{"outputs": (batch, S, dim), "mask": (batch, S) bool}``.
@@ -100,9 +129,10 @@ class TransformerEncoder(_Base):
     """
 
     def __init__(self, vocab_size, dim=256, num_layers=3, num_heads=8, ff_dim=1024,
-                 dropout=0.1, attention_dropout=0.0, activation_dropout=None, **kwargs):
+                 dropout=0.1, attention_dropout=0.0, activation_dropout=None,
+                 normalize_first=True, **kwargs):
         super().__init__(vocab_size, dim, num_layers, num_heads, ff_dim, dropout,
-                         attention_dropout, activation_dropout, **kwargs)
+                         attention_dropout, activation_dropout, normalize_first, **kwargs)
         self.blocks = [{"norm1": _norm(self.dtype_policy, f"l{i}_norm1"),
                         "attn": self._mha(f"l{i}_self_attention"),
                         "norm2": _norm(self.dtype_policy, f"l{i}_norm2"),
@@ -119,24 +149,26 @@ class TransformerEncoder(_Base):
             b["attn"].build((None, None, self.dim), (None, None, self.dim))
             b["norm2"].build((None, None, self.dim))
             b["ffn"].build()
-        self.final_norm.build((None, None, self.dim))
+        if self.final_norm is not None:
+            self.final_norm.build((None, None, self.dim))
         self.built = True
 
     def call(self, ids, training=None):
         mask = ops.not_equal(ids, 0)
         x = self.drop(self.embedding(ids), training=training)
         for b in self.blocks:
-            y = b["norm1"](x)
             # Masks go in explicitly: an implicit Keras mask would not survive the residual.
-            y = b["attn"](query=y, value=y, query_mask=mask, value_mask=mask, training=training)
-            x = x + self.drop(y, training=training)
-            x = x + self.drop(b["ffn"](b["norm2"](x), training=training), training=training)
-        return {"outputs": self.final_norm(x), "mask": mask}
+            x, _ = self._residual(x, b["norm1"], lambda y, b=b: (b["attn"](
+                query=y, value=y, query_mask=mask, value_mask=mask, training=training), None),
+                training)
+            x, _ = self._residual(x, b["norm2"], lambda y, b=b: (
+                b["ffn"](y, training=training), None), training)
+        return {"outputs": self._final(x), "mask": mask}
 
 
 @register_network
 class TransformerDecoder(_Base, Decoder):
-    """Pre-norm Transformer decoder; its step keeps a fixed-size key/value cache.
+    """Transformer decoder (pre-norm by default); its step keeps a fixed-size key/value cache.
 
     The cache holds ``max_length`` positions per layer and rolls: each step drops the oldest
     (still empty) slot and appends the new keys/values at the end, so the decoding loop has
@@ -148,8 +180,8 @@ class TransformerDecoder(_Base, Decoder):
 
     Args:
         vocab_size: Target vocabulary size.
-        dim, num_layers, num_heads, ff_dim, dropout, attention_dropout, activation_dropout:
-            As the encoder's.
+        dim, num_layers, num_heads, ff_dim, dropout, attention_dropout, activation_dropout,
+            normalize_first: As the encoder's.
         tie_embeddings: Use the embedding matrix as the output projection.
         copy: Pointer-generator output (see :class:`zoo.layers.Decoder`) over the last
             layer's cross-attention, averaged over heads.
@@ -165,9 +197,10 @@ class TransformerDecoder(_Base, Decoder):
 
     def __init__(self, vocab_size, dim=256, num_layers=3, num_heads=8, ff_dim=1024,
                  dropout=0.1, attention_dropout=0.0, activation_dropout=None,
-                 tie_embeddings=True, copy=False, **kwargs):
+                 tie_embeddings=True, copy=False, normalize_first=True, **kwargs):
         super().__init__(vocab_size, dim, num_layers, num_heads, ff_dim, dropout,
-                         attention_dropout, activation_dropout, copy=copy, **kwargs)
+                         attention_dropout, activation_dropout, normalize_first, copy=copy,
+                         **kwargs)
         self.tie_embeddings = bool(tie_embeddings)
         self.blocks = [{"norm1": _norm(self.dtype_policy, f"l{i}_norm1"),
                         "self_attn": self._mha(f"l{i}_self_attention"),
@@ -188,7 +221,8 @@ class TransformerDecoder(_Base, Decoder):
             b["self_attn"].build((None, None, d), (None, None, d))
             b["cross_attn"].build((None, None, d), (None, None, memory_dim))
             b["ffn"].build()
-        self.final_norm.build((None, None, d))
+        if self.final_norm is not None:
+            self.final_norm.build((None, None, d))
         if self.output_layer is not None:
             self.output_layer.build((None, d))
         self._build_copy(d)
@@ -199,10 +233,10 @@ class TransformerDecoder(_Base, Decoder):
         return self.blocks[-1]["cross_attn"]
 
     def _gate_input(self, features):
-        return self.final_norm(features)  # the residual stream's scale grows with depth
+        return self._final(features)  # pre-norm: the residual stream's scale grows with depth
 
     def _output(self, features, weights, training):
-        x = self.final_norm(features)
+        x = self._final(features)
         if self.output_layer is not None:
             return ops.cast(self.output_layer(x), "float32")
         return self._tied_logits(x)
@@ -210,10 +244,10 @@ class TransformerDecoder(_Base, Decoder):
     def _block(self, b, x, self_attend, cross_attend, training):
         """One decoder layer, for both paths: ``self_attend(y)`` and ``cross_attend(y) ->
         (context, weights)`` are the only things teacher forcing and a step do differently."""
-        x = x + self.drop(ops.cast(self_attend(b["norm1"](x)), x.dtype), training=training)
-        ctx, w = cross_attend(b["norm2"](x))
-        x = x + self.drop(ops.cast(ctx, x.dtype), training=training)
-        x = x + self.drop(b["ffn"](b["norm3"](x), training=training), training=training)
+        x, _ = self._residual(x, b["norm1"], lambda y: (self_attend(y), None), training)
+        x, w = self._residual(x, b["norm2"], cross_attend, training)
+        x, _ = self._residual(x, b["norm3"], lambda y: (b["ffn"](y, training=training), None),
+                              training)
         return x, w
 
     def _sequence_features(self, target_ids, encoded, training):
