@@ -223,7 +223,8 @@ def plot_curves(results_path, out):
     with open(results_path) as f:
         for line in f:
             r = json.loads(line)
-            if r.get("recipe") and r.get("val_loss"):
+            if r.get("recipe") and r.get("val_loss") and r.get("split", "test_2016_flickr") \
+                    == "test_2016_flickr":  # the legend quotes test BLEU
                 runs[r["recipe"]] = r
     if not runs:
         sys.exit(f"quality.py: no recipe runs with a validation curve in {results_path}")
@@ -253,6 +254,9 @@ def plot_curves(results_path, out):
     print(f"validation curves of {', '.join(sorted(runs))}: {out}")
 
 
+SPLITS = {"test": "test_2016_flickr", "val": "val"}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--task", choices=("translation", "summarization"), default="translation")
@@ -268,6 +272,9 @@ def main(argv=None):
                    help="summarization: last epochs with the coverage loss")
     p.add_argument("--evaluate", default=None,
                    help="score a saved model instead of training one")
+    p.add_argument("--split", choices=("test", "val"), default="test",
+                   help="with --evaluate, translation: score test_2016_flickr (default) or "
+                        "the validation set the recipes were validated on")
     p.add_argument("--continue-from", default=None,
                    help="summarization: train a saved model --epochs more epochs")
     p.add_argument("--learning-rate", type=float, default=3e-4,
@@ -314,6 +321,11 @@ def main(argv=None):
     dev = read_parallel(f"{d}/val.de.gz", f"{d}/val.en.gz")
     test = read_parallel(f"{d}/test_2016_flickr.de.gz", f"{d}/test_2016_flickr.en.gz",
                          limit=args.test_limit)
+    if args.split == "val":
+        if not args.evaluate:
+            sys.exit("quality.py: --split val scores a saved model (--evaluate DIR); a "
+                     "training run reports test_2016_flickr")
+        test = dev
     if args.evaluate:
         from zoo.models import Translator
 
@@ -356,13 +368,15 @@ def score_translator(args, argv, model, info, history, test):
                      "signature": scores["bleu_signature"], "examples": hyps[:3]})
     record = {"preset": args.preset, "recipe": args.recipe, "hardware": hardware(),
               "tensorflow": tf.__version__,
-              "published_greedy_bleu": PUBLISHED.get(args.preset), **info,
+              "published_greedy_bleu": PUBLISHED.get(args.preset) if args.split == "test"
+              else None, **info,
               "val_loss": [round(x, 4) for x in history.get("val_loss", [])],
               "loss": [round(x, 4) for x in history.get("loss", [])], "results": rows,
-              "evaluated": args.evaluate,
+              "evaluated": args.evaluate, "split": SPLITS[args.split],
               "command": "python bench/quality.py " + " ".join(argv or sys.argv[1:])}
     append_record(args.results, record)
-    print(f"\nMulti30k de-en test_2016_flickr ({len(test)} sentences), {record['hardware']}")
+    print(f"\nMulti30k de-en {SPLITS[args.split]} ({len(test)} sentences), "
+          f"{record['hardware']}")
     what = f"recipe {args.recipe} (preset {args.preset})" if args.recipe else \
         f"preset {args.preset}"
     print(f"{what}: {info['parameters']:,} parameters, {info['epochs_trained']} epochs "
@@ -373,7 +387,8 @@ def score_translator(args, argv, model, info, history, test):
               f"epochs {a['epochs'][0]}-{a['epochs'][-1]} {a['averaged']}: kept {a['kept']}")
     print(f"{'decoding':<22}{'BLEU':>7}{'chrF':>7}{'published':>11}{'decode s':>10}")
     for r in rows:
-        pub = PUBLISHED.get(args.preset) if r["decoding"] == "greedy" else None
+        pub = PUBLISHED.get(args.preset) if r["decoding"] == "greedy" and \
+            args.split == "test" else None
         print(f"{r['decoding']:<22}{r['bleu']:>7.2f}{r['chrf']:>7.2f}"
               f"{(f'{pub:.1f}' if pub else '-'):>11}{r['decode_seconds']:>10.1f}")
 

@@ -32,8 +32,9 @@ def _project(dense, x):
     kernel = ops.cast(dense.kernel, dense.compute_dtype)
     x = ops.cast(x, dense.compute_dtype)
     # A static length (a decoding step's 1) lets the batch be inferred (-1): the step then
-    # reshapes without reading its shape at run time (a Shape, two slices and a pack per
-    # projection, 72 of a Transformer step's kernels). -1 cannot infer an empty length.
+    # reshapes without reading its shape at run time (a Shape, a slice and a pack per
+    # projection: 54 of the 739 nodes of a 3-layer greedy loop body). -1 cannot infer an
+    # empty length.
     if x.shape[1]:
         batch, length = -1, x.shape[1]
     else:
