@@ -302,6 +302,9 @@ def main(argv=None):
         return plot_curves(args.results, args.curves)
     args.data_given = any(a.startswith("--data") for a in (argv or sys.argv[1:]))
     if args.task == "summarization":
+        if args.split != "test":
+            sys.exit("quality.py: --split is for translation (a summarizer is scored on "
+                     "SAMSum's test split)")
         args.preset = args.preset or "pointer_generator"
         return summarization(args, argv)
     if args.recipe is None:
@@ -366,10 +369,9 @@ def score_translator(args, argv, model, info, history, test):
         rows.append({"decoding": label, "bleu": round(scores["bleu"], 2),
                      "chrf": round(scores["chrf"], 2), "decode_seconds": round(secs, 1),
                      "signature": scores["bleu_signature"], "examples": hyps[:3]})
+    published = PUBLISHED.get(args.preset) if args.split == "test" else None  # test figures
     record = {"preset": args.preset, "recipe": args.recipe, "hardware": hardware(),
-              "tensorflow": tf.__version__,
-              "published_greedy_bleu": PUBLISHED.get(args.preset) if args.split == "test"
-              else None, **info,
+              "tensorflow": tf.__version__, "published_greedy_bleu": published, **info,
               "val_loss": [round(x, 4) for x in history.get("val_loss", [])],
               "loss": [round(x, 4) for x in history.get("loss", [])], "results": rows,
               "evaluated": args.evaluate, "split": SPLITS[args.split],
@@ -387,8 +389,7 @@ def score_translator(args, argv, model, info, history, test):
               f"epochs {a['epochs'][0]}-{a['epochs'][-1]} {a['averaged']}: kept {a['kept']}")
     print(f"{'decoding':<22}{'BLEU':>7}{'chrF':>7}{'published':>11}{'decode s':>10}")
     for r in rows:
-        pub = PUBLISHED.get(args.preset) if r["decoding"] == "greedy" and \
-            args.split == "test" else None
+        pub = published if r["decoding"] == "greedy" else None
         print(f"{r['decoding']:<22}{r['bleu']:>7.2f}{r['chrf']:>7.2f}"
               f"{(f'{pub:.1f}' if pub else '-'):>11}{r['decode_seconds']:>10.1f}")
 
