@@ -16,7 +16,8 @@ What it prints (and appends to ``bench/results/peers.jsonl``):
    lengths as they come, one 8,000-piece SentencePiece vocabulary), after warm-up, and the
    peak resident memory of each peer's process; zoo / peer ratios.
 2. The model FLOPs utilisation of zoo's Transformer training step: its matmul FLOPs per step
-   (forward x 3) over the time, against this machine's measured float32 matmul throughput.
+   (forward x 3, at the real target and source positions: padding is not model work) over the
+   time, against this machine's measured float32 matmul throughput.
 3. Decoding: sentences/s for greedy and beam 4, batch 1 and 64, for zoo's Keras ``generate``,
    KerasHub's samplers, and zoo's exports (SavedModel, ONNX Runtime, LiteRT, CTranslate2
    float32 and int8) on the same weights.
@@ -288,20 +289,19 @@ def child_matmul():
 
 def train_step_flops(src, tgt_in):
     """Model FLOPs of one Transformer training step (forward x 3) on these id arrays: the
-    matmuls at every position the step computes (padding included, except the vocabulary
-    projection, which zoo runs on real tokens only: counted there on real tokens), and the
-    attention products."""
+    matmuls at the real (non-padding) positions, the model's work (zoo's step computes
+    nothing else: it skips the padding, see zoo.attention.packing), and the attention
+    products over each batch's padded (T, T) grid, as the step computes them."""
     import numpy as np
 
     d, f, n = TRANSFORMER["dim"], TRANSFORMER["ff_dim"], TRANSFORMER["num_layers"]
     b, s_len = src.shape
     t_len = tgt_in.shape[1]
-    s_pos, t_pos = b * s_len, b * t_len
-    real_t = int(np.count_nonzero(tgt_in))
+    s_pos, t_pos = int(np.count_nonzero(src)), int(np.count_nonzero(tgt_in))
     enc = n * (s_pos * (4 * d * d + 2 * d * f) + 2 * b * s_len * s_len * d)
     dec = n * (t_pos * (4 * d * d + 2 * d * d + 2 * d * f) + s_pos * 2 * d * d
                + 2 * b * t_len * t_len * d + 2 * b * t_len * s_len * d)
-    out = real_t * d * VOCAB
+    out = t_pos * d * VOCAB
     return 3 * 2 * (enc + dec + out)
 
 

@@ -112,3 +112,71 @@ def test_post_norm_normalises_after_each_residual_sum():
                                                      "normalize_first": True})
     pre(ids)
     assert len(pre.weights) == len(enc.weights) + 2  # the final norm's gamma and beta
+
+
+def _packed_vs_padded(model, x, target):
+    """Logits and every gradient of a masked loss, with the stacks packed and padded."""
+    import tensorflow as tf
+
+    real = target != 0
+    out = []
+    for pack in (False, True):
+        model.encoder.pack_training = model.decoder.pack_training = pack
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = tf.reduce_sum(tf.where(real[..., None], logits, 0.0) ** 2)
+        grads = tape.gradient(loss, model.trainable_variables)
+        out.append((keras.ops.convert_to_numpy(logits)[real],
+                    [keras.ops.convert_to_numpy(tf.convert_to_tensor(g)) for g in grads]))
+    return out
+
+
+@pytest.mark.parametrize("normalize_first", [True, False])
+def test_packed_training_equals_padded_training(normalize_first):
+    """``pack_training`` runs the layers on the real positions only: same logits at real
+    positions, same gradients for every weight (dropout off, so both see the same maths)."""
+    from zoo.models import Translator
+
+    keras.utils.set_random_seed(1)
+    net = {"dim": 16, "num_layers": 2, "num_heads": 2, "ff_dim": 24,
+           "normalize_first": normalize_first}
+    model = Translator.from_preset("transformer_tiny", vocab_size=40, dropout=0.0,
+                                   encoder=net, decoder=net)
+    rng = np.random.default_rng(0)
+    src = rng.integers(4, 40, (3, 7)).astype("int32")
+    src[1, 4:] = 0
+    src[2, 2:] = 0
+    tgt = rng.integers(4, 40, (3, 6)).astype("int32")
+    tgt[0, 3:] = 0
+    tgt[2, 1:] = 0
+    (l0, g0), (l1, g1) = _packed_vs_padded(model, {"source": src, "target": tgt}, tgt)
+    np.testing.assert_allclose(l1, l0, atol=1e-4, rtol=1e-5)
+    assert len(g0) == len(model.trainable_variables) and all(g.any() for g in g0)
+    for v, a, b in zip(model.trainable_variables, g0, g1):
+        np.testing.assert_allclose(b, a, atol=1e-3, rtol=1e-4, err_msg=v.path)
+
+
+def test_packed_training_of_a_copying_transformer_equals_padded():
+    from zoo.models import Summarizer
+
+    keras.utils.set_random_seed(2)
+    net = {"dim": 16, "num_layers": 1, "num_heads": 2, "ff_dim": 16}
+    model = Summarizer.from_preset("transformer_summarizer", vocab_size=30, encoder=net,
+                                   decoder=net, dropout=0.0)
+    src = np.array([[5, 6, 7, 3, 0], [8, 9, 9, 7, 3]], "int32")
+    tgt = np.array([[2, 5, 6, 0], [2, 9, 8, 7]], "int32")
+    (l0, g0), (l1, g1) = _packed_vs_padded(model, {"source": src, "target": tgt}, tgt)
+    np.testing.assert_allclose(l1, l0, atol=1e-4)
+    for v, a, b in zip(model.trainable_variables, g0, g1):
+        np.testing.assert_allclose(b, a, atol=1e-3, rtol=1e-4, err_msg=v.path)
+
+
+def test_compile_packs_the_stacks_only_where_shapes_may_change():
+    from zoo.models import Translator
+
+    model = Translator.from_preset("transformer_tiny", vocab_size=30, dim=16, ff_dim=16,
+                                   num_heads=2)
+    model.compile()
+    assert model.encoder.pack_training and model.decoder.pack_training
+    model.compile(jit_compile=True)  # XLA needs static shapes
+    assert not model.encoder.pack_training and not model.decoder.pack_training

@@ -34,7 +34,7 @@ def test_training_projects_only_real_target_positions():
     tgt[2, 1:] = 0
     x = {"source": src, "target": tgt}
     model.compile()
-    assert model.decoder.pack_training_logits
+    assert model.decoder.pack_training
     packed = keras.ops.convert_to_numpy(model(x, training=True))
     full = keras.ops.convert_to_numpy(model(x, training=False))
     real = tgt != 0
@@ -42,7 +42,7 @@ def test_training_projects_only_real_target_positions():
     assert not packed[~real].any()
     # XLA needs static shapes: the full projection then.
     model.compile(jit_compile=True)
-    assert not model.decoder.pack_training_logits
+    assert not model.decoder.pack_training
 
 
 def test_token_accuracy_counts_real_tokens_whose_label_has_the_top_logit():

@@ -18,6 +18,7 @@ from zoo.attention.general import GeneralAttention
 from zoo.attention.additive import AdditiveAttention
 from zoo.attention.key_value import KeyValueAttention
 from zoo.attention.multi_head import MultiHeadAttention
+from zoo.attention.packing import PackedRows
 from zoo.attention.location import LocationAttention
 from zoo.attention.coverage import CoverageAttention, coverage_loss
 from zoo.attention.monotonic import MonotonicAttention
@@ -50,7 +51,8 @@ def names():
 __all__ = [
     "Attention", "AdditiveAttention", "CosineAttention", "CoverageAttention", "DotAttention",
     "GeneralAttention", "KeyValueAttention", "LocalAttention", "LocationAttention",
-    "MonotonicAttention", "MultiHeadAttention", "ScaledDotAttention", "UniformAttention",
+    "MonotonicAttention", "MultiHeadAttention", "PackedRows", "ScaledDotAttention",
+    "UniformAttention",
     "REGISTRY", "get",
     "masked_softmax", "names", "register", "coverage_loss",
 ]

@@ -248,10 +248,7 @@ class Attention(keras.layers.Layer):
                                  f"got shape {tuple(attention_mask.shape)}")
             mask = ops.logical_and(mask, attention_mask)
         if use_causal_mask:
-            tq, tv = ops.shape(query)[1], ops.shape(value)[1]
-            rows = ops.expand_dims(ops.arange(tq), 1)
-            cols = ops.expand_dims(ops.arange(tv), 0)
-            mask = ops.logical_and(mask, ops.expand_dims(cols <= rows, 0))
+            mask = causal(mask, ops.shape(query)[1], ops.shape(value)[1])
         memory = self._prepare(key, value)
         memory["mask"] = memory_mask
         context, weights = self._attend_sequence(query, memory, mask, query_mask, training)
@@ -298,16 +295,7 @@ class Attention(keras.layers.Layer):
         """Scores, normalises, sums: query (batch, Tq, dq), mask broadcastable to
         (batch, Tq, Tv), query_mask (batch, Tq) or None. Returns context, weights, state."""
         scores = self._score(query, memory, state)  # (batch, Tq, Tv) | (batch, H, Tq, Tv)
-        full_mask = ops.expand_dims(mask, 1) if self.has_heads else mask
-        weights = self._normalize(scores, full_mask, query=query, memory=memory, state=state,
-                                  training=training)
-        if query_mask is not None:
-            qm = ops.cast(query_mask, weights.dtype)  # (batch, Tq)
-            weights = weights * (ops.expand_dims(ops.expand_dims(qm, 1), -1)
-                                 if self.has_heads else ops.expand_dims(qm, -1))
-        dropped = weights
-        if self._dropout_layer is not None:
-            dropped = self._dropout_layer(weights, training=training)
+        weights, dropped = self._weigh(scores, mask, query_mask, query, memory, state, training)
         context = self._combine(dropped, memory)  # (batch, Tq, dim_out)
         if query_mask is not None:
             context = context * ops.expand_dims(ops.cast(query_mask, context.dtype), -1)
@@ -321,6 +309,21 @@ class Attention(keras.layers.Layer):
                                  v, state[k])
                     for k, v in new_state.items()}
         return context, weights, new_state
+
+    def _weigh(self, scores, mask, query_mask, query, memory, state, training):
+        """Scores -> ``(weights, dropped weights)``: the masked normalisation, zeros at padding
+        queries, and dropout (training only). ``mask`` broadcasts to (batch, Tq, Tv)."""
+        full_mask = ops.expand_dims(mask, 1) if self.has_heads else mask
+        weights = self._normalize(scores, full_mask, query=query, memory=memory, state=state,
+                                  training=training)
+        if query_mask is not None:
+            qm = ops.cast(query_mask, weights.dtype)  # (batch, Tq)
+            weights = weights * (ops.expand_dims(ops.expand_dims(qm, 1), -1)
+                                 if self.has_heads else ops.expand_dims(qm, -1))
+        dropped = weights
+        if self._dropout_layer is not None:
+            dropped = self._dropout_layer(weights, training=training)
+        return weights, dropped
 
     # ------------------------------------------------------------------ variant hooks
     def _prepare(self, key, value) -> Dict[str, Any]:
@@ -430,6 +433,13 @@ def masked_softmax(scores, mask, axis=-1):
     any_key = ops.any(mask, axis=axis, keepdims=True)
     weights = ops.softmax(s, axis=axis) * ops.cast(any_key, "float32")
     return ops.cast(weights, scores.dtype)
+
+
+def causal(mask, tq, tv):
+    """``mask`` (batch, 1 | Tq, Tv) and-ed with "key position <= query position"."""
+    rows = ops.expand_dims(ops.arange(tq), 1)
+    cols = ops.expand_dims(ops.arange(tv), 0)
+    return ops.logical_and(mask, ops.expand_dims(cols <= rows, 0))
 
 
 def _keras_mask(x):

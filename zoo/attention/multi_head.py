@@ -5,10 +5,10 @@ import math
 import keras
 from keras import ops
 
-from zoo.attention.base import Attention, register
+from zoo.attention.base import Attention, causal, register
 
 
-def _project(dense, x):
+def _project(dense, x, rows=False):
     """``dense(x)`` for the heads' ``EinsumDense`` projections, as one 2-D matmul.
 
     With a dynamic length, TensorFlow runs ``abc,cde->abde`` as a batched matmul against a
@@ -22,12 +22,15 @@ def _project(dense, x):
             output ``(batch, T, H, d)``) or ``abcd,cde->abe`` (``(batch, T, H, d)`` ->
             ``(batch, T, e)``).
         x: Its input.
+        rows: ``x`` is packed rows (:mod:`zoo.attention.packing`): no time axis, ``(N, c)``
+            -> ``(N, H, d)`` or ``(N, H, d)`` -> ``(N, e)``.
 
     Returns:
-        What ``dense(x)`` returns.
+        What ``dense(x)`` returns (without its time axis for ``rows``).
     """
-    if dense.quantization_mode is not None or getattr(dense, "lora_enabled", False):
-        return dense(x)
+    if dense.quantization_mode is not None or getattr(dense, "lora_enabled", False) or \
+            dense.equation not in ("abc,cde->abde", "abcd,cde->abe"):
+        return dense(ops.expand_dims(x, 1))[:, 0] if rows else dense(x)
     x = ops.convert_to_tensor(x)
     kernel = ops.cast(dense.kernel, dense.compute_dtype)
     x = ops.cast(x, dense.compute_dtype)
@@ -35,20 +38,20 @@ def _project(dense, x):
     # reshapes without reading its shape at run time (a Shape, a slice and a pack per
     # projection: 54 of the 739 nodes of a 3-layer greedy loop body). -1 cannot infer an
     # empty length.
-    if x.shape[1]:
-        batch, length = -1, x.shape[1]
+    if rows:
+        lead = (-1,)
+    elif x.shape[1]:
+        lead = (-1, x.shape[1])
     else:
-        batch, length = ops.shape(x)[0], ops.shape(x)[1]
+        lead = (ops.shape(x)[0], ops.shape(x)[1])
     if dense.equation == "abc,cde->abde":
         c, h, d = kernel.shape
         y = ops.matmul(ops.reshape(x, (-1, c)), ops.reshape(kernel, (c, h * d)))
-        out_shape = (batch, length, h, d)
-    elif dense.equation == "abcd,cde->abe":
+        out_shape = lead + (h, d)
+    else:
         h, d, e = kernel.shape
         y = ops.matmul(ops.reshape(x, (-1, h * d)), ops.reshape(kernel, (h * d, e)))
-        out_shape = (batch, length, e)
-    else:
-        return dense(x)
+        out_shape = lead + (e,)
     if dense.bias is not None:
         y = y + ops.reshape(ops.cast(dense.bias, y.dtype), (-1,))
     return ops.reshape(y, out_shape)
@@ -153,6 +156,59 @@ class MultiHeadAttention(Attention):
     def _combine(self, weights, memory):
         heads = ops.matmul(weights, memory["values"])  # (batch, H, Tq, vd)
         return _project(self.output_dense, ops.transpose(heads, (0, 2, 1, 3)))
+
+    def attend_packed(self, query, value, query_rows, value_rows, use_causal_mask=False,
+                      training=None):
+        """:meth:`attend` on packed rows: the four projections run at real positions only.
+
+        Only the products between positions (scores, weighted sum) see the padded layout.
+        Everything else is ``attend``'s on the padded inputs (same masks, normalisation,
+        dropout); see :mod:`zoo.attention.packing`.
+
+        Args:
+            query: ``(Nq, dim_q)``, ``query_rows.pack`` of the padded queries.
+            value: ``(Nv, dim_v)``, ``value_rows.pack`` of the padded memory (also the keys).
+            query_rows: :class:`~zoo.attention.PackedRows` of the query mask.
+            value_rows: :class:`~zoo.attention.PackedRows` of the memory mask.
+            use_causal_mask: Hide memory positions after the query's own.
+            training: Enables dropout.
+
+        Returns:
+            ``(context, weights)``: context ``(Nq, dim_out)`` packed like ``query``; weights
+            ``(batch, heads, Tq, Tv)``, zero at padding queries.
+
+        Example:
+            >>> import numpy as np
+            >>> from zoo.attention import PackedRows
+            >>> layer = MultiHeadAttention(num_heads=2)
+            >>> rows = PackedRows(np.array([[True, True, False]]))
+            >>> x = rows.pack(np.ones((1, 3, 8), "float32"))  # (2, 8)
+            >>> ctx, w = layer.attend_packed(x, x, rows, rows)
+            >>> tuple(ctx.shape), tuple(w.shape)
+            ((2, 8), (1, 2, 3, 3))
+        """
+        query = self._as_float(query, "query")
+        value = self._as_float(value, "value")
+        self._check_rank(query, 2, "query")
+        self._check_rank(value, 2, "value")
+        if not self.built:
+            self.build((None, None, query.shape[-1]), (None, None, value.shape[-1]))
+        q = _project(self.query_dense, query, rows=True) * ops.cast(self._scale_value, query.dtype)
+        keys = value_rows.unpack(_project(self.key_dense, value, rows=True))  # (batch, Tv, H, kd)
+        values = value_rows.unpack(_project(self.value_dense, value, rows=True))
+        memory = {"keys": ops.transpose(keys, (0, 2, 3, 1)),  # (batch, H, kd, Tv)
+                  "values": ops.transpose(values, (0, 2, 1, 3)),  # (batch, H, Tv, vd)
+                  "mask": value_rows.mask}
+        mask = ops.expand_dims(value_rows.mask, 1)  # (batch, 1, Tv)
+        if use_causal_mask:
+            mask = causal(mask, query_rows.length, value_rows.length)
+        q = ops.transpose(query_rows.unpack(q), (0, 2, 1, 3))  # (batch, H, Tq, kd)
+        scores = ops.matmul(q, memory["keys"])  # (batch, H, Tq, Tv)
+        weights, dropped = self._weigh(scores, mask, query_rows.mask, None, memory, {},
+                                       training)
+        heads = ops.matmul(dropped, memory["values"])  # (batch, H, Tq, vd)
+        heads = query_rows.pack(ops.transpose(heads, (0, 2, 1, 3)))  # (Nq, H, vd)
+        return _project(self.output_dense, heads, rows=True), weights
 
     def empty_cache(self, batch_size, length, dtype=None):
         """A key/value cache of ``length`` empty positions for :meth:`roll_cache`.

@@ -14,6 +14,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from zoo.attention.packing import PackedRows
 from zoo.registry import Registry
 
 #: Encoder and decoder networks by class name (``"RNNEncoder"``...); Keras serialization too.
@@ -64,10 +65,12 @@ class Decoder(keras.layers.Layer):
     #: Whether XLA can compile the training step (the gradient of a scan over a dynamic
     #: target length cannot be).
     supports_xla_training = True
-    #: Teacher forcing in training projects only the real target positions onto the
-    #: vocabulary (zeros at padding). ``Seq2Seq.compile`` sets it: on for TensorFlow
-    #: without XLA, off where shapes must be static.
-    pack_training_logits = False
+    #: In training, skip the padding where the decoder can: every decoder projects only
+    #: the real target positions onto the vocabulary (zeros at padding); Transformers also
+    #: run their layers on the real positions only (:mod:`zoo.attention.packing`).
+    #: ``Seq2Seq.compile`` sets it: on for TensorFlow without XLA, off where shapes must be
+    #: static.
+    pack_training = False
 
     def __init__(self, copy=False, **kwargs):
         super().__init__(**kwargs)
@@ -107,7 +110,7 @@ class Decoder(keras.layers.Layer):
         features, weights = self._sequence_features(target_ids, encoded, training)
         if training:
             self._add_weights_loss(weights, ops.not_equal(target_ids, 0))
-        if training and not self.copy and self.pack_training_logits:
+        if training and not self.copy and self.pack_training:
             logits = self._packed_output(features, ops.not_equal(target_ids, 0), training)
         else:
             logits = self._output(features, weights, training)
@@ -125,14 +128,9 @@ class Decoder(keras.layers.Layer):
         padding out, so its logits are never needed. The rows are gathered, projected and
         scattered back: the output keeps its (batch, T, V) shape.
         """
-        shape = ops.shape(features)
-        flat = ops.reshape(features, (-1, shape[-1]))  # (batch * T, F)
-        rows = ops.nonzero(ops.reshape(mask, (-1,)))[0]  # (N,)
+        rows = PackedRows(mask)
         # ``_output`` ignores the weights unless copying, which never packs.
-        logits = self._output(ops.take(flat, rows, axis=0), None, training)  # (N, V)
-        out = ops.scatter(ops.expand_dims(rows, -1), logits,
-                          (shape[0] * shape[1], ops.shape(logits)[-1]))
-        return ops.reshape(out, (shape[0], shape[1], -1))
+        return rows.unpack(self._output(rows.pack(features), None, training))  # (batch, T, V)
 
     def step(self, token_ids, state, memory, training=False):
         """One decoding step.

@@ -5,6 +5,7 @@ import keras
 from keras import ops
 
 import zoo.attention
+from zoo.attention import PackedRows
 from zoo.layers.base import Decoder, register_network
 from zoo.layers.embedding import TokenEmbedding
 
@@ -32,6 +33,11 @@ def _norm(dtype, name):
 
 
 class _Base(keras.layers.Layer):
+    #: In training, run the stack on the real positions only (see
+    #: :mod:`zoo.attention.packing`). ``Seq2Seq.compile`` sets it: on for TensorFlow without
+    #: XLA, off where shapes must be static.
+    pack_training = False
+
     def __init__(self, vocab_size, dim=256, num_layers=3, num_heads=8, ff_dim=1024,
                  dropout=0.1, attention_dropout=0.0, activation_dropout=None,
                  normalize_first=True, **kwargs):
@@ -155,15 +161,27 @@ class TransformerEncoder(_Base):
 
     def call(self, ids, training=None):
         mask = ops.not_equal(ids, 0)
-        x = self.drop(self.embedding(ids), training=training)
+        rows = PackedRows(mask) if training and self.pack_training else None
+        if rows is None:
+            x = self.embedding(ids)  # (batch, S, dim)
+
+            def attend(attn, y):
+                # Masks go in explicitly: an implicit Keras mask would not survive the residual.
+                return attn(query=y, value=y, query_mask=mask, value_mask=mask,
+                            training=training)
+        else:
+            x = self.embedding(rows.pack(ids), positions=rows.positions)  # (N, dim)
+
+            def attend(attn, y):
+                return attn.attend_packed(y, y, rows, rows, training=training)[0]
+        x = self.drop(x, training=training)
         for b in self.blocks:
-            # Masks go in explicitly: an implicit Keras mask would not survive the residual.
-            x, _ = self._residual(x, b["norm1"], lambda y, b=b: (b["attn"](
-                query=y, value=y, query_mask=mask, value_mask=mask, training=training), None),
-                training)
+            x, _ = self._residual(x, b["norm1"], lambda y, b=b: (attend(b["attn"], y), None),
+                                  training)
             x, _ = self._residual(x, b["norm2"], lambda y, b=b: (
                 b["ffn"](y, training=training), None), training)
-        return {"outputs": self._final(x), "mask": mask}
+        x = self._final(x)
+        return {"outputs": x if rows is None else rows.unpack(x), "mask": mask}
 
 
 @register_network
@@ -253,17 +271,36 @@ class TransformerDecoder(_Base, Decoder):
     def _sequence_features(self, target_ids, encoded, training):
         mask = ops.not_equal(target_ids, 0)
         mem, mem_mask = encoded["outputs"], encoded["mask"]
-        x = self.drop(self.embedding(target_ids), training=training)
+        rows = PackedRows(mask) if training and self.pack_training else None
+        if rows is None:
+            x = self.embedding(target_ids)  # (batch, T, dim)
+
+            def self_attend(b, y):
+                return b["self_attn"](query=y, value=y, query_mask=mask, value_mask=mask,
+                                      use_causal_mask=True, training=training)
+
+            def cross_attend(b, y):
+                return b["cross_attn"].attend(query=y, value=mem, query_mask=mask,
+                                              value_mask=mem_mask, training=training)
+        else:
+            x = self.embedding(rows.pack(target_ids), positions=rows.positions)  # (N, dim)
+            mem_rows = PackedRows(mem_mask)
+            mem = mem_rows.pack(mem)  # (Ns, dim), once for every layer
+
+            def self_attend(b, y):
+                return b["self_attn"].attend_packed(y, y, rows, rows, use_causal_mask=True,
+                                                    training=training)[0]
+
+            def cross_attend(b, y):
+                return b["cross_attn"].attend_packed(y, mem, rows, mem_rows,
+                                                     training=training)
+        x = self.drop(x, training=training)
         weights = None
         for b in self.blocks:
-            x, weights = self._block(
-                b, x,
-                lambda y, b=b: b["self_attn"](query=y, value=y, query_mask=mask,
-                                              value_mask=mask, use_causal_mask=True,
-                                              training=training),
-                lambda y, b=b: b["cross_attn"].attend(query=y, value=mem, query_mask=mask,
-                                                      value_mask=mem_mask, training=training),
-                training)
+            x, weights = self._block(b, x, lambda y, b=b: self_attend(b, y),
+                                     lambda y, b=b: cross_attend(b, y), training)
+        if rows is not None:
+            x = rows.unpack(x)  # (batch, T, dim), zeros at padding
         # Last layer's cross-attention averaged over heads: (batch, T, S).
         return x, ops.mean(weights, axis=1)
 

@@ -456,10 +456,12 @@ class Seq2Seq(keras.Model):
             else:
                 lr = learning_rate
             optimizer = Adam(lr, beta_2=0.98, epsilon=1e-9, clipnorm=clipnorm)
-        # Skipping the padding in the output projection gathers a data-dependent number of
-        # rows: for graphs that allow dynamic shapes, TensorFlow without XLA.
-        self.decoder.pack_training_logits = (keras.backend.backend() == "tensorflow"
-                                             and not jit_compile)
+        # Skipping the padding gathers a data-dependent number of rows: for graphs that allow
+        # dynamic shapes, TensorFlow without XLA.
+        packing = keras.backend.backend() == "tensorflow" and not jit_compile
+        for network in (self.encoder, self.decoder):
+            if hasattr(network, "pack_training"):
+                network.pack_training = packing
         loss = SequenceLoss(label_smoothing=label_smoothing) if loss is None else loss
         metrics = [TokenAccuracy()] if metrics is None else metrics
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
