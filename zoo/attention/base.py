@@ -217,8 +217,10 @@ class Attention(keras.layers.Layer):
             ops.cast(query_mask, "bool"), 1)
         mask = ops.expand_dims(memory["mask"], 1)  # (batch, 1, Tv)
         context, weights, new_state = self._step_core(q, memory, mask, qm, state, training)
-        weights = weights[:, :, 0, :] if self.has_heads else weights[:, 0, :]
-        return context[:, 0, :], weights, new_state
+        # Squeezes, not [:, 0]: one kernel each in an exported decoding loop, not a slice and
+        # a squeeze.
+        weights = ops.squeeze(weights, 2 if self.has_heads else 1)
+        return ops.squeeze(context, 1), weights, new_state
 
     # ------------------------------------------------------------------ the shared pipeline
     def _attend(self, query, value, key, query_mask, value_mask, key_mask, attention_mask,
@@ -428,10 +430,11 @@ def masked_softmax(scores, mask, axis=-1):
     s = ops.cast(scores, "float32")
     s = ops.where(mask, s, _MASK_FILL)
     # exp(fill - max) underflows to exactly 0 in float32, so masked keys already get weight
-    # and gradient 0; only rows with no key left (uniform over the fill) need zeroing, and a
-    # (.., 1) factor does that without another full-size tensor.
-    any_key = ops.any(mask, axis=axis, keepdims=True)
-    weights = ops.softmax(s, axis=axis) * ops.cast(any_key, "float32")
+    # and gradient 0 and multiplying by the mask changes nothing there; it only zeroes the
+    # rows with no key left (uniform over the fill). The mask (broadcast, no head axis) costs
+    # less than an "any key" reduction: in a decoding step that reduction's cast, sum,
+    # comparison and cast were four kernels per attention.
+    weights = ops.softmax(s, axis=axis) * ops.cast(mask, "float32")
     return ops.cast(weights, scores.dtype)
 
 

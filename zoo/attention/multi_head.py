@@ -145,6 +145,13 @@ class MultiHeadAttention(Attention):
     def _prepare(self, key, value):
         keys = _project(self.key_dense, key)  # (batch, Tv, H, kd)
         values = _project(self.value_dense, value)  # (batch, Tv, H, vd)
+        if keys.shape[1] == 1:
+            # One position (a decoding step's new keys): the layouts differ by a reshape.
+            # tf2onnx moved the transpose onto the concatenation with the cache instead,
+            # transposing the whole key cache twice per layer and step.
+            h, kd, vd = keys.shape[2], keys.shape[3], values.shape[3]
+            return {"keys": ops.reshape(keys, (-1, h, kd, 1)),
+                    "values": ops.reshape(values, (-1, h, 1, vd))}
         return {"keys": ops.transpose(keys, (0, 2, 3, 1)),  # (batch, H, kd, Tv)
                 "values": ops.transpose(values, (0, 2, 1, 3))}  # (batch, H, Tv, vd)
 

@@ -288,6 +288,12 @@ def _compacting_path(choose, step_fn, state, memory, b, memory_length, max_lengt
             ops.zeros((b, max_length), "int32"), ops.zeros((b,), "float32"),
             ops.zeros((b,), "int32"), ops.zeros((b, max_length, memory_length), "float32"))
 
+    # Zeros to scatter the live rows into, made once: ``ops.scatter`` would build its zeros
+    # from a shape inside every step (a shape concatenation, a fill and casts per scatter in
+    # an exported loop).
+    zeros_int, zeros_float = ops.zeros((b,), "int32"), ops.zeros((b,), "float32")
+    zeros_attn = ops.zeros((b, memory_length), "float32")
+
     def cond(t, live, tokens, scores, lengths, attn):
         return ops.logical_and(t < max_length, ops.shape(live[0])[0] > 0)
 
@@ -300,12 +306,11 @@ def _compacting_path(choose, step_fn, state, memory, b, memory_length, max_lengt
         tok, gained = choose(logp)  # (a,), (a,)
         at = ops.expand_dims(rows, -1)  # (a, 1) scatter indices
         # Rows that finished earlier are absent: their slots get pad (0 from the scatter).
-        written = ops.scatter(at, tok - pad_id, (b,)) + pad_id
+        written = ops.scatter_update(zeros_int, at, tok - pad_id) + pad_id
         tokens = _write(tokens, t, written)
-        scores = scores + ops.scatter(at, gained, (b,))
-        lengths = lengths + ops.scatter(at, ops.ones_like(tok), (b,))
-        attn = _write(attn, t, ops.scatter(at, ops.cast(w, "float32"),
-                                           (b, ops.shape(attn)[2])))
+        scores = scores + ops.scatter_update(zeros_float, at, gained)
+        lengths = lengths + ops.scatter_update(zeros_int, at, ops.ones_like(tok))
+        attn = _write(attn, t, ops.scatter_update(zeros_attn, at, ops.cast(w, "float32")))
         keep = ops.nonzero(ops.not_equal(tok, eos_id))[0]  # the rows that go on
         live = (ops.take(rows, keep, axis=0), ops.take(tok, keep, axis=0),
                 _gather_batch(st, keep), _gather_batch(mem, keep))
@@ -317,6 +322,12 @@ def _compacting_path(choose, step_fn, state, memory, b, memory_length, max_lengt
 
 def _gather_batch(tree, indices):
     return keras.tree.map_structure(lambda x: ops.take(x, indices, axis=0), tree)
+
+
+def _pick(x, flat_index, shape):
+    """``x.reshape(-1)[flat_index]`` reshaped to ``shape``."""
+    return ops.reshape(ops.take(ops.reshape(x, (-1,)), ops.reshape(flat_index, (-1,)),
+                                axis=0), shape)
 
 
 def _tile(tree, times):
@@ -441,10 +452,13 @@ class BeamSearch(Strategy):
             beam = top_idx // vocab
             tok = ops.cast(top_idx % vocab, "int32")
             flat = ops.reshape(beam + ops.expand_dims(ops.arange(b) * k, -1), (-1,))
-            logprob = ops.take_along_axis(ops.reshape(cand_logprob, (b, -1)), top_idx, axis=1)
-            lengths = ops.take_along_axis(cand_len, beam, axis=1)
-            was_finished = ops.take_along_axis(finished, beam, axis=1)
-            was_frozen = ops.take_along_axis(frozen, beam, axis=1)
+            # Flat gathers rather than take_along_axis, which broadcasts its indices (shape
+            # reads, two BroadcastTo and an index wrap per call in an exported loop).
+            logprob = _pick(cand_logprob, top_idx + ops.expand_dims(
+                ops.arange(b, dtype="int32") * (k * vocab), -1), (b, k))
+            lengths = _pick(cand_len, flat, (b, k))
+            was_finished = _pick(finished, flat, (b, k))
+            was_frozen = _pick(frozen, flat, (b, k))
             cov = ops.take(ops.reshape(new_cov, (bk, -1)), flat, axis=0)
             cov = ops.reshape(cov, (b, k, -1))
             st = _gather_batch(st, flat)

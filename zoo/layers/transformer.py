@@ -335,8 +335,7 @@ class TransformerDecoder(_Base, Decoder):
     def _step_features(self, token_ids, state, memory, training):
         """One token per sequence; appends its keys/values to the rolling cache."""
         index = state["index"]  # (batch,)
-        x = self.embedding(ops.expand_dims(token_ids, 1), positions=ops.expand_dims(index, 1))
-        x = x[:, 0, :]  # (batch, dim)
+        x = self.embedding(token_ids, positions=index)  # (batch, dim)
         max_len = ops.shape(state["layers"][0]["values"])[2]
         positions = ops.expand_dims(ops.arange(max_len, dtype="int32"), 0)  # (1, L)
         # After this step the row's i + 1 entries fill the last i + 1 slots.

@@ -222,9 +222,9 @@ RECIPES = {
         "overrides": {"dim": 128, "num_layers": 4, "num_heads": 4, "ff_dim": 256,
                       "dropout": 0.3, "activation_dropout": 0.0, "share_embeddings": True},
         # Wu et al.'s 8,000 updates of ~4,096 tokens. On 2 CPU cores with AVX-512 an update
-        # takes 0.32-0.58 s: 57 min (4,400 and 6,400 were tried first; validation 2.4894,
-        # 2.4457, 2.4355), with a 6,000-piece vocabulary (the output projection was 44% of
-        # the step's FLOPs at 8,000).
+        # takes 0.28-0.58 s: 52-57 min (4,400 and 6,400 were tried first; validation 2.4894,
+        # 2.4457, 2.4355; 2.4278 training on the real positions only), with a 6,000-piece
+        # vocabulary (the output projection was 44% of the step's FLOPs at 8,000).
         "vocab_size": 6000,
         # A fixed budget: the rate anneals to zero at its end (inverse square-root decay left
         # it at half its peak when the budget cut the first run, 37.77 BLEU).
