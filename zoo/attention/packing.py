@@ -26,6 +26,8 @@ class PackedRows:
         mask: The mask.
         index: ``(N,)`` int flat indices (``b * T + t``) of the real positions, in order.
         positions: ``(N,)`` int the time index ``t`` of each row.
+        sentences: ``(N,)`` int the batch index ``b`` of each row (to give each row its
+            sentence's per-sentence values, e.g. ``ops.take(source_ids, rows.sentences, 0)``).
 
     Example:
         >>> import numpy as np
@@ -43,15 +45,24 @@ class PackedRows:
         self.batch, self.length = shape[0], shape[1]
         self.index = ops.cast(ops.nonzero(ops.reshape(self.mask, (-1,)))[0], "int32")  # (N,)
         self.positions = self.index % ops.cast(self.length, "int32")
+        self.sentences = self.index // ops.cast(self.length, "int32")
 
     def pack(self, x):
         """``(batch, T, ...) -> (N, ...)``: the rows at real positions."""
         x = ops.convert_to_tensor(x)
-        return ops.take(ops.reshape(x, (-1,) + tuple(x.shape[2:])), self.index, axis=0)
+        return ops.take(ops.reshape(x, (-1,) + _tail(x)), self.index, axis=0)
 
     def unpack(self, rows):
         """``(N, ...) -> (batch, T, ...)``, zeros at padding positions."""
-        tail = tuple(rows.shape[1:])
+        tail = _tail(rows, 1)
         out = ops.scatter(ops.expand_dims(self.index, -1), rows,
                           (self.batch * self.length,) + tail)
         return ops.reshape(out, (self.batch, self.length) + tail)
+
+
+def _tail(x, start=2):
+    """The sizes of ``x``'s axes from ``start`` on, static where known (a dynamic size, e.g.
+    the source length of attention weights, where not)."""
+    dynamic = ops.shape(x)
+    return tuple(dynamic[i] if size is None else size
+                 for i, size in enumerate(x.shape) if i >= start)

@@ -120,6 +120,49 @@ class Decoder(keras.layers.Layer):
             p_gen = ops.ones(ops.shape(target_ids), "float32")
         return {"logits": logits, "attention": ops.cast(weights, "float32"), "p_gen": p_gen}
 
+    def forward_rows(self, target_ids, encoded, rows, training=None):
+        """Teacher forcing, with the logits of the chosen positions only.
+
+        The training step's form of :meth:`forward`. The loss needs the logits only where
+        the labels are real. Projecting just those rows onto the vocabulary, and never
+        writing a ``(batch, T, V)`` tensor, saves the largest matmul's share of the padding
+        and the cross-entropy's.
+
+        Args:
+            target_ids: ``(batch, T)`` int ids (bos first, 0 = padding).
+            encoded: The encoder's output dict.
+            rows: A :class:`zoo.attention.PackedRows` over ``(batch, T)``: the positions whose
+                logits are wanted (typically where the labels are not padding).
+            training: Enables dropout and the weights' losses.
+
+        Returns:
+            ``(N, V)`` float32 logits, one row per position of ``rows``, in its order (with
+            ``copy`` these are log-probabilities).
+
+        Example:
+            >>> import numpy as np
+            >>> from zoo.attention import PackedRows
+            >>> from zoo.layers import RNNDecoder, RNNEncoder
+            >>> enc = RNNEncoder(vocab_size=20, embedding_dim=8, units=6)
+            >>> dec = RNNDecoder(vocab_size=20, embedding_dim=8, units=10)
+            >>> rows = PackedRows(np.array([[True, True, False]]))
+            >>> tuple(dec.forward_rows(np.array([[2, 7, 5]]), enc(np.array([[4, 5, 3]])),
+            ...                        rows).shape)
+            (2, 20)
+        """
+        if not self.built:
+            self.build(tuple(target_ids.shape),
+                       keras.tree.map_structure(lambda t: tuple(t.shape), encoded))
+        features, weights = self._sequence_features(target_ids, encoded, training)
+        if training:
+            self._add_weights_loss(weights, ops.not_equal(target_ids, 0))
+        features, weights = rows.pack(features), rows.pack(weights)  # (N, F), (N, S)
+        logits = self._output(features, weights, training)
+        if self.copy:
+            source_ids = ops.take(self._source_ids(encoded), rows.sentences, axis=0)  # (N, S)
+            logits, _ = self._mix(logits, features, weights, source_ids)
+        return logits
+
     def _packed_output(self, features, mask, training):
         """Logits at the real target positions only, zeros at padding.
 

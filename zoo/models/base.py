@@ -211,12 +211,15 @@ class Seq2Seq(keras.Model):
 
     # ------------------------------------------------------------------ endpoints
     def call(self, inputs, training=None):
+        self._check_inputs(inputs)
+        encoded = self._encode(inputs["source"], training)
+        return self.decoder(inputs["target"], encoded, training=training)
+
+    def _check_inputs(self, inputs):
         if not isinstance(inputs, dict) or not {"source", "target"} <= set(inputs):
             got = sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__
             raise ValueError(f"{type(self).__name__} expects inputs {{'source': ids "
                              f"(batch, S), 'target': ids (batch, T)}}; got {got}")
-        encoded = self._encode(inputs["source"], training)
-        return self.decoder(inputs["target"], encoded, training=training)
 
     def _encode(self, source_ids, training):
         encoded = self.encoder(source_ids, training=training)
@@ -231,6 +234,28 @@ class Seq2Seq(keras.Model):
             self.build()
         encoded = self._encode(source_ids, training)
         return self.decoder.forward(target_ids, encoded, training=training)
+
+    def forward_rows(self, source_ids, target_ids, rows, training=False):
+        """Teacher forcing, the logits at ``rows`` only: ``(N, V)`` float32 (see
+        ``zoo.layers.Decoder.forward_rows``). The training step's forward pass."""
+        if not self.built:
+            self.build()
+        # Keras clears the layers' added losses when a call enters the model; this pass
+        # enters below it, so it clears them itself (the step collects the coverage loss).
+        self._clear_losses()
+        encoded = self._encode(source_ids, training)
+        return self.decoder.forward_rows(target_ids, encoded, rows, training=training)
+
+    def train_step(self, data):
+        """Keras's step; with ``SequenceLoss`` on TensorFlow (without XLA), on the real
+        labels only (``zoo.training.steps.train_step_on_rows``): no ``(batch, T, V)`` logits."""
+        from zoo.training import SequenceLoss
+
+        if self.decoder.pack_training and isinstance(self.loss, SequenceLoss):
+            from zoo.training.steps import train_step_on_rows
+
+            return train_step_on_rows(self, data)
+        return super().train_step(data)
 
     def encode(self, source_ids, training=False):
         """Source ids ``(batch, S)`` (0 = padding) -> the encoder's output dict."""

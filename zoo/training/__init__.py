@@ -45,6 +45,15 @@ class SequenceLoss(keras.losses.Loss):
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         self.label_smoothing, self.pad_id = float(label_smoothing), int(pad_id)
 
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        if sample_weight is not None:
+            sample_weight = ops.convert_to_tensor(sample_weight)
+            if len(sample_weight.shape) == 1 and len(ops.shape(y_true)) == 2:
+                # One weight per sentence, (batch,): for each of its tokens. (Keras would
+                # try to multiply (batch, T) losses by (batch,) and fail inside TensorFlow.)
+                sample_weight = ops.expand_dims(sample_weight, -1)
+        return super().__call__(y_true, y_pred, sample_weight)
+
     def call(self, y_true, y_pred):
         y_true = ops.cast(y_true, "int32")
         mask = ops.not_equal(y_true, self.pad_id)
@@ -113,6 +122,33 @@ class Adam(keras.optimizers.Adam):
             # sum (which its own per-replica clip then leaves alone).
             grads = [None if g is None else next(total) / n for g in grads]
         return super().apply(grads, trainable_variables)
+
+    def update_step(self, gradient, variable, learning_rate):
+        """Keras's update, as one fused kernel per variable on TensorFlow.
+
+        Keras writes the update as about ten element-wise ops per variable, each a pass over
+        the weights and a kernel launch: 134 variables of a small Transformer took 27 ms of a
+        240 ms step. TensorFlow's ``ResourceApplyAdam`` computes the same formula in one pass
+        (Keras's Adam is TF1's: ``epsilon`` outside the square root; a test holds them equal).
+        """
+        if keras.backend.backend() != "tensorflow" or self.amsgrad:
+            return super().update_step(gradient, variable, learning_rate)
+        import tensorflow as tf
+
+        index = self._get_variable_index(variable)
+        dtype = variable.dtype
+        step = ops.cast(self.iterations + 1, dtype)
+
+        def cast(x):
+            return ops.cast(x, dtype)
+
+        tf.raw_ops.ResourceApplyAdam(
+            var=variable.handle, m=self._momentums[index].handle,
+            v=self._velocities[index].handle,
+            beta1_power=ops.power(cast(self.beta_1), step),
+            beta2_power=ops.power(cast(self.beta_2), step), lr=cast(learning_rate),
+            beta1=cast(self.beta_1), beta2=cast(self.beta_2), epsilon=cast(self.epsilon),
+            grad=cast(gradient))
 
 
 def _dense(gradient):
