@@ -293,7 +293,7 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional[
     from zoo.files import check_destination, staged_directory
     from zoo.models import presets
     from zoo.training import (CheckpointAverage, Checkpointer, EarlyStopping, SetEpoch,
-                              StopAfterSteps)
+                              StopAfterSteps, updates_done)
 
     import contextlib
 
@@ -510,7 +510,7 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional[
             "truncated_pairs": truncated, "truncated_sources": truncated_sources,
             "kept_epoch": (best.best_epoch + 1) if best is not None and keep_best else
             epochs_trained, "epochs_trained": epochs_trained,
-            "steps": int(model.optimizer.iterations), "recipe": recipe,
+            "steps": updates_done(model.optimizer), "recipe": recipe,
             "max_steps": max_steps, "patience": patience, "average_last": average_last,
             "schedule": schedule, "decay_steps": decay_steps,
             "averaged": average.report if average is not None else None,

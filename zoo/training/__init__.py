@@ -151,6 +151,17 @@ class Adam(keras.optimizers.Adam):
             grad=cast(gradient))
 
 
+def updates_done(optimizer):
+    """The optimizer's update count as a Python int. (``int(optimizer.iterations)`` fails
+    under ``tf.distribute``, where the count is a ``MirroredVariable``.)
+
+    Example:
+        >>> updates_done(Adam(1e-3))
+        0
+    """
+    return int(ops.convert_to_numpy(optimizer.iterations))
+
+
 def _dense(gradient):
     if keras.backend.backend() == "tensorflow" and gradient is not None:
         import tensorflow as tf
@@ -427,7 +438,7 @@ class StopAfterSteps(keras.callbacks.Callback):
         self.max_steps = int(max_steps)
 
     def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations) >= self.max_steps:
+        if updates_done(self.model.optimizer) >= self.max_steps:
             self.model.stop_training = True
 
 
