@@ -104,12 +104,7 @@ class Decoder(keras.layers.Layer):
             copying decoder; ones for a decoder that does not copy). With ``copy`` the logits
             are log-probabilities.
         """
-        if not self.built:
-            self.build(tuple(target_ids.shape),
-                       keras.tree.map_structure(lambda t: tuple(t.shape), encoded))
-        features, weights = self._sequence_features(target_ids, encoded, training)
-        if training:
-            self._add_weights_loss(weights, ops.not_equal(target_ids, 0))
+        features, weights = self._teacher_forced(target_ids, encoded, training)
         if training and not self.copy and self.pack_training:
             logits = self._packed_output(features, ops.not_equal(target_ids, 0), training)
         else:
@@ -150,18 +145,24 @@ class Decoder(keras.layers.Layer):
             ...                        rows).shape)
             (2, 20)
         """
-        if not self.built:
-            self.build(tuple(target_ids.shape),
-                       keras.tree.map_structure(lambda t: tuple(t.shape), encoded))
-        features, weights = self._sequence_features(target_ids, encoded, training)
-        if training:
-            self._add_weights_loss(weights, ops.not_equal(target_ids, 0))
+        features, weights = self._teacher_forced(target_ids, encoded, training)
         features, weights = rows.pack(features), rows.pack(weights)  # (N, F), (N, S)
         logits = self._output(features, weights, training)
         if self.copy:
             source_ids = ops.take(self._source_ids(encoded), rows.sentences, axis=0)  # (N, S)
             logits, _ = self._mix(logits, features, weights, source_ids)
         return logits
+
+    def _teacher_forced(self, target_ids, encoded, training):
+        """``(features (batch, T, F), weights (batch, T, S))`` of teacher forcing (building
+        the layer on first use); in training, the weights' losses are added."""
+        if not self.built:
+            self.build(tuple(target_ids.shape),
+                       keras.tree.map_structure(lambda t: tuple(t.shape), encoded))
+        features, weights = self._sequence_features(target_ids, encoded, training)
+        if training:
+            self._add_weights_loss(weights, ops.not_equal(target_ids, 0))
+        return features, weights
 
     def _packed_output(self, features, mask, training):
         """Logits at the real target positions only, zeros at padding.
