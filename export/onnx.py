@@ -435,6 +435,240 @@ def fold_loop_constants(graph, outer_constants=None) -> int:
     return folded
 
 
+_LAYOUT = ("Reshape", "Squeeze", "Unsqueeze")
+
+
+def fold_scales_into_weights(graph, outer_constants=None) -> int:
+    """Folds a multiplication by a constant scalar into the ``MatMul`` (and bias ``Add``)
+    whose constant weights made its input, in ``graph`` and its subgraphs: ``(x @ W + b) * c
+    = x @ (W c) + b c``. Returns how many were folded.
+
+    Attention scales its queries by ``1 / sqrt(head_dim)`` after their projection; with the
+    weights fixed at export, the scale belongs in them (one kernel fewer per attention and
+    step). Layout ops between the product and the multiplication are allowed (the heads'
+    reshape); every value on the way must have no other reader.
+    """
+    import numpy as np
+    from onnx import numpy_helper
+
+    constants = _constants(graph, outer_constants)
+    folded = 0
+    for node in graph.node:
+        for g in _subgraphs(node):
+            folded += fold_scales_into_weights(g, constants)
+    producer = {o: n for n in graph.node for o in n.output}
+    readers = {}
+    for n in graph.node:
+        for i in n.input:
+            readers[i] = readers.get(i, 0) + 1
+        for g in _subgraphs(n):
+            for i in _reads(g):
+                readers[i] = readers.get(i, 0) + 1
+    for o in graph.output:
+        readers[o.name] = readers.get(o.name, 0) + 1
+
+    def scalar(name):
+        v = constants.get(name)
+        return None if v is None or v.size != 1 else v
+
+    done = []
+    for mul in graph.node:
+        if mul.op_type != "Mul" or len(mul.input) != 2:
+            continue
+        which = [k for k in (0, 1) if scalar(mul.input[k]) is not None]
+        if len(which) != 1:
+            continue
+        c = scalar(mul.input[which[0]])
+        x = mul.input[1 - which[0]]
+        chain = [x]  # the values between the product and the multiplication
+        n = producer.get(x)
+        while n is not None and n.op_type in _LAYOUT:
+            chain.append(n.input[0])
+            n = producer.get(n.input[0])
+        add = n if n is not None and n.op_type == "Add" else None
+        mm = producer.get(add.input[0]) if add is not None else producer.get(chain[-1])
+        if mm is None or mm.op_type not in ("MatMul", "Gemm") or mm.op_type == "Gemm" and (
+                len(mm.input) > 2):
+            continue
+        if add is not None:
+            if add.input[0] != mm.output[0] or add.input[1] not in constants:
+                continue
+            chain.append(mm.output[0])
+        if mm.input[1] not in constants or any(readers.get(v, 0) != 1 for v in chain):
+            continue
+        w = constants[mm.input[1]]
+        if not np.issubdtype(w.dtype, np.floating) or c.dtype != w.dtype:
+            continue
+        for node, k in ((mm, 1), (add, 1)):
+            if node is None:
+                continue
+            value = np.asarray(constants[node.input[k]] * c.reshape(()), w.dtype)
+            name = f"{node.input[k]}__scaled_{mul.output[0]}"
+            graph.initializer.append(numpy_helper.from_array(value, name))
+            constants[name] = value
+            node.input[k] = name
+        done.append(mul)
+    for mul in done:
+        keep = mul.input[1] if scalar(mul.input[0]) is not None else mul.input[0]
+        graph.node.remove(mul)
+        _rename_uses(graph, mul.output[0], keep)
+    if done:
+        _prune(graph)
+    return folded + len(done)
+
+
+
+def collapse_shape_chains(graph, outer_constants=None) -> int:
+    """Collapses chains of ``Unsqueeze``, ``Squeeze`` and ``Reshape`` ending in a ``Reshape``
+    to a constant shape, or in a ``Squeeze`` of a constant-shape ``Reshape``, into one
+    ``Reshape``, in ``graph`` and its subgraphs. Returns how many nodes it saved.
+
+    A layout op moves no data, but each is a kernel launch: Keras's ``Dense`` on a
+    ``(batch, 1, dim)`` step input and its head splits reach ONNX as ``Unsqueeze`` ->
+    ``Reshape`` -> ``MatMul`` -> ``Reshape`` -> ``Squeeze``, and at batch 1 a decoder step
+    costs mostly launches. Only a target shape without 0 entries ("copy this input
+    dimension", whose meaning depends on the input) is merged; a ``Squeeze`` folds in when
+    its axes are constant and of size 1 in that shape.
+    """
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    constants = _constants(graph, outer_constants)
+    saved = 0
+    for node in graph.node:
+        for g in _subgraphs(node):
+            saved += collapse_shape_chains(g, constants)
+    producer = {o: n for n in graph.node for o in n.output}
+
+    def const_shape(name):
+        v = constants.get(name)
+        if v is None:
+            return None
+        v = np.asarray(v).astype(np.int64).reshape(-1)
+        return None if (v == 0).any() or (v == -1).sum() > 1 else v
+
+    def squeeze_axes(node):
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if "axes" in attrs:
+            return list(attrs["axes"])
+        if len(node.input) > 1 and node.input[1] in constants:
+            return np.asarray(constants[node.input[1]]).reshape(-1).tolist()
+        return None
+
+    rewrites = 0
+    readers = {}
+    for n in graph.node:
+        for i in n.input:
+            readers[i] = readers.get(i, 0) + 1
+        for g in _subgraphs(n):
+            for i in _reads(g):
+                readers[i] = readers.get(i, 0) + 1
+    for node in graph.node:
+        # Unsqueeze of an Unsqueeze with non-negative axes: one Unsqueeze of the union (the
+        # inner axes are positions among the outputs the outer axes do not take).
+        inner = producer.get(node.input[0]) if node.input else None
+        if (node.op_type == "Unsqueeze" and inner is not None and inner.op_type == "Unsqueeze"
+                and readers.get(inner.output[0], 0) == 1
+                and len(node.input) > 1 and len(inner.input) > 1):  # opset 13's axes input
+            outer_axes, inner_axes = squeeze_axes(node), squeeze_axes(inner)
+            if outer_axes and inner_axes and min(outer_axes + inner_axes) >= 0:
+                free = [i for i in range(len(outer_axes) + max(inner_axes) + 1)
+                        if i not in outer_axes]
+                axes = sorted(set(outer_axes) | {free[i] for i in inner_axes})
+                name = f"{node.output[0]}__axes"
+                graph.initializer.append(numpy_helper.from_array(np.array(axes, np.int64),
+                                                                 name))
+                node.CopyFrom(helper.make_node("Unsqueeze", [inner.input[0], name],
+                                               list(node.output), name=node.name))
+                rewrites += 1
+            continue
+        shape = None
+        if node.op_type == "Reshape":
+            shape = const_shape(node.input[1])
+        elif node.op_type == "Squeeze":
+            inner = producer.get(node.input[0])
+            axes = squeeze_axes(node)
+            if inner is not None and inner.op_type == "Reshape" and axes is not None:
+                base = const_shape(inner.input[1])
+                if base is not None:
+                    axes = [a % len(base) for a in axes]
+                    if all(base[a] == 1 for a in axes):
+                        shape = np.delete(base, axes)
+        if shape is None:
+            continue
+        # Walk up through layout ops: the data is the same whatever shapes it passed through.
+        source = node.input[0]
+        while source in producer and producer[source].op_type in _LAYOUT:
+            source = producer[source].input[0]
+        if source == node.input[0] and node.op_type == "Reshape":
+            continue
+        name = f"{node.output[0]}__shape"
+        graph.initializer.append(numpy_helper.from_array(shape.astype(np.int64), name))
+        constants[name] = shape
+        # In place, so the node order stays topological; the bypassed ops are pruned below.
+        node.CopyFrom(helper.make_node("Reshape", [source, name], list(node.output),
+                                       name=node.name))
+        rewrites += 1
+    if rewrites:
+        before = _count(graph)
+        _prune(graph)
+        saved += before - _count(graph)
+    return saved
+
+
+def _count(graph) -> int:
+    return sum(1 + sum(_count(g) for g in _subgraphs(n)) for n in graph.node)
+
+
+_IMPURE = ("RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
+           "Multinomial", "Bernoulli", "Dropout", "Loop", "If", "Scan")
+
+
+def merge_duplicates(graph, outer_constants=None) -> int:
+    """Common-subexpression elimination, in ``graph`` and its subgraphs: of two nodes with
+    the same op, attributes and inputs (constant inputs compared by value), the second is
+    removed and its readers read the first. Returns how many were removed.
+
+    tf2onnx repeats what Keras computes per layer (each attention's mask broadcast and cast,
+    the same for every layer of a step) and per constant (one copy per use).
+    """
+    constants = _constants(graph, outer_constants)
+    removed = 0
+    for node in graph.node:
+        for g in _subgraphs(node):
+            removed += merge_duplicates(g, constants)
+
+    def key_of(name):
+        if name in constants and name not in {i.name for i in graph.input}:
+            v = constants[name]
+            return ("const", str(v.dtype), v.shape, v.tobytes()) if v.size <= 64 else name
+        return name
+
+    seen, renames, dead = {}, {}, []
+    for node in graph.node:
+        if node.op_type in _IMPURE or any(True for _ in _subgraphs(node)):
+            continue
+        for i, name in enumerate(node.input):
+            if name in renames:
+                node.input[i] = renames[name]
+        key = (node.domain, node.op_type, tuple(key_of(i) for i in node.input),
+               tuple(a.SerializeToString() for a in node.attribute), len(node.output))
+        first = seen.get(key)
+        if first is None:
+            seen[key] = node
+            continue
+        for old, new in zip(node.output, first.output):
+            renames[old] = new
+        dead.append(node)
+    for old, new in renames.items():
+        _rename_uses(graph, old, new)
+    for node in dead:
+        graph.node.remove(node)
+    if dead:
+        _prune(graph)  # constants only the removed nodes read
+    return removed + len(dead)
+
+
 def _convert(fn, signature, path, opset):
     import tf2onnx
 
@@ -445,6 +679,9 @@ def _convert(fn, signature, path, opset):
     drop_index_wraps(model_proto.graph)
     if opset >= 17:  # LayerNormalization is an ONNX op from opset 17
         fuse_layer_norms(model_proto.graph)
+    fold_scales_into_weights(model_proto.graph)
+    collapse_shape_chains(model_proto.graph)
+    merge_duplicates(model_proto.graph)
     with open(path, "wb") as f:
         f.write(model_proto.SerializeToString())
     return [o.name for o in model_proto.graph.output]

@@ -204,6 +204,68 @@ def test_min_length_delays_eos():
     assert (tokens[:, 0, 3] == EOS).all() and (tokens[:, 0, :3] != EOS).all()
 
 
+def _textbook_beam(logits, att, row, k, max_length, alpha, beta, vocab):
+    """Beam search as the GNMT paper states it, ranking every (hypothesis, token) pair of the
+    sentence each step (ties: lower hypothesis, then lower token), finished hypotheses kept
+    with one free continuation (pad); runs until every hypothesis has finished."""
+    hyps = [(0.0, [], np.zeros(S), False, 0)]  # (log-prob, tokens, coverage, done, code)
+    hyps += [(-1e9, [], np.zeros(S), False, 0)] * (k - 1)  # only beam 0 is live at first
+
+    def rank(logp, n, cov):
+        score = logp / (((5.0 + n) / 6.0) ** alpha) if alpha else logp
+        return score + (beta * np.log(np.clip(cov, 1e-10, 1.0)).sum() if beta else 0.0)
+
+    for _ in range(max_length):
+        if all(h[3] for h in hyps):
+            break
+        cands = []
+        for j, (logp, seq, cov, done, code) in enumerate(hyps):
+            prev = seq[-1] if seq else BOS
+            code = (code * vocab + prev) % MAX_CODE
+            lp = _log_softmax(logits[row, code].astype("float64"))
+            lp[[PAD, BOS]] = -1e9
+            for v in range(vocab):
+                if done:
+                    gain = 0.0 if v == PAD else -1e9
+                    cands.append((rank(logp + gain, len(seq), cov), j, v,
+                                  (logp + gain, seq, cov, True, code)))
+                else:
+                    new = (logp + lp[v], seq + [v], cov + att[row, code], v == EOS, code)
+                    cands.append((rank(new[0], len(new[1]), new[2]), j, v, new))
+        cands.sort(key=lambda c: (-c[0], c[1], c[2]))
+        hyps = [c[3] for c in cands[:k]]
+    return [(rank(h[0], len(h[1]), h[2]), h[1]) for h in hyps]
+
+
+@pytest.mark.parametrize("k,alpha,beta", [(2, 0.0, 0.0), (3, 0.6, 0.0), (5, 1.0, 0.4)])
+def test_beam_equals_the_textbook_full_table_search(k, alpha, beta):
+    """The engine ranks each hypothesis's k best tokens only (k * k candidates, not k * V);
+    that must choose what ranking the whole table does, ties included (the logits are
+    rounded so that many tokens tie)."""
+    vocab, rows, max_length = 12, 3, 6
+    rng = np.random.default_rng(k)
+    logits = np.round(rng.normal(size=(rows, MAX_CODE, vocab)) * 2) / 2  # many equal values
+    logits = logits.astype("float32")
+    att = rng.random((rows, MAX_CODE, S)).astype("float32")
+    att = att / att.sum(-1, keepdims=True)
+    lt, at = ops.convert_to_tensor(logits), ops.convert_to_tensor(att)
+
+    def step_fn(tokens, state, memory):
+        code = (state["code"] * vocab + tokens) % MAX_CODE
+        idx = ops.stack([memory["row"], code], axis=-1)
+        return tf.gather_nd(lt, idx), {"code": code}, tf.gather_nd(at, idx)
+
+    beam = decoding.BeamSearch(beam_size=k, length_penalty=alpha, coverage_penalty=beta,
+                               n_best=k, early_stop=False)
+    tokens, scores, lengths, _ = [ops.convert_to_numpy(x) for x in beam(
+        step_fn, _state(rows), _memory(rows), rows, S, max_length, bos_id=BOS, eos_id=EOS,
+        pad_id=PAD)]
+    for row in range(rows):
+        want = _textbook_beam(logits, att, row, k, max_length, alpha, beta, vocab)
+        assert [_seq(tokens[row, i], lengths[row, i]) for i in range(k)] == [s for _, s in want]
+        np.testing.assert_allclose(scores[row], [sc for sc, _ in want], rtol=1e-5)
+
+
 def test_early_stop_is_exact_without_length_penalty():
     logits, att = _tables(11, rows=3)
     a = _run(decoding.BeamSearch(beam_size=4, early_stop=True), logits, att, 3, 6)

@@ -6,8 +6,9 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from zoo.export.onnx import (drop_index_wraps, fold_loop_constants, fold_selects,
-                              fuse_layer_norms, hoist_loop_invariants)
+from zoo.export.onnx import (collapse_shape_chains, drop_index_wraps, fold_loop_constants,
+                              fold_scales_into_weights, fold_selects, fuse_layer_norms,
+                              hoist_loop_invariants, merge_duplicates)
 
 
 def _run(model, feeds):
@@ -239,3 +240,125 @@ def test_folding_loop_constants_computes_a_weights_reshape_once():
     assert [n.op_type for n in inner.node] == ["MatMul", "Identity"]
     assert [t.name for t in model.graph.initializer] == ["trips", "cond"]  # w_flat unread now
     np.testing.assert_array_equal(_run(model, feeds)[0], [[2.0, 1.0]])
+
+
+def _model(nodes, inputs, outputs, initializer=()):
+    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(initializer))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def _i64(name, values):
+    return helper.make_tensor(name, TensorProto.INT64, [len(values)], values)
+
+
+def test_collapsing_shape_chains_gives_one_reshape_per_chain():
+    """What Keras's Dense on a (batch, 1, dim) step looks like in ONNX: Unsqueeze -> Reshape
+    to 2-D -> MatMul -> Reshape back -> Squeeze; and a Reshape whose shape copies an input
+    dimension (a 0 entry), which must stay as it is."""
+    f = TensorProto.FLOAT
+    nodes = [helper.make_node("Unsqueeze", ["x", "ax1"], ["x3"]),  # (2, 1, 3)
+             helper.make_node("Reshape", ["x3", "flat"], ["x2"]),  # (2, 3)
+             helper.make_node("MatMul", ["x2", "w"], ["y2"]),  # (2, 4)
+             helper.make_node("Reshape", ["y2", "back"], ["y3"]),  # (2, 1, 4)
+             helper.make_node("Squeeze", ["y3", "ax1"], ["y"]),  # (2, 4)
+             helper.make_node("Unsqueeze", ["y", "ax1"], ["z3"]),
+             helper.make_node("Reshape", ["z3", "copy"], ["z"])]  # (0, -1): left alone
+    w = np.arange(12, dtype=np.float32).reshape(3, 4)
+    model = _model(nodes, [helper.make_tensor_value_info("x", f, [2, 3])],
+                   [helper.make_tensor_value_info("y", f, [2, 4]),
+                    helper.make_tensor_value_info("z", f, [2, 4])],
+                   [_i64("ax1", [1]), _i64("flat", [-1, 3]), _i64("back", [-1, 1, 4]),
+                    _i64("copy", [0, -1]), helper.make_tensor("w", f, [3, 4], w.ravel())])
+    x = np.array([[1.0, 2.0, 3.0], [-1.0, 0.5, 2.0]], np.float32)
+    expected = x @ w  # by hand: the chain only reshapes around one product
+    assert collapse_shape_chains(model.graph) == 2  # the first Unsqueeze, the last Reshape
+    onnx.checker.check_model(model)
+    assert [n.op_type for n in model.graph.node] == ["Reshape", "MatMul", "Reshape",
+                                                     "Unsqueeze", "Reshape"]
+    y, z = _run(model, {"x": x})
+    np.testing.assert_allclose(y, expected, rtol=1e-6)
+    np.testing.assert_allclose(z, expected, rtol=1e-6)
+
+
+def test_a_squeeze_of_an_axis_that_is_not_one_is_not_collapsed():
+    f = TensorProto.FLOAT
+    nodes = [helper.make_node("Reshape", ["x", "shape"], ["x3"]),
+             helper.make_node("Squeeze", ["x3", "ax"], ["y"])]
+    model = _model(nodes, [helper.make_tensor_value_info("x", f, [6])],
+                   [helper.make_tensor_value_info("y", f, None)],
+                   [_i64("shape", [2, 3, 1]), _i64("ax", [0])])  # axis 0 has size 2
+    assert collapse_shape_chains(model.graph) == 0
+    assert [n.op_type for n in model.graph.node] == ["Reshape", "Squeeze"]
+
+
+def test_merging_duplicates_keeps_one_of_each_and_the_same_values():
+    """The same mask broadcast and cast computed once per layer, with the axes constant
+    repeated under another name (as tf2onnx writes it); a random op is never merged."""
+    f, b = TensorProto.FLOAT, TensorProto.BOOL
+    nodes = [helper.make_node("Unsqueeze", ["m", "axes_a"], ["m1"]),
+             helper.make_node("Cast", ["m1"], ["c1"], to=f),
+             helper.make_node("Unsqueeze", ["m", "axes_b"], ["m2"]),  # same value, new name
+             helper.make_node("Cast", ["m2"], ["c2"], to=f),
+             helper.make_node("Mul", ["x", "c1"], ["y1"]),
+             helper.make_node("Mul", ["x", "c2"], ["y2"]),
+             helper.make_node("Add", ["y1", "y2"], ["y"]),
+             helper.make_node("RandomUniformLike", ["x"], ["r1"], seed=1.0),
+             helper.make_node("RandomUniformLike", ["x"], ["r2"], seed=1.0),
+             helper.make_node("Sub", ["r1", "r2"], ["r"])]
+    model = _model(nodes, [helper.make_tensor_value_info("m", b, [2]),
+                           helper.make_tensor_value_info("x", f, [3, 2])],
+                   [helper.make_tensor_value_info("y", f, [3, 2]),
+                    helper.make_tensor_value_info("c2", f, [1, 2]),  # a merged node's output
+                    helper.make_tensor_value_info("r", f, [3, 2])],
+                   [_i64("axes_a", [0]), _i64("axes_b", [0])])
+    feeds = {"m": np.array([True, False]), "x": np.arange(6, dtype=np.float32).reshape(3, 2)}
+    assert merge_duplicates(model.graph) == 3  # the second Unsqueeze, Cast and Mul
+    onnx.checker.check_model(model)
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("Unsqueeze") == 1 and ops.count("Cast") == 1 and ops.count("Mul") == 1
+    assert ops.count("RandomUniformLike") == 2
+    y, c2, _ = _run(model, feeds)
+    np.testing.assert_array_equal(y, feeds["x"] * [2.0, 0.0])  # by hand: x * mask, twice
+    np.testing.assert_array_equal(c2, [[1.0, 0.0]])
+
+
+def test_unsqueezes_of_unsqueezes_become_one():
+    f = TensorProto.FLOAT
+    nodes = [helper.make_node("Unsqueeze", ["x", "a"], ["x1"]),  # (2, 3) -> (2, 1, 3)
+             helper.make_node("Unsqueeze", ["x1", "b"], ["y"])]  # -> (1, 2, 1, 3, 1)
+    model = _model(nodes, [helper.make_tensor_value_info("x", f, [2, 3])],
+                   [helper.make_tensor_value_info("y", f, None)],
+                   [_i64("a", [1]), _i64("b", [0, 4])])
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    assert collapse_shape_chains(model.graph) == 1
+    assert [n.op_type for n in model.graph.node] == ["Unsqueeze"]
+    (y,) = _run(model, {"x": x})
+    np.testing.assert_array_equal(y, x[None, :, None, :, None])  # by hand
+
+
+def test_folding_a_scale_into_the_projection_weights():
+    """q = reshape(x @ W + b) * c, as attention scales its queries: the scale moves into W
+    and b; a scale whose product is read elsewhere too stays."""
+    f = TensorProto.FLOAT
+    w = np.array([[1.0, -2.0], [0.5, 3.0]], np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["p"]),
+             helper.make_node("Add", ["p", "b"], ["pb"]),
+             helper.make_node("Reshape", ["pb", "shape"], ["heads"]),
+             helper.make_node("Mul", ["heads", "c"], ["q"]),
+             helper.make_node("MatMul", ["x", "w"], ["p2"]),
+             helper.make_node("Mul", ["p2", "c"], ["q2"]),
+             helper.make_node("Add", ["q2", "p2"], ["r"])]  # p2 read twice: not folded
+    model = _model(nodes, [helper.make_tensor_value_info("x", f, [1, 2])],
+                   [helper.make_tensor_value_info("q", f, [1, 2, 1]),
+                    helper.make_tensor_value_info("r", f, [1, 2])],
+                   [helper.make_tensor("w", f, [2, 2], w.ravel()),
+                    helper.make_tensor("b", f, [2], [1.0, -1.0]),
+                    helper.make_tensor("c", f, [], [0.25]), _i64("shape", [1, 2, 1])])
+    x = np.array([[2.0, 4.0]], np.float32)
+    # By hand: x @ w = [4, 8]; + b = [5, 7]; * 0.25 = [1.25, 1.75].
+    assert fold_scales_into_weights(model.graph) == 1
+    onnx.checker.check_model(model)
+    assert [n.op_type for n in model.graph.node].count("Mul") == 1
+    q, r = _run(model, {"x": x})
+    np.testing.assert_allclose(q.reshape(-1), [1.25, 1.75], rtol=1e-6)
+    np.testing.assert_allclose(r, [[5.0, 10.0]], rtol=1e-6)  # [4, 8] * 1.25

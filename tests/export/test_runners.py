@@ -37,6 +37,17 @@ def test_onnx_runner_threads_change_speed_not_tokens(exports):
         load(str(root / "onnx"), intra_threads=-1)
 
 
+@pytest.mark.parametrize("fmt", ["onnx", "savedmodel"])
+def test_beam_search_of_an_export_equals_keras_alone_and_in_a_batch(exports, fmt):
+    """The exported loops run with a growing cache (Keras's graph does too; XLA and LiteRT keep
+    a window): one sentence and a batch, the same tokens as Keras."""
+    model, root = exports
+    runner = load(str(root / fmt))
+    for texts in (TEXTS[:1], TEXTS):
+        assert runner.generate_text(texts, "beam") == model.translate(
+            texts, strategy="beam", beam_size=2, length_penalty=0.6)
+
+
 def test_litert_runner_pads_and_splits_batches(exports):
     model, root = exports
     lite = load(str(root / "litert"))

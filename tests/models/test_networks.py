@@ -180,3 +180,38 @@ def test_compile_packs_the_stacks_only_where_shapes_may_change():
     assert model.encoder.pack_training and model.decoder.pack_training
     model.compile(jit_compile=True)  # XLA needs static shapes
     assert not model.encoder.pack_training and not model.decoder.pack_training
+
+
+def test_transformer_cache_rolls_a_window_or_grows_and_both_step_alike():
+    """A window keeps max_length slots (constant shapes for XLA and LiteRT); a growing cache
+    holds the steps so far, and in a graph its length is unknown until run (a loop grows it).
+    Both give the same logits and weights at every step."""
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(3)
+    enc = zoo.layers.TransformerEncoder(vocab_size=30, dim=8, num_layers=2, num_heads=2,
+                                        ff_dim=16, dropout=0.0)
+    dec = zoo.layers.TransformerDecoder(vocab_size=30, dim=8, num_layers=2, num_heads=2,
+                                        ff_dim=16, dropout=0.0)
+    src = np.array([[4, 5, 6, 3], [7, 8, 3, 0]])
+    encoded = enc(src)
+    dec(np.array([[2, 9], [2, 9]]), encoded)  # builds it
+    memory = dec.prepare_memory(encoded)
+    window = dec.initial_state(encoded, 5)
+    grown = dec.initial_state(encoded, 5, growing=True)
+    assert tuple(grown["layers"][0]["keys"].shape)[-1] == 0
+    for t, tok in enumerate([2, 9, 11, 4]):
+        ids = np.full((2,), tok)
+        a, window, wa = dec.step(ids, window, memory)
+        b, grown, wb = dec.step(ids, grown, memory)
+        np.testing.assert_allclose(a, b, atol=1e-5)
+        np.testing.assert_allclose(wa, wb, atol=1e-6)
+        assert tuple(window["layers"][1]["values"].shape)[2] == 5
+        assert tuple(grown["layers"][1]["values"].shape)[2] == t + 1
+
+    @tf.function
+    def traced(enc_out, mask):
+        return dec.initial_state({"outputs": enc_out, "mask": mask}, 5, growing=True)
+
+    state = traced.get_concrete_function(tf.TensorSpec([2, 4, 8]), tf.TensorSpec([2, 4], "bool"))
+    assert state.structured_outputs["layers"][0]["keys"].shape.as_list() == [2, 2, 4, None]

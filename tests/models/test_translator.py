@@ -34,9 +34,9 @@ def batch(pairs, tok):
     return x, y
 
 
-def _step_logits(model, x):
+def _step_logits(model, x, growing=False):
     encoded = model.encode(x["source"])
-    state = model.initial_state(encoded, x["target"].shape[1])
+    state = model.initial_state(encoded, x["target"].shape[1], growing=growing)
     memory = model.prepare_memory(encoded)
     out = []
     for t in range(x["target"].shape[1]):
@@ -48,9 +48,11 @@ def _step_logits(model, x):
 
 def _check_step_equals_teacher_forcing(model, x):
     full = keras.ops.convert_to_numpy(model(x, training=False))
-    stepped = _step_logits(model, x)
     real = x["target"].numpy() != 0
-    np.testing.assert_allclose(stepped[real], full[real], atol=2e-4, rtol=1e-4)
+    # Both kinds of state: a Transformer's window of max_length and its growing cache.
+    for growing in (False, True):
+        stepped = _step_logits(model, x, growing)
+        np.testing.assert_allclose(stepped[real], full[real], atol=2e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("preset", sorted(TINY))
@@ -274,8 +276,11 @@ def test_xla_decoding_equals_graph_decoding(preset, tok, batch):
     for strategy in ("greedy", "beam"):
         a = model.generate(src, strategy=strategy, max_length=6)
         b = model.generate(src, strategy=strategy, max_length=6, jit_compile=True)
+        # The graph's Transformer cache grows; XLA's is a window of max_length.
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(a.tokens),
                                       keras.ops.convert_to_numpy(b.tokens))
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(a.scores),
+                                   keras.ops.convert_to_numpy(b.scores), atol=1e-4)
 
 
 def test_xla_training_is_refused_clearly_for_rnn_decoders(tok):

@@ -218,21 +218,38 @@ class MultiHeadAttention(Attention):
         return _project(self.output_dense, heads, rows=True), weights
 
     def empty_cache(self, batch_size, length, dtype=None):
-        """A key/value cache of ``length`` empty positions for :meth:`roll_cache`.
+        """A key/value cache of ``length`` empty positions for :meth:`roll_cache`, or with
+        ``length=None`` a cache of no positions for :meth:`append_cache`.
 
         Args:
             batch_size: Batch size (int or scalar tensor).
-            length: Positions kept (the longest decode).
+            length: Positions kept (the longest decode); None for a cache that grows.
             dtype: The cache's dtype; the compute dtype if None.
 
         Returns:
             ``{"keys": (batch, H, kd, length), "values": (batch, H, length, vd)}`` of zeros,
-            laid out as :meth:`prepare`'s memory.
+            laid out as :meth:`prepare`'s memory. A growing cache's length axis has a
+            dynamic size from the start (in a graph its static size is None), so a loop
+            accepts its growth.
+
+        Example:
+            >>> layer = MultiHeadAttention(num_heads=2)
+            >>> layer.build((None, None, 4), (None, None, 4))
+            >>> tuple(layer.empty_cache(3, None)["keys"].shape)  # (batch, H, kd, 0)
+            (3, 2, 2, 0)
         """
         if not self.built:
             raise ValueError(f"{self._label()} is not built: build it before empty_cache")
         dtype = dtype or self.compute_dtype
         h, kd, vd = self.num_heads, self._head_key_dim, self._head_value_dim
+        if length is None:
+            # One slot gathered by the (empty) nonzero positions of a zero: no positions, and
+            # a length a graph does not know when it is built (TensorFlow's shape inference
+            # folds a zeros() of a computed 0 back to a static 0, which a loop may not grow).
+            none = ops.nonzero(ops.zeros((1,), "bool"))[0]
+            return {"keys": ops.take(ops.zeros((batch_size, h, kd, 1), dtype), none, axis=3),
+                    "values": ops.take(ops.zeros((batch_size, h, 1, vd), dtype), none,
+                                       axis=2)}
         return {"keys": ops.zeros((batch_size, h, kd, int(length)), dtype),
                 "values": ops.zeros((batch_size, h, int(length), vd), dtype)}
 
@@ -258,6 +275,35 @@ class MultiHeadAttention(Attention):
         return {"keys": ops.concatenate([cache["keys"][..., 1:],
                                          ops.cast(new["keys"], cache["keys"].dtype)], axis=3),
                 "values": ops.concatenate([cache["values"][:, :, 1:],
+                                           ops.cast(new["values"], cache["values"].dtype)],
+                                          axis=2)}
+
+    def append_cache(self, cache, new):
+        """Appends ``new`` to a growing ``cache`` (``empty_cache(batch, None)``).
+
+        Each step copies the positions so far rather than ``max_length`` of them, and the
+        attention reads no empty slots: for graphs whose shapes may change (TensorFlow
+        without XLA, ONNX), not for XLA or LiteRT, which take :meth:`roll_cache`.
+
+        Args:
+            cache: ``{"keys", "values"}`` of ``t`` positions.
+            new: ``prepare(value=x)`` of one position, ``x (batch, 1, dim)``.
+
+        Returns:
+            The cache of ``t + 1`` positions, ``new`` last.
+
+        Example:
+            >>> import numpy as np
+            >>> layer = MultiHeadAttention(num_heads=2)
+            >>> layer.build((None, None, 4), (None, None, 4))
+            >>> cache = layer.empty_cache(1, None)
+            >>> cache = layer.append_cache(cache, layer.prepare(value=np.ones((1, 1, 4))))
+            >>> tuple(cache["values"].shape)  # (batch, H, 1, vd)
+            (1, 2, 1, 2)
+        """
+        return {"keys": ops.concatenate([cache["keys"],
+                                         ops.cast(new["keys"], cache["keys"].dtype)], axis=3),
+                "values": ops.concatenate([cache["values"],
                                            ops.cast(new["values"], cache["values"].dtype)],
                                           axis=2)}
 

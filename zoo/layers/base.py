@@ -273,6 +273,20 @@ class Decoder(keras.layers.Layer):
         """The decoder's own constant per-source input (e.g. the projected keys)."""
         raise NotImplementedError
 
+    def initial_state(self, encoded, max_length=None, growing=False):
+        """The state before the first step (what every step changes).
+
+        Args:
+            encoded: The encoder's output dict.
+            max_length: The longest decode (a fixed-size cache's positions).
+            growing: Let the state grow with the steps where shapes may change (no XLA, no
+                LiteRT); decoders without a cache ignore it.
+
+        Returns:
+            A nest of batch-major tensors.
+        """
+        raise NotImplementedError
+
     def get_config(self):
         return {**super().get_config(), "copy": self.copy}
 
@@ -311,6 +325,3 @@ def scatter_onto_vocabulary(weights, ids, vocab_size):
     summed = ops.segment_sum(data, ops.reshape(segments, (-1,)), num_segments=batch * vocab_size)
     out = ops.transpose(ops.reshape(summed, (batch, vocab_size, steps)), (0, 2, 1))
     return out[:, 0] if one_step else out
-
-    def initial_state(self, encoded, max_length=None):
-        raise NotImplementedError

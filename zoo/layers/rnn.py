@@ -229,12 +229,14 @@ class RNNDecoder(Decoder):
         """
         return self.attention.prepare(value=encoded["outputs"], value_mask=encoded["mask"])
 
-    def initial_state(self, encoded, max_length=None):
-        """The varying decoder state before the first step (``max_length`` is unused by RNNs).
+    def initial_state(self, encoded, max_length=None, growing=False):
+        """The varying decoder state before the first step (``max_length`` and ``growing``
+        are unused by RNNs: their state has one size).
 
         Args:
             encoded: The encoder's output dict (``final`` feeds the bridge).
             max_length: Unused (the Transformer decoder's cache size).
+            growing: Unused (the Transformer decoder's growing cache).
 
         Returns:
             ``{"cell": {"h"[, "c"]}, "attention": {...}[, "feed"]}``, leading axis ``batch``.

@@ -186,15 +186,17 @@ class TransformerEncoder(_Base):
 
 @register_network
 class TransformerDecoder(_Base, Decoder):
-    """Transformer decoder (pre-norm by default); its step keeps a fixed-size key/value cache.
+    """Transformer decoder (pre-norm by default); its step keeps a key/value cache.
 
-    The cache holds ``max_length`` positions per layer and rolls: each step drops the oldest
-    (still empty) slot and appends the new keys/values at the end, so the decoding loop has
-    constant shapes (compiles once; exports to ONNX/TFLite) and a step copies the cache (a
-    slice and a concatenation) instead of blending every slot with a position mask (the
-    blend's broadcast was half of an exported ONNX step at batch 64). Attention ignores the
-    order of its keys; the positions live in the embeddings, so only the mask knows the
-    layout: a row that has taken ``i + 1`` steps sees the last ``i + 1`` slots.
+    The cache is either a window of ``max_length`` positions per layer that rolls, or a
+    cache that grows (``initial_state(..., growing=True)``). The window has constant shapes
+    (XLA compiles it once; LiteRT needs it): each step drops the oldest (still empty) slot
+    and appends the new keys/values at the end, a slice and a concatenation, instead of
+    blending every slot with a position mask (the blend's broadcast was half of an exported
+    ONNX step at batch 64). A growing cache appends only, and a step reads the positions so
+    far. Attention ignores the order of its keys; the positions live in the embeddings, so
+    only the mask knows the layout: a row that has taken ``i + 1`` steps sees the last
+    ``i + 1`` slots.
 
     Args:
         vocab_size: Target vocabulary size.
@@ -311,54 +313,75 @@ class TransformerDecoder(_Base, Decoder):
             encoded: The encoder's output dict (``outputs``, ``mask``).
 
         Returns:
-            ``{"layers": [cross-attention prepare dict per layer]}``, leading axis ``batch``.
+            ``{"mask": (batch, S) bool, "layers": [{"keys", "values"} per layer]}``, leading
+            axis ``batch``: the cross-attentions' ``prepare`` dicts, whose source mask (the
+            same for every layer) is kept once, so a decoding loop that drops finished rows
+            gathers it once and an exported step prepares it once.
         """
-        return {"layers": [b["cross_attn"].prepare(value=encoded["outputs"],
-                                                   value_mask=encoded["mask"])
-                           for b in self.blocks]}
+        layers = [b["cross_attn"].prepare(value=encoded["outputs"], value_mask=encoded["mask"])
+                  for b in self.blocks]
+        mask = layers[0]["mask"]
+        return {"mask": mask, "layers": [{k: v for k, v in layer.items() if k != "mask"}
+                                         for layer in layers]}
 
-    def initial_state(self, encoded, max_length):
-        """Empty self-attention caches of ``max_length`` positions.
+    def initial_state(self, encoded, max_length, growing=False):
+        """Empty self-attention caches: a rolling window of ``max_length`` positions, or with
+        ``growing`` caches that start empty and grow by one position a step.
+
+        The window keeps every shape constant (XLA, LiteRT). A growing cache is cheaper
+        where shapes may change (TensorFlow without XLA, ONNX): a step copies and attends
+        to the positions so far instead of ``max_length`` (with ``max_length`` 24, beam
+        search at batch 64 in onnxruntime spent a fifth of its step rolling the windows).
 
         Args:
             encoded: The encoder's output dict (gives the batch size).
-            max_length: Cache positions (the longest decode).
+            max_length: Cache positions (the longest decode); unused when ``growing``.
+            growing: Caches that grow (the state then holds an empty ``growing`` entry,
+                which tells ``step`` to append rather than roll).
 
         Returns:
             ``{"index": (batch,), "layers": [{"keys": (batch, H, kd, L), "values": (batch, H,
-            L, vd)}]}`` (the self-attention's ``empty_cache``).
+            L, vd)}]}`` (the self-attention's ``empty_cache``); ``L`` is 0 when growing.
         """
         batch = ops.shape(encoded["outputs"])[0]
-        return {"index": ops.zeros((batch,), "int32"),
-                "layers": [b["self_attn"].empty_cache(batch, max_length) for b in self.blocks]}
+        length = None if growing else max_length
+        state = {"index": ops.zeros((batch,), "int32"),
+                 "layers": [b["self_attn"].empty_cache(batch, length) for b in self.blocks]}
+        if growing:
+            state["growing"] = ()
+        return state
 
     def _step_features(self, token_ids, state, memory, training):
-        """One token per sequence; appends its keys/values to the rolling cache."""
+        """One token per sequence; puts its keys/values in the cache (rolled or grown)."""
         index = state["index"]  # (batch,)
+        growing = "growing" in state
         x = self.embedding(token_ids, positions=index)  # (batch, dim)
-        max_len = ops.shape(state["layers"][0]["values"])[2]
-        positions = ops.expand_dims(ops.arange(max_len, dtype="int32"), 0)  # (1, L)
+        # Slots after this step: a window keeps its size; a growing cache gains one.
+        slots = ops.shape(state["layers"][0]["values"])[2] + (1 if growing else 0)
+        positions = ops.expand_dims(ops.arange(slots, dtype="int32"), 0)  # (1, L)
         # After this step the row's i + 1 entries fill the last i + 1 slots.
-        visible = ops.greater_equal(positions, max_len - 1 - ops.expand_dims(index, 1))
+        visible = ops.greater_equal(positions, slots - 1 - ops.expand_dims(index, 1))
         new_layers, weights = [], None
         for b, layer, mem in zip(self.blocks, state["layers"], memory["layers"]):
             cache = {}
+            put = b["self_attn"].append_cache if growing else b["self_attn"].roll_cache
 
-            def self_attend(y, b=b, layer=layer, cache=cache):
-                cache.update(b["self_attn"].roll_cache(
-                    layer, b["self_attn"].prepare(value=ops.expand_dims(y, 1))))
+            def self_attend(y, b=b, layer=layer, cache=cache, put=put):
+                cache.update(put(layer, b["self_attn"].prepare(value=ops.expand_dims(y, 1))))
                 ctx, _, _ = b["self_attn"].step(y, {**cache, "mask": visible}, {},
                                                 training=training)
                 return ctx
 
             def cross_attend(y, b=b, mem=mem):
-                ctx, w, _ = b["cross_attn"].step(y, mem, {}, training=training)
+                ctx, w, _ = b["cross_attn"].step(y, {**mem, "mask": memory["mask"]}, {},
+                                                 training=training)
                 return ctx, w
 
             x, weights = self._block(b, x, self_attend, cross_attend, training)
             new_layers.append(cache)
+        new_state = {**state, "index": index + 1, "layers": new_layers}
         # Last layer's cross-attention, averaged over heads: (batch, S).
-        return x, ops.mean(weights, axis=1), {"index": index + 1, "layers": new_layers}
+        return x, ops.mean(weights, axis=1), new_state
 
     def get_config(self):
         return {**super().get_config(), "tie_embeddings": self.tie_embeddings}

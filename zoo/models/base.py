@@ -269,11 +269,13 @@ class Seq2Seq(keras.Model):
             self.build()
         return self.decoder.prepare_memory(encoded)
 
-    def initial_state(self, encoded, max_length=None):
-        """Decoder state for ``decode_step`` (Transformers: a cache of ``max_length``)."""
+    def initial_state(self, encoded, max_length=None, growing=False):
+        """Decoder state for ``decode_step`` (Transformers: a cache of ``max_length``
+        positions, or with ``growing`` one that grows a position a step)."""
         if not self.built:
             self.build()
-        return self.decoder.initial_state(encoded, max_length or self.max_target_length)
+        return self.decoder.initial_state(encoded, max_length or self.max_target_length,
+                                          growing=growing)
 
     def decode_step(self, token_ids, state, memory, training=False):
         """One step: ``(logits (batch, V) float32, state, weights (batch, S))``."""
@@ -295,7 +297,9 @@ class Seq2Seq(keras.Model):
         """
         encoded = self.encode(source_ids)
         shape = ops.shape(source_ids)
-        return strategy(self.decode_step, self.initial_state(encoded, max_length),
+        # A loop whose shapes may change gets the state that grows (cheaper per step).
+        state = self.initial_state(encoded, max_length, growing=not strategy.static_shapes)
+        return strategy(self.decode_step, state,
                         self.prepare_memory(encoded), shape[0], shape[1], max_length,
                         bos_id=BOS_ID, eos_id=EOS_ID, pad_id=PAD_ID, min_length=min_length,
                         memory_mask=encoded["mask"])
