@@ -19,7 +19,14 @@ buffers with mask blends, so they run eagerly, inside ``tf.function`` (one graph
 convert to ONNX and LiteRT. Greedy decoding drops finished rows from the step's batch (a batch
 costs the sum of its output lengths, not its size times the longest); that loop's batch axis
 is dynamic, so XLA and fixed-shape graphs take ``strategy.with_static_shapes()``, which
-``generate(jit_compile=True)`` and the LiteRT exporter do.
+``generate(jit_compile=True)`` and the LiteRT exporter do. A strategy's ``static_shapes`` also
+tells the model which state to give: where shapes may change, a Transformer's key/value cache
+grows a position a step instead of rolling a window of ``max_length``.
+
+Beam search ranks, for each hypothesis, only its ``beam_size`` best tokens (their rank grows
+with the token's log-probability, the rest of the score being the hypothesis's own), so a step
+sorts ``beam_size ** 2`` candidates per sentence rather than ``beam_size * V``; the choice is
+the full table's, ties included (tested against a textbook search).
 """
 
 from zoo.decoding.search import (BeamSearch, DecodingResult, Greedy, Sampling, Strategy,
