@@ -105,6 +105,21 @@ def _reads(graph) -> set:
     return names
 
 
+def _readers(graph) -> dict:
+    """Name -> how many nodes (subgraphs reading it from outer scope count once each) and
+    graph outputs read it."""
+    readers = {}
+    for n in graph.node:
+        for i in n.input:
+            readers[i] = readers.get(i, 0) + 1
+        for g in _subgraphs(n):
+            for i in _reads(g):
+                readers[i] = readers.get(i, 0) + 1
+    for o in graph.output:
+        readers[o.name] = readers.get(o.name, 0) + 1
+    return readers
+
+
 def _prune(graph) -> int:
     """Removes nodes whose outputs nobody reads, in ``graph`` and its subgraphs, then the
     initializers nobody reads (onnxruntime warns about each one it finds)."""
@@ -196,6 +211,15 @@ def _constants(graph, outer=None) -> dict:
     return values
 
 
+def _descend(graph, outer_constants, run_pass):
+    """The start every pass shares: the constants of ``graph`` over those of the enclosing
+    graphs, ``run_pass`` applied to each subgraph first (the sum of what it returned), and the
+    node producing each name."""
+    constants = _constants(graph, outer_constants)
+    count = sum(run_pass(g, constants) for node in graph.node for g in _subgraphs(node))
+    return constants, count, {o: n for n in graph.node for o in n.output}
+
+
 _GATHERS = ("Gather", "GatherElements")
 
 
@@ -211,12 +235,7 @@ def drop_index_wraps(graph, outer_constants=None) -> int:
     The wrap is recognised by its structure (the same ``i``, up to casts, in the test and
     both branches; a zero constant), so an unrelated ``Where`` is never touched.
     """
-    constants = _constants(graph, outer_constants)
-    removed = 0
-    for node in graph.node:
-        for g in _subgraphs(node):
-            removed += drop_index_wraps(g, constants)
-    producer = {o: n for n in graph.node for o in n.output}
+    constants, removed, producer = _descend(graph, outer_constants, drop_index_wraps)
 
     def base(name):
         n = producer.get(name)
@@ -272,12 +291,7 @@ def fuse_layer_norms(graph, outer_constants=None) -> int:
     import numpy as np
     from onnx import helper, numpy_helper
 
-    constants = _constants(graph, outer_constants)
-    fused = 0
-    for node in graph.node:
-        for g in _subgraphs(node):
-            fused += fuse_layer_norms(g, constants)
-    producer = {o: n for n in graph.node for o in n.output}
+    constants, fused, producer = _descend(graph, outer_constants, fuse_layer_norms)
     consumers = {}
     for n in graph.node:
         for i in n.input:
@@ -451,21 +465,8 @@ def fold_scales_into_weights(graph, outer_constants=None) -> int:
     import numpy as np
     from onnx import numpy_helper
 
-    constants = _constants(graph, outer_constants)
-    folded = 0
-    for node in graph.node:
-        for g in _subgraphs(node):
-            folded += fold_scales_into_weights(g, constants)
-    producer = {o: n for n in graph.node for o in n.output}
-    readers = {}
-    for n in graph.node:
-        for i in n.input:
-            readers[i] = readers.get(i, 0) + 1
-        for g in _subgraphs(n):
-            for i in _reads(g):
-                readers[i] = readers.get(i, 0) + 1
-    for o in graph.output:
-        readers[o.name] = readers.get(o.name, 0) + 1
+    constants, folded, producer = _descend(graph, outer_constants, fold_scales_into_weights)
+    readers = _readers(graph)
 
     def scalar(name):
         v = constants.get(name)
@@ -533,12 +534,7 @@ def collapse_shape_chains(graph, outer_constants=None) -> int:
     import numpy as np
     from onnx import helper, numpy_helper
 
-    constants = _constants(graph, outer_constants)
-    saved = 0
-    for node in graph.node:
-        for g in _subgraphs(node):
-            saved += collapse_shape_chains(g, constants)
-    producer = {o: n for n in graph.node for o in n.output}
+    constants, saved, producer = _descend(graph, outer_constants, collapse_shape_chains)
 
     def const_shape(name):
         v = constants.get(name)
@@ -556,13 +552,7 @@ def collapse_shape_chains(graph, outer_constants=None) -> int:
         return None
 
     rewrites = 0
-    readers = {}
-    for n in graph.node:
-        for i in n.input:
-            readers[i] = readers.get(i, 0) + 1
-        for g in _subgraphs(n):
-            for i in _reads(g):
-                readers[i] = readers.get(i, 0) + 1
+    readers = _readers(graph)
     for node in graph.node:
         # Unsqueeze of an Unsqueeze with non-negative axes: one Unsqueeze of the union (the
         # inner axes are positions among the outputs the outer axes do not take).
