@@ -518,7 +518,6 @@ def fold_scales_into_weights(graph, outer_constants=None) -> int:
     return folded + len(done)
 
 
-
 def collapse_shape_chains(graph, outer_constants=None) -> int:
     """Collapses chains of ``Unsqueeze``, ``Squeeze`` and ``Reshape`` ending in a ``Reshape``
     to a constant shape, or in a ``Squeeze`` of a constant-shape ``Reshape``, into one
@@ -600,14 +599,8 @@ def collapse_shape_chains(graph, outer_constants=None) -> int:
                                        name=node.name))
         rewrites += 1
     if rewrites:
-        before = _count(graph)
-        _prune(graph)
-        saved += before - _count(graph)
+        saved += _prune(graph)  # the bypassed layout ops
     return saved
-
-
-def _count(graph) -> int:
-    return sum(1 + sum(_count(g) for g in _subgraphs(n)) for n in graph.node)
 
 
 _IMPURE = ("RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
@@ -622,14 +615,11 @@ def merge_duplicates(graph, outer_constants=None) -> int:
     tf2onnx repeats what Keras computes per layer (each attention's mask broadcast and cast,
     the same for every layer of a step) and per constant (one copy per use).
     """
-    constants = _constants(graph, outer_constants)
-    removed = 0
-    for node in graph.node:
-        for g in _subgraphs(node):
-            removed += merge_duplicates(g, constants)
+    constants, removed, _ = _descend(graph, outer_constants, merge_duplicates)
+    fed = {i.name for i in graph.input}  # an initializer a caller may override
 
     def key_of(name):
-        if name in constants and name not in {i.name for i in graph.input}:
+        if name in constants and name not in fed:
             v = constants[name]
             return ("const", str(v.dtype), v.shape, v.tobytes()) if v.size <= 64 else name
         return name
