@@ -101,9 +101,8 @@ def case_multi_head():
     layer = build(zoo.attention.get("multi_head", num_heads=2, key_dim=1, use_bias=False))
     pick = np.zeros((2, 2, 1), "float32")
     pick[0, 0, 0] = pick[1, 1, 0] = 1.0
-    for dense in (layer.query_dense, layer.key_dense, layer.value_dense):
-        dense.kernel.assign(pick)
-    layer.output_dense.kernel.assign(np.array([[[1, 0]], [[0, 1]]], "float32"))
+    # Set in Keras's per-head layout ((dim, H, d), (H, d, dim_out)): the layer stores them 2-D.
+    layer.set_weights([pick, pick, pick, np.array([[[1, 0]], [[0, 1]]], "float32")])
     w0 = softmax2(1.0, 0.0)
     ctx = [w0[0] * 1 + w0[1] * 3, 0.5 * 2 + 0.5 * 4]
     check(layer, [w0[0], w0[1], 0.5, 0.5], ctx)

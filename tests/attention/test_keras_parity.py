@@ -69,11 +69,78 @@ def test_multi_head_equals_keras_multi_head_with_copied_weights(data, heads, key
     ours = zoo.attention.get("multi_head", num_heads=heads, key_dim=key_dim,
                              value_dim=value_dim, output_dim=output_dim)
     ours.build(q.shape, v.shape, k.shape)
-    assert [w.shape for w in ours.get_weights()] == [w.shape for w in keras_layer.get_weights()]
-    ours.set_weights(keras_layer.get_weights())
+    # The same weights in the same order, each stored 2-D: (dim, H, d) -> (dim, H * d),
+    # (H, d) -> (H * d,), (H, d, dim_out) -> (H * d, dim_out).
+    theirs = keras_layer.get_weights()
+    merged = [(t.shape[0], t[0].size) for t in theirs[0:6:2]]  # query, key, value kernels
+    expected = [s for shape in merged for s in (shape, (shape[1],))]
+    expected += [(theirs[6].size // theirs[6].shape[-1], theirs[6].shape[-1]), theirs[7].shape]
+    assert [w.shape for w in ours.get_weights()] == expected
+    assert [v.path.split("/")[-2:] for v in ours.weights] == \
+        [v.path.split("/")[-2:] for v in keras_layer.weights]
+    ours.set_weights(theirs)
     ctx, w = ours.attend(query=q, value=v, key=k, value_mask=MASK)
     np.testing.assert_allclose(ctx, ref, atol=1e-5)
     np.testing.assert_allclose(w, w_ref, atol=1e-5)
+    # And back: each array is Keras's, reshaped.
+    for a, b in zip(ours.get_weights(), theirs):
+        np.testing.assert_array_equal(a, b.reshape(a.shape))
+
+
+def test_multi_head_draws_its_projections_at_keras_scale():
+    # Keras's EinsumDense gives Glorot the fans of the product (64 in, 4 * 16 out), not those
+    # of the per-head kernel (64, 4, 16) read as a convolution's (4 * 64, 16 * 64), whose
+    # limit sqrt(6 / 1280) = 0.068 is a third of sqrt(6 / 128) = 0.22. Each kernel's spread
+    # equals that of Keras's own layer.
+    ours = zoo.attention.get("multi_head", num_heads=4, key_dim=16)
+    ours.build((None, None, 64), (None, None, 64))
+    theirs = keras.layers.MultiHeadAttention(num_heads=4, key_dim=16)
+    x = np.zeros((1, 2, 64), "float32")
+    theirs(x, x)
+    assert np.abs(ours.get_weights()[0]).max() > math.sqrt(6.0 / 1280)
+    for a, b in zip(ours.get_weights()[::2], theirs.get_weights()[::2]):  # the kernels
+        assert np.abs(a).max() <= np.abs(b).max() * 1.05
+        assert np.std(a) == pytest.approx(np.std(b), rel=0.1)
+
+
+def test_multi_head_loads_a_checkpoint_with_per_head_kernels(tmp_path):
+    # Weights saved in Keras's per-head layout (as zoo wrote them before it stored the
+    # projections 2-D) load into the 2-D variables, the same numbers in the same order.
+    inputs = keras.Input((TQ, D))
+
+    class Attend(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.attention = zoo.attention.get("multi_head", num_heads=2)
+
+        def build(self, shape):
+            self.attention.build(shape, shape)
+
+        def call(self, x):
+            return self.attention(query=x, value=x)
+
+    model = keras.Model(inputs, Attend()(inputs))
+    path = str(tmp_path / "mha.weights.h5")
+    model.save_weights(path)
+    import h5py
+
+    with h5py.File(path, "r+") as f:
+        kernels = []
+        f.visititems(lambda name, obj: kernels.append(name)
+                     if isinstance(obj, h5py.Dataset) and obj.ndim == 2 else None)
+        assert len(kernels) == 4
+        for name in kernels:
+            array = f[name][...]
+            per_head = array.reshape((2, 4, D) if "attention_output" in name else (D, 2, 4))
+            del f[name]
+            f[name] = per_head
+    fresh = keras.Model(inputs, Attend()(inputs))
+    fresh.load_weights(path)
+    for a, b in zip(fresh.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError):  # a kernel of another size still fails to load
+        fresh.layers[-1].attention.query_dense.load_own_variables(
+            {"0": np.zeros((D, 3, 4), "float32"), "1": np.zeros((2, 4), "float32")})
 
 
 def test_multi_head_causal_mask_equals_keras(data):

@@ -3,37 +3,97 @@
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
 from zoo.attention.base import Attention, causal, register
 
 
-def _project(dense, x, rows=False):
-    """``dense(x)`` for the heads' ``EinsumDense`` projections, as one 2-D matmul.
+def _as_stored(array, shape):
+    """``array`` in Keras's per-head layout ((dim, H, d), (H, d) or (H, d, dim_out)) as the
+    2-D ``shape`` zoo stores, or unchanged when it is not that layout."""
+    array_shape = tuple(getattr(array, "shape", ()))
+    shape = tuple(shape)
+    if array_shape == shape or len(array_shape) != len(shape) + 1 or \
+            math.prod(array_shape) != math.prod(shape):
+        return array
+    if len(shape) == 1 or array_shape[0] == shape[0] or array_shape[-1] == shape[-1]:
+        return np.asarray(array).reshape(shape)
+    return array
 
-    With a dynamic length, TensorFlow runs ``abc,cde->abde`` as a batched matmul against a
-    broadcast kernel, whose gradient is a batched product plus a sum over the batch: that sum
-    and the batched kernels were a quarter of a Transformer's training step on CPU. Folding
-    (batch, T) into rows gives a plain matmul forward and backward. The layer keeps its
-    weights (same names and shapes); quantized or LoRA layers run their own call.
+
+class _ReshapedStore:
+    """A weights store whose arrays are laid out as the layer's variables (a reshape)."""
+
+    def __init__(self, store, shapes):
+        self.store, self.shapes = store, shapes
+
+    def keys(self):
+        return self.store.keys()
+
+    def __len__(self):
+        return len(self.store.keys())
+
+    def __getitem__(self, key):
+        array = self.store[key]
+        shape = self.shapes.get(key)
+        return array if shape is None else _as_stored(array[...], shape)
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class HeadProjection(keras.layers.EinsumDense):
+    """One of multi-head attention's four projections, stored as the 2-D matrix it multiplies.
+
+    ``(dim, H * d)`` for the queries, keys and values, ``(H * d, dim_out)`` for the output:
+    Keras's per-head ``(dim, H, d)`` kernels cost a reshape of every kernel in every call,
+    and XLA on CPU fuses that reshape into a one-row product (batch-1 decoding) as a naive
+    loop: 55 us instead of 4 per 256x256 projection, two thirds of a greedy step. Weights and
+    checkpoints in Keras's layout load by a reshape (:meth:`load_own_variables`).
 
     Args:
-        dense: An ``EinsumDense`` with equation ``abc,cde->abde`` (input ``(batch, T, c)``,
-            output ``(batch, T, H, d)``) or ``abcd,cde->abe`` (``(batch, T, H, d)`` ->
-            ``(batch, T, e)``).
-        x: Its input.
-        rows: ``x`` is packed rows (:mod:`zoo.attention.packing`): no time axis, ``(N, c)``
-            -> ``(N, H, d)`` or ``(N, H, d)`` -> ``(N, e)``.
+        units: Output size (``H * d`` in, ``dim_out`` out).
+        **kwargs: ``EinsumDense`` arguments but the equation and output shape.
+    """
+
+    def __init__(self, units, **kwargs):
+        kwargs.pop("equation", None)
+        kwargs.pop("output_shape", None)
+        super().__init__("abc,cd->abd", output_shape=(None, int(units)), **kwargs)
+        self.units = int(units)
+
+    def load_own_variables(self, store):
+        if self.quantization_mode is None and self.built:
+            store = _ReshapedStore(store, {"0": self._kernel.shape} if self.bias is None else
+                             {"0": self._kernel.shape, "1": self.bias.shape})
+        super().load_own_variables(store)
+
+    def get_config(self):
+        config = super().get_config()
+        for key in ("equation", "output_shape"):
+            config.pop(key)
+        return {**config, "units": self.units}
+
+
+def _project(dense, x, heads=None, rows=False):
+    """``dense(x)`` for a :class:`HeadProjection`, as one 2-D matmul.
+
+    With a dynamic length, TensorFlow runs a 3-D einsum as a batched matmul against a
+    broadcast kernel, whose gradient is a batched product plus a sum over the batch: that sum
+    and the batched kernels were a quarter of a Transformer's training step on CPU. Folding
+    (batch, T) into rows gives a plain matmul forward and backward. Quantized or LoRA layers
+    run their own call.
+
+    Args:
+        dense: A :class:`HeadProjection`.
+        x: ``(batch, T, c)``, or ``(batch, T, H, d)`` heads (the output projection's input).
+        heads: Split the output into this many heads: ``(batch, T, H, units // H)``.
+        rows: ``x`` is packed rows (:mod:`zoo.attention.packing`): no time axis.
 
     Returns:
-        What ``dense(x)`` returns (without its time axis for ``rows``).
+        ``(batch, T, units)``, or ``(batch, T, heads, units // heads)`` (no ``T`` for
+        ``rows``).
     """
-    if dense.quantization_mode is not None or getattr(dense, "lora_enabled", False) or \
-            dense.equation not in ("abc,cde->abde", "abcd,cde->abe"):
-        return dense(ops.expand_dims(x, 1))[:, 0] if rows else dense(x)
     x = ops.convert_to_tensor(x)
-    kernel = ops.cast(dense.kernel, dense.compute_dtype)
-    x = ops.cast(x, dense.compute_dtype)
     # A static length (a decoding step's 1) lets the batch be inferred (-1): the step then
     # reshapes without reading its shape at run time (a Shape, a slice and a pack per
     # projection: 54 of the 739 nodes of a 3-layer greedy loop body). -1 cannot infer an
@@ -44,17 +104,16 @@ def _project(dense, x, rows=False):
         lead = (-1, x.shape[1])
     else:
         lead = (ops.shape(x)[0], ops.shape(x)[1])
-    if dense.equation == "abc,cde->abde":
-        c, h, d = kernel.shape
-        y = ops.matmul(ops.reshape(x, (-1, c)), ops.reshape(kernel, (c, h * d)))
-        out_shape = lead + (h, d)
+    x = ops.reshape(x, (-1, math.prod(x.shape[len(lead):])))  # (rows, c)
+    if dense.quantization_mode is not None or getattr(dense, "lora_enabled", False):
+        y = dense(ops.expand_dims(x, 1))[:, 0]
     else:
-        h, d, e = kernel.shape
-        y = ops.matmul(ops.reshape(x, (-1, h * d)), ops.reshape(kernel, (h * d, e)))
-        out_shape = lead + (e,)
-    if dense.bias is not None:
-        y = y + ops.reshape(ops.cast(dense.bias, y.dtype), (-1,))
-    return ops.reshape(y, out_shape)
+        x = ops.cast(x, dense.compute_dtype)
+        y = ops.matmul(x, ops.cast(dense.kernel, dense.compute_dtype))
+        if dense.bias is not None:
+            y = y + ops.cast(dense.bias, y.dtype)
+    units = y.shape[-1]
+    return ops.reshape(y, lead + ((heads, units // heads) if heads else (units,)))
 
 
 @register("multi_head", aliases=("mha", "multihead"))
@@ -63,9 +122,13 @@ class MultiHeadAttention(Attention):
 
     ``head_h = softmax(Q_h K_h^T / sqrt(key_dim)) V_h`` with ``Q_h = q W^Q_h``,
     ``K_h = k W^K_h``, ``V_h = v W^V_h``; the heads are concatenated and projected by ``W^O``.
-    The weights have the same shapes and names as ``keras.layers.MultiHeadAttention``'s, so
-    weights copy across. Unlike Keras's layer, masks are honoured however the inputs were
-    produced, and fully masked rows give zeros.
+    The weights have the names, order and initial scale of ``keras.layers.MultiHeadAttention``'s
+    (whose initializers read the fans of the 2-D product too),
+    stored as the 2-D matrices the products use (:class:`HeadProjection`): ``(dim, H * d)``
+    rather than ``(dim, H, d)``. Keras's weights copy across by :meth:`set_weights`, and
+    checkpoints with per-head kernels load (the same numbers in the same order, reshaped).
+    Unlike Keras's layer, masks are honoured however the inputs were produced, and fully
+    masked rows give zeros.
 
     Args:
         num_heads: Number of heads.
@@ -113,11 +176,14 @@ class MultiHeadAttention(Attention):
     def _output_dim(self, query_dim, value_dim):
         return self.output_dim or query_dim
 
-    def _projection(self, equation, output_shape, bias_axes, name):
-        return keras.layers.EinsumDense(
-            equation, output_shape=output_shape, bias_axes=bias_axes if self.use_bias else None,
-            kernel_initializer=self.kernel_initializer, bias_initializer=self.bias_initializer,
-            kernel_regularizer=self.kernel_regularizer, dtype=self.dtype_policy, name=name)
+    def _projection(self, units, name, size_in):
+        layer = HeadProjection(
+            units, bias_axes="d" if self.use_bias else None,
+            kernel_initializer=self.kernel_initializer,
+            bias_initializer=self.bias_initializer, kernel_regularizer=self.kernel_regularizer,
+            dtype=self.dtype_policy, name=name)
+        layer.build((None, None, size_in))
+        return layer
 
     def build_weights(self, query_dim, key_dim, value_dim):
         h = self.num_heads
@@ -127,24 +193,20 @@ class MultiHeadAttention(Attention):
                              f"num_heads={h}; set key_dim")
         vd = self.value_dim or kd
         self._head_key_dim, self._head_value_dim = kd, vd
-        self.query_dense = self._projection("abc,cde->abde", (None, h, kd), "de", "query")
-        self.query_dense.build((None, None, query_dim))
-        self.key_dense = self._projection("abc,cde->abde", (None, h, kd), "de", "key")
-        self.key_dense.build((None, None, key_dim))
-        self.value_dense = self._projection("abc,cde->abde", (None, h, vd), "de", "value")
-        self.value_dense.build((None, None, value_dim))
-        self.output_dense = self._projection(
-            "abcd,cde->abe", (None, self._output_dim(query_dim, value_dim)), "e",
-            "attention_output")
-        self.output_dense.build((None, None, h, vd))
+        self.query_dense = self._projection(h * kd, "query", query_dim)
+        self.key_dense = self._projection(h * kd, "key", key_dim)
+        self.value_dense = self._projection(h * vd, "value", value_dim)
+        self.output_dense = self._projection(self._output_dim(query_dim, value_dim),
+                                             "attention_output", h * vd)
         self._scale_value = 1.0 / math.sqrt(kd)
 
     # The prepared memory is laid out for the two products of a step (keys (b, H, kd, Tv),
     # values (b, H, Tv, vd)): a decoder step then reads its key/value cache and the encoder's
     # memory without transposing them (transposes were a sixth of an exported step).
     def _prepare(self, key, value):
-        keys = _project(self.key_dense, key)  # (batch, Tv, H, kd)
-        values = _project(self.value_dense, value)  # (batch, Tv, H, vd)
+        h = self.num_heads
+        keys = _project(self.key_dense, key, h)  # (batch, Tv, H, kd)
+        values = _project(self.value_dense, value, h)  # (batch, Tv, H, vd)
         if keys.shape[1] == 1:
             # One position (a decoding step's new keys): the layouts differ by a reshape.
             # tf2onnx moved the transpose onto the concatenation with the cache instead,
@@ -156,7 +218,8 @@ class MultiHeadAttention(Attention):
                 "values": ops.transpose(values, (0, 2, 1, 3))}  # (batch, H, Tv, vd)
 
     def _score(self, query, memory, state):
-        q = _project(self.query_dense, query) * ops.cast(self._scale_value, query.dtype)
+        q = _project(self.query_dense, query, self.num_heads) * \
+            ops.cast(self._scale_value, query.dtype)
         # (batch, Tq, H, kd) -> (batch, H, Tq, Tv)
         return ops.matmul(ops.transpose(q, (0, 2, 1, 3)), memory["keys"])
 
@@ -200,9 +263,11 @@ class MultiHeadAttention(Attention):
         self._check_rank(value, 2, "value")
         if not self.built:
             self.build((None, None, query.shape[-1]), (None, None, value.shape[-1]))
-        q = _project(self.query_dense, query, rows=True) * ops.cast(self._scale_value, query.dtype)
-        keys = value_rows.unpack(_project(self.key_dense, value, rows=True))  # (batch, Tv, H, kd)
-        values = value_rows.unpack(_project(self.value_dense, value, rows=True))
+        h = self.num_heads
+        q = _project(self.query_dense, query, h, rows=True) * \
+            ops.cast(self._scale_value, query.dtype)
+        keys = value_rows.unpack(_project(self.key_dense, value, h, rows=True))  # (b, Tv, H, kd)
+        values = value_rows.unpack(_project(self.value_dense, value, h, rows=True))
         memory = {"keys": ops.transpose(keys, (0, 2, 3, 1)),  # (batch, H, kd, Tv)
                   "values": ops.transpose(values, (0, 2, 1, 3)),  # (batch, H, Tv, vd)
                   "mask": value_rows.mask}
@@ -306,6 +371,17 @@ class MultiHeadAttention(Attention):
                 "values": ops.concatenate([cache["values"],
                                            ops.cast(new["values"], cache["values"].dtype)],
                                           axis=2)}
+
+    def set_weights(self, weights):
+        """Sets the weights from arrays in this layer's layout or in Keras's per-head one.
+
+        Args:
+            weights: ``get_weights()`` of this layer, or of a
+                ``keras.layers.MultiHeadAttention`` of the same sizes.
+        """
+        if len(weights) == len(self.weights):
+            weights = [_as_stored(w, v.shape) for w, v in zip(weights, self.weights)]
+        super().set_weights(weights)
 
     def get_config(self):
         return {**super().get_config(), "num_heads": self.num_heads, "key_dim": self.key_dim,
