@@ -134,9 +134,14 @@ def test_beam_of_one_is_greedy(seed, alpha):
         np.testing.assert_allclose(g[1], b[1], rtol=1e-6)
 
 
-def test_greedy_follows_argmax_and_records_attention():
+@pytest.mark.parametrize("static", [False, True])  # top_k, or the reductions XLA fuses
+@pytest.mark.parametrize("ties", [False, True])
+def test_greedy_follows_argmax_and_records_attention(static, ties):
     logits, att = _tables(5, rows=2)
-    tokens, scores, lengths, attn = _run(decoding.Greedy(), logits, att, 2, 6)
+    if ties:  # whole numbers: most steps have several best tokens; argmax takes the first
+        logits = np.round(logits * 0.5).astype("float32")
+    greedy = decoding.Greedy().with_static_shapes() if static else decoding.Greedy()
+    tokens, scores, lengths, attn = _run(greedy, logits, att, 2, 6)
     for row in range(2):
         code, prev, total, steps = 0, BOS, 0.0, []
         for t in range(6):

@@ -194,6 +194,17 @@ def _best(logp):
     return ops.cast(indices[..., 0], "int32"), values[..., 0]
 
 
+def _best_by_reduction(logp):
+    """:func:`_best` as two reductions, for XLA: the largest log-probability, and the first
+    token that reaches it (ties to the lowest index, as ``top_k``). XLA on CPU runs ``top_k``
+    as a sort custom call and fuses reductions: a compiled greedy step at batch 64 is 6%
+    faster. onnxruntime's ``TopK`` is the faster there (75 against 235 us on (64, 8000)).
+    Keras's float ``argmax`` is avoided for ``_argmax``'s reason; this one reads booleans."""
+    values = ops.max(logp, -1, keepdims=True)  # (b, 1)
+    tok = ops.argmax(ops.cast(ops.equal(logp, values), "int32"), -1)
+    return ops.cast(tok, "int32"), values[..., 0]
+
+
 def _gained(logp, tok):
     """``logp[row, tok[row]]``: what the chosen tokens add to the scores."""
     return ops.take_along_axis(logp, ops.expand_dims(tok, -1), axis=-1)[:, 0]
@@ -247,8 +258,10 @@ class Greedy(Strategy):
                  eos_id, pad_id=0, min_length=0, memory_mask=None):
         _check_lengths(max_length, min_length)
         path = _compacting_path if self.compact else _single_path
+        # Constant shapes are XLA's (and fixed-shape LiteRT's) loops: reductions fuse there.
+        choose = _best_by_reduction if self.static_shapes else _best
         tokens, scores, lengths, attn = path(
-            _best, step_fn, state, memory, batch_size,
+            choose, step_fn, state, memory, batch_size,
             memory_length, max_length, bos_id, eos_id, pad_id, min_length,
             self.no_repeat_ngram_size)
         return DecodingResult(tokens[:, None], scores[:, None], lengths[:, None],
