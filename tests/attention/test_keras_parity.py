@@ -151,3 +151,20 @@ def test_multi_head_causal_mask_equals_keras(data):
     ours.build(q.shape, q.shape)
     ours.set_weights(keras_layer.get_weights())
     np.testing.assert_allclose(ours(query=q, value=q, use_causal_mask=True), ref, atol=1e-5)
+
+
+def test_multi_head_projections_quantize_with_the_model(data):
+    # Keras's EinsumDense quantizes only itself, not subclasses: model.quantize would skip the
+    # attention's projections with a warning unless HeadProjection allows it.
+    q, v, _ = data
+    inputs = keras.Input((TQ, D))
+    layer = zoo.attention.get("multi_head", num_heads=2)
+    model = keras.Model(inputs, layer(query=inputs, value=inputs))
+    ref = np.asarray(model(q))
+    model.quantize("int8")
+    modes = [d.quantization_mode for d in (layer.query_dense, layer.key_dense,
+                                            layer.value_dense, layer.output_dense)]
+    assert modes == ["int8"] * 4
+    out = np.asarray(model(q))
+    assert not np.array_equal(out, ref)  # really quantized
+    np.testing.assert_allclose(out, ref, atol=0.05 * np.abs(ref).max())

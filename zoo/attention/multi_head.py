@@ -61,6 +61,11 @@ class HeadProjection(keras.layers.EinsumDense):
         super().__init__("abc,cd->abd", output_shape=(None, int(units)), **kwargs)
         self.units = int(units)
 
+    def quantize(self, mode=None, type_check=True, config=None):
+        # EinsumDense refuses to quantize subclasses, whose call may differ; this one's call
+        # is EinsumDense's (``model.quantize`` would otherwise skip the attention).
+        super().quantize(mode, type_check=False, config=config)
+
     def load_own_variables(self, store):
         if self.quantization_mode is None and self.built:
             store = _ReshapedStore(store, {"0": self._kernel.shape} if self.bias is None else
