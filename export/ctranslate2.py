@@ -15,8 +15,8 @@ Layout (``zoo.serving.load(dir)`` runs it with :class:`zoo.serving.CTranslate2Ru
 * ``source.model`` / ``target.model`` - the SentencePiece models (host-side tokenization).
 * ``manifest.json``.
 
-What maps onto what: each zoo ``multi_head`` projection (``EinsumDense`` kernels
-``(dim, heads, head_dim)``) becomes a ``(heads * head_dim, dim)`` linear layer; self-attention
+What maps onto what: each zoo ``multi_head`` projection (``HeadProjection`` kernels
+``(dim, heads * head_dim)``) becomes a ``(heads * head_dim, dim)`` linear layer; self-attention
 query/key/value are fused into one, cross-attention key/value into one; ``norm1``/``norm2``
 (/``norm3``) are the norms of the attention, cross-attention and feed-forward blocks (before
 them, or after the residual sum when post-norm); a pre-norm model's final norms are the
@@ -48,8 +48,8 @@ def _linear(spec, kernel, bias=None):
 
 
 def _projection(dense):
-    """An EinsumDense ``abc,cde->abde`` (dim, heads, head_dim) -> ``(dim, heads * head_dim)``
-    kernel and bias (zeros when the layer has none)."""
+    """A query/key/value projection's ``(dim, heads * head_dim)`` kernel and bias (zeros when
+    the layer has none); a per-head ``(dim, heads, head_dim)`` kernel is flattened alike."""
     kernel = _np(dense.kernel)
     kernel = kernel.reshape(kernel.shape[0], -1)
     bias = _np(dense.bias).reshape(-1) if dense.bias is not None else \
@@ -68,7 +68,7 @@ def _attention(spec, layer, fused_self):
         _linear(spec.linear[0], q[0], q[1])
         _linear(spec.linear[1], np.concatenate([k[0], v[0]], 1), np.concatenate([k[1], v[1]]))
     out = layer.output_dense
-    kernel = _np(out.kernel)  # (heads, head_dim, dim)
+    kernel = _np(out.kernel)  # (heads * head_dim, dim)
     bias = _np(out.bias) if out.bias is not None else np.zeros(kernel.shape[-1], "float32")
     _linear(spec.linear[-1], kernel.reshape(-1, kernel.shape[-1]), bias)
 

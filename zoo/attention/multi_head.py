@@ -53,6 +53,16 @@ class HeadProjection(keras.layers.EinsumDense):
     Args:
         units: Output size (``H * d`` in, ``dim_out`` out).
         **kwargs: ``EinsumDense`` arguments but the equation and output shape.
+
+    Example:
+        >>> import numpy as np
+        >>> layer = HeadProjection(6, bias_axes="d")
+        >>> layer.build((None, None, 4))
+        >>> tuple(layer.kernel.shape)  # (dim, H * d)
+        (4, 6)
+        >>> layer.load_own_variables({"0": np.ones((4, 2, 3)), "1": np.zeros((2, 3))})
+        >>> float(layer.kernel.numpy().sum())  # Keras's (dim, H, d) layout, reshaped
+        24.0
     """
 
     def __init__(self, units, **kwargs):
@@ -68,8 +78,10 @@ class HeadProjection(keras.layers.EinsumDense):
 
     def load_own_variables(self, store):
         if self.quantization_mode is None and self.built:
-            store = _ReshapedStore(store, {"0": self._kernel.shape} if self.bias is None else
-                             {"0": self._kernel.shape, "1": self.bias.shape})
+            shapes = {"0": self._kernel.shape}
+            if self.bias is not None:
+                shapes["1"] = self.bias.shape
+            store = _ReshapedStore(store, shapes)
         super().load_own_variables(store)
 
     def get_config(self):
@@ -127,13 +139,12 @@ class MultiHeadAttention(Attention):
 
     ``head_h = softmax(Q_h K_h^T / sqrt(key_dim)) V_h`` with ``Q_h = q W^Q_h``,
     ``K_h = k W^K_h``, ``V_h = v W^V_h``; the heads are concatenated and projected by ``W^O``.
-    The weights have the names, order and initial scale of ``keras.layers.MultiHeadAttention``'s
-    (whose initializers read the fans of the 2-D product too),
-    stored as the 2-D matrices the products use (:class:`HeadProjection`): ``(dim, H * d)``
-    rather than ``(dim, H, d)``. Keras's weights copy across by :meth:`set_weights`, and
-    checkpoints with per-head kernels load (the same numbers in the same order, reshaped).
-    Unlike Keras's layer, masks are honoured however the inputs were produced, and fully
-    masked rows give zeros.
+    The weights have the names, order and initial scale of Keras's ``MultiHeadAttention``
+    (whose initializers read the fans of the 2-D product too), stored as the 2-D matrices the
+    products use (:class:`HeadProjection`): ``(dim, H * d)`` rather than ``(dim, H, d)``.
+    Keras's weights copy across by :meth:`set_weights`, and checkpoints with per-head kernels
+    load (the same numbers in the same order, reshaped). Unlike Keras's layer, masks are
+    honoured however the inputs were produced, and fully masked rows give zeros.
 
     Args:
         num_heads: Number of heads.
