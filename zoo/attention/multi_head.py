@@ -66,8 +66,6 @@ class HeadProjection(keras.layers.EinsumDense):
     """
 
     def __init__(self, units, **kwargs):
-        kwargs.pop("equation", None)
-        kwargs.pop("output_shape", None)
         super().__init__("abc,cd->abd", output_shape=(None, int(units)), **kwargs)
         self.units = int(units)
 
