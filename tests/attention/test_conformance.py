@@ -4,6 +4,7 @@ Parametrized over the registry: registering a variant puts it through every test
 """
 
 import inspect
+import itertools
 import os
 
 import keras
@@ -190,6 +191,44 @@ def test_every_constructor_argument_round_trips(name, rng):
     clone.set_weights(layer.get_weights())
     np.testing.assert_allclose(clone(query=q, value=v, value_mask=VALUE_MASK), expected,
                                atol=1e-6)
+
+
+def _equal_pairs(weights):
+    """Pairs of weights that hold the same drawn values (mostly distinct: a constant or
+    two-valued start is set, not drawn)."""
+    arrays = [(w.path, np.asarray(w)) for w in weights]
+    return [(a, b) for (a, x), (b, y) in itertools.combinations(arrays, 2)
+            if x.shape == y.shape and np.unique(x).size > x.size // 2 > 0
+            and np.array_equal(x, y)]
+
+
+@pytest.mark.parametrize("name", ATTENTION_NAMES)
+def test_weights_start_independent(name, rng):
+    """No two weights start equal: one initializer instance shared by the projections gave
+    q, k, v and the output projection the same values."""
+    layer = make_attention(name)
+    q, v = inputs(rng)
+    layer(query=q, value=v)
+    assert not _equal_pairs(layer.weights)
+
+
+SEEDABLE = [n for n in ATTENTION_NAMES if "kernel_initializer"
+            in inspect.signature(zoo.attention.REGISTRY.get_class(n).__init__).parameters]
+
+
+@pytest.mark.parametrize("name", SEEDABLE)
+def test_a_seeded_initializer_is_reproducible_and_still_independent(name, rng):
+    q, v = inputs(rng)
+
+    def build():
+        layer = make_attention(name, kernel_initializer=keras.initializers.GlorotUniform(7))
+        layer(query=q, value=v)
+        return layer
+
+    first, second = build(), build()
+    assert not _equal_pairs(first.weights)
+    for a, b in zip(first.weights, second.weights):
+        np.testing.assert_array_equal(a, b, err_msg=a.path)
 
 
 def _functional(layer):

@@ -3,6 +3,7 @@
 is checked the moment it is registered)."""
 
 import inspect
+import itertools
 
 import keras
 import numpy as np
@@ -215,3 +216,20 @@ def test_transformer_cache_rolls_a_window_or_grows_and_both_step_alike():
 
     state = traced.get_concrete_function(tf.TensorSpec([2, 4, 8]), tf.TensorSpec([2, 4], "bool"))
     assert state.structured_outputs["layers"][0]["keys"].shape.as_list() == [2, 2, 4, None]
+
+
+@pytest.mark.parametrize("name", presets.names())
+def test_no_two_weights_of_a_preset_start_equal(name):
+    """Every preset's random weights are drawn independently (a shared initializer instance
+    once gave each attention's q, k, v and output projections the same start). Weights with
+    few distinct values (zeros, an LSTM's unit forget bias) are set, not drawn."""
+    from zoo.models import REGISTRY
+
+    model = REGISTRY.get_class(presets.get_preset(name)["class"]).from_preset(
+        name, vocab_size=50)
+    model.build()
+    arrays = [(w.path, np.asarray(w)) for w in model.weights]
+    equal = [(a, b) for (a, x), (b, y) in itertools.combinations(arrays, 2)
+             if x.shape == y.shape and np.unique(x).size > x.size // 2 > 0
+             and np.array_equal(x, y)]
+    assert not equal

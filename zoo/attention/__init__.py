@@ -10,7 +10,8 @@ Example:
     TensorShape([2, 3, 8])
 """
 
-from zoo.attention.base import REGISTRY, Attention, masked_softmax, register
+from zoo.attention.base import (REGISTRY, Attention, independent_initializer, masked_softmax,
+                                register)
 from zoo.attention.dot import DotAttention
 from zoo.attention.scaled_dot import ScaledDotAttention
 from zoo.attention.cosine import CosineAttention
@@ -54,5 +55,5 @@ __all__ = [
     "MonotonicAttention", "MultiHeadAttention", "PackedRows", "ScaledDotAttention",
     "UniformAttention",
     "REGISTRY", "get",
-    "masked_softmax", "names", "register", "coverage_loss",
+    "independent_initializer", "masked_softmax", "names", "register", "coverage_loss",
 ]

@@ -4,7 +4,7 @@
 import keras
 from keras import ops
 
-from zoo.attention.base import Attention, register
+from zoo.attention.base import Attention, independent_initializer, register
 
 
 class AdditiveScoreMixin:
@@ -21,7 +21,8 @@ class AdditiveScoreMixin:
 
     def _dense(self, units, name, use_bias=False):
         return keras.layers.Dense(
-            units, use_bias=use_bias, kernel_initializer=self.kernel_initializer,
+            units, use_bias=use_bias,
+            kernel_initializer=independent_initializer(self.kernel_initializer, name),
             kernel_regularizer=self.kernel_regularizer, dtype=self.dtype_policy, name=name)
 
     def _build_additive(self, query_dim, key_dim):

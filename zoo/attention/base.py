@@ -21,6 +21,7 @@ Three ways in, each with one return shape:
 
 from __future__ import annotations
 
+import zlib
 from typing import Any, Dict, Optional, Tuple
 
 import keras
@@ -414,6 +415,46 @@ class Attention(keras.layers.Layer):
         config = super().get_config()
         config.update({"dropout": self.dropout, "seed": self.seed})
         return config
+
+
+def independent_initializer(initializer, name):
+    """``initializer`` for one more weight, drawing values of its own.
+
+    Keras's random initializers fix their seed when constructed, not when called: one
+    instance handed to several sublayers gives every weight of a shape the same values (the
+    query, key, value and output projections of an attention would all start equal, and
+    gradient descent has to break that symmetry first). An unseeded initializer is copied,
+    so the copy draws a new seed from Keras's global generator (``keras.utils.set_random_seed``
+    still makes it reproducible); a seeded one gets its seed offset by a hash of ``name``, so a
+    seeded layer is reproducible and its weights still differ. Anything else (constant
+    initializers, a ``SeedGenerator`` that advances per call, a plain function) is returned
+    as it is.
+
+    Args:
+        initializer: A Keras initializer instance.
+        name: The sublayer or weight it is for, unique within the layer.
+
+    Returns:
+        An initializer of the same kind and configuration.
+
+    Example:
+        >>> import keras
+        >>> shared = keras.initializers.GlorotUniform()
+        >>> a = independent_initializer(shared, "query")((3, 3))
+        >>> b = independent_initializer(shared, "key")((3, 3))
+        >>> bool((a.numpy() == b.numpy()).all())
+        False
+    """
+    if not isinstance(initializer, keras.initializers.Initializer):
+        return initializer
+    config = initializer.get_config()
+    seed = config.get("seed", ...)
+    if seed is None:
+        return type(initializer).from_config(config)
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        config["seed"] = (seed + zlib.crc32(name.encode())) % (2 ** 31)
+        return type(initializer).from_config(config)
+    return initializer
 
 
 def masked_softmax(scores, mask, axis=-1):

@@ -6,7 +6,7 @@ import math
 import keras
 from keras import ops
 
-from zoo.attention.base import Attention, register
+from zoo.attention.base import Attention, independent_initializer, register
 
 
 @register("key_value", aliases=("kv",))
@@ -48,12 +48,16 @@ class KeyValueAttention(Attention):
         return self.value_dim or value_dim
 
     def build_weights(self, query_dim, key_dim, value_dim):
-        kw = dict(use_bias=self.use_bias, kernel_initializer=self.kernel_initializer,
-                  kernel_regularizer=self.kernel_regularizer, dtype=self.dtype_policy)
-        self.key_projection = keras.layers.Dense(query_dim, name="key_projection", **kw)
+        kw = dict(use_bias=self.use_bias, kernel_regularizer=self.kernel_regularizer,
+                  dtype=self.dtype_policy)
+        init = self.kernel_initializer
+        self.key_projection = keras.layers.Dense(
+            query_dim, name="key_projection",
+            kernel_initializer=independent_initializer(init, "key_projection"), **kw)
         self.key_projection.build((None, None, key_dim))
-        self.value_projection = keras.layers.Dense(self.value_dim or value_dim,
-                                                   name="value_projection", **kw)
+        self.value_projection = keras.layers.Dense(
+            self.value_dim or value_dim, name="value_projection",
+            kernel_initializer=independent_initializer(init, "value_projection"), **kw)
         self.value_projection.build((None, None, value_dim))
         self._scale_value = 1.0 / math.sqrt(query_dim)
 

@@ -4,7 +4,7 @@ step-aligned (local-m) centre."""
 import keras
 from keras import ops
 
-from zoo.attention.base import Attention, masked_softmax, register
+from zoo.attention.base import Attention, independent_initializer, masked_softmax, register
 
 _CENTRES = ("predictive", "monotonic")
 
@@ -62,7 +62,8 @@ class LocalAttention(Attention):
 
     def _dense(self, units, name):
         return keras.layers.Dense(
-            units, use_bias=False, kernel_initializer=self.kernel_initializer,
+            units, use_bias=False,
+            kernel_initializer=independent_initializer(self.kernel_initializer, name),
             kernel_regularizer=self.kernel_regularizer, dtype=self.dtype_policy, name=name)
 
     def build_weights(self, query_dim, key_dim, value_dim):

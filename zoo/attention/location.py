@@ -5,7 +5,7 @@ import keras
 from keras import ops
 
 from zoo.attention.additive import AdditiveScoreMixin
-from zoo.attention.base import Attention, register
+from zoo.attention.base import Attention, independent_initializer, register
 
 
 @register("location", aliases=("location_aware", "chorowski"))
@@ -59,7 +59,7 @@ class LocationAttention(AdditiveScoreMixin, Attention):
         self._build_additive(query_dim, key_dim)
         self.location_conv = keras.layers.Conv1D(
             self.filters, self.kernel_size, padding="same", use_bias=False,
-            kernel_initializer=self.kernel_initializer,
+            kernel_initializer=independent_initializer(self.kernel_initializer, "location_conv"),
             kernel_regularizer=self.kernel_regularizer, dtype=self.dtype_policy,
             name="location_conv")
         self.location_conv.build((None, None, 2 if self.cumulative else 1))

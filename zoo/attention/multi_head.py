@@ -6,7 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from zoo.attention.base import Attention, causal, register
+from zoo.attention.base import Attention, causal, independent_initializer, register
 
 
 def _as_stored(array, shape):
@@ -193,9 +193,10 @@ class MultiHeadAttention(Attention):
     def _projection(self, units, name, size_in):
         layer = HeadProjection(
             units, bias_axes="d" if self.use_bias else None,
-            kernel_initializer=self.kernel_initializer,
-            bias_initializer=self.bias_initializer, kernel_regularizer=self.kernel_regularizer,
-            dtype=self.dtype_policy, name=name)
+            # One initializer instance would give q, k, v and the output the same values.
+            kernel_initializer=independent_initializer(self.kernel_initializer, name),
+            bias_initializer=independent_initializer(self.bias_initializer, name),
+            kernel_regularizer=self.kernel_regularizer, dtype=self.dtype_policy, name=name)
         layer.build((None, None, size_in))
         return layer
 
