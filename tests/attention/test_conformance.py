@@ -92,6 +92,25 @@ def test_step_shapes(name, rng):
 
 
 @pytest.mark.parametrize("name", ATTENTION_NAMES)
+def test_a_step_without_a_memory_mask_sees_every_key(name, rng):
+    """``memory["mask"] = None`` (a decoder cache of real positions only) steps as an
+    all-true mask does, for three steps of a stateful variant too."""
+    layer = make_attention(name)
+    layer.build((None, None, D), (None, None, D))
+    q, v = inputs(rng, zero_masked=False)
+    memory = layer.prepare(value=v, value_mask=np.ones((B, TV), bool))
+    unmasked = {**memory, "mask": None}
+    state_a = state_b = layer.initial_state(B, TV)
+    for t in range(3):
+        ctx_a, w_a, state_a = layer.step(q[:, t], memory, state_a)
+        ctx_b, w_b, state_b = layer.step(q[:, t], unmasked, state_b)
+        np.testing.assert_allclose(ctx_b, ctx_a, atol=1e-6)
+        np.testing.assert_allclose(w_b, w_a, atol=1e-6)
+    for k in state_a:
+        np.testing.assert_allclose(state_b[k], state_a[k], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ATTENTION_NAMES)
 @pytest.mark.parametrize("training", [False, True])
 def test_stepping_equals_full_call(name, training, rng):
     layer = make_attention(name)

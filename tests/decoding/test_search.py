@@ -201,6 +201,44 @@ def test_compacting_greedy_steps_only_the_live_rows():
     assert decoding.Greedy().with_static_shapes().get_config()["compact"] is False
 
 
+@pytest.mark.parametrize("rows", [1, 4])
+def test_a_batch_size_known_when_the_graph_runs_takes_the_right_loop(rows):
+    """An exported graph knows its batch size only when it runs: both greedy loops are in the
+    graph, a batch of one steps the plain loop (compacting it gathers every tensor for
+    nothing) and a larger batch the compacting one; the other loop takes no step, and the
+    tokens are those of static shapes."""
+    logits, att = _uneven_tables(37, rows=rows)
+    inner = _step_fn(logits, att)
+    # One counter per traced loop body, in the order traced (the plain loop first): the rows
+    # each loop stepped, summed over its steps.
+    counters, traced = [tf.Variable(0), tf.Variable(0)], []
+
+    def step_fn(tokens, state, memory):
+        counter = counters[min(len(traced), 1)]
+        traced.append(1)
+        counter.assign_add(ops.shape(tokens)[0])
+        return inner(tokens, state, memory)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], "int32")])
+    def go(row_ids):
+        b = tf.shape(row_ids)[0]  # a tensor, as in an export
+        return decoding.Greedy()(step_fn, {"code": tf.zeros_like(row_ids)},
+                                 {"row": row_ids}, b, S, 8, bos_id=BOS, eos_id=EOS,
+                                 pad_id=PAD)
+
+    res = [ops.convert_to_numpy(x) for x in go(tf.range(rows))]
+    assert len(traced) == 2  # both loops are in the graph
+    lengths = res[2][:, 0]
+    stepped = [int(c.numpy()) for c in counters]
+    if rows == 1:
+        assert stepped == [lengths[0], 0]
+    else:
+        assert len(set(lengths.tolist())) > 1 and stepped == [0, lengths.sum()]
+    static = _run(decoding.Greedy().with_static_shapes(), logits, att, rows, 8)
+    for got, want in zip(res, static):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
 def test_min_length_delays_eos():
     logits, att = _tables(7, rows=2)
     logits[:, :, EOS] += 6.0  # eos is the arg-max everywhere

@@ -24,13 +24,15 @@ def data():
 
 def _diverse(tok, **overrides):
     """An untrained model whose weights are scaled up, so that greedy outputs differ from
-    text to text (freshly initialised, every text gets the same repeated token)."""
+    text to text (freshly initialised, most texts get the same repeated tokens). Twice, not
+    more: at three times, sharper attention made float32 itself the error (one log-probability
+    0.17 from float64's in Keras, 0.04 in CTranslate2)."""
     keras.utils.set_random_seed(0)
     model = Translator.from_preset("transformer_tiny", tokenizer=tok, dim=32, ff_dim=64,
                                    num_heads=4, max_target_length=16, **overrides)
     model.build()
     for v in model.weights:
-        v.assign(v * 3.0)
+        v.assign(v * 2.0)
     return model
 
 

@@ -63,10 +63,12 @@ def _check_loops(path, n_state, n_memory):
         body = next(a.g for a in loop.attribute if a.name == "body")
         through = [i.name for i, o in zip(body.input[2:], body.output[1:]) if i.name == o.name]
         assert not through, f"{loop.name} carries values it does not change: {through}"
-    # Greedy carries the step, the live rows' numbers, previous tokens, state and memory, and
-    # the full batch's tokens, scores, lengths and attention - nothing else.
-    decode = loops[-1]
-    assert len(decode.input) - 2 == 7 + n_state + n_memory
+    # Greedy has two loops side by side (a batch of one steps the plain one): the compacting
+    # loop carries the step, the live rows' numbers, previous tokens, state and memory, and
+    # the full batch's tokens, scores, lengths and attention; the plain loop the step,
+    # previous tokens, state, the finished rows and the same four outputs - nothing else.
+    carried = sorted(len(loop.input) - 2 for loop in loops[-2:])
+    assert carried == sorted([7 + n_state + n_memory, 7 + n_state])
     assert fold_selects(model.graph) == 0  # tf2onnx's arithmetic selects were folded
 
 

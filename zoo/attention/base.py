@@ -71,6 +71,10 @@ class Attention(keras.layers.Layer):
     has_heads = False
     #: False for a variant whose scores ignore the query and keys (``uniform``).
     content_based = True
+    #: True when the weights read the memory mask beyond hiding keys (a window centred on
+    #: the source length, a monotonic walk): ``step`` then makes an all-true mask where the
+    #: memory has none.
+    reads_memory_mask = False
     #: Set by the registry.
     registry_name = None
 
@@ -201,7 +205,9 @@ class Attention(keras.layers.Layer):
 
         Args:
             query: ``(batch, dim_q)``.
-            memory: The dict returned by ``prepare``.
+            memory: The dict returned by ``prepare``. Its ``"mask"`` may be None where
+                every key is visible (a decoder's cache that holds real positions only):
+                the step then applies no mask.
             state: The dict returned by ``initial_state`` or the previous ``step``.
             query_mask: ``(batch,)`` bool or None; where False the step attends to nothing and
                 the state is carried over unchanged.
@@ -216,7 +222,10 @@ class Attention(keras.layers.Layer):
         q = ops.expand_dims(query, 1)  # (batch, 1, dq)
         qm = None if query_mask is None else ops.expand_dims(
             ops.cast(query_mask, "bool"), 1)
-        mask = ops.expand_dims(memory["mask"], 1)  # (batch, 1, Tv)
+        if memory.get("mask") is None and self.reads_memory_mask:
+            memory = {**memory, "mask": ops.ones(ops.shape(memory["values"])[:2], "bool")}
+        # (batch, 1, Tv); None: every key visible, and no kernels spent on saying so.
+        mask = None if memory.get("mask") is None else ops.expand_dims(memory["mask"], 1)
         context, weights, new_state = self._step_core(q, memory, mask, qm, state, training)
         # Squeezes, not [:, 0]: one kernel each in an exported decoding loop, not a slice and
         # a squeeze.
@@ -315,8 +324,9 @@ class Attention(keras.layers.Layer):
 
     def _weigh(self, scores, mask, query_mask, query, memory, state, training):
         """Scores -> ``(weights, dropped weights)``: the masked normalisation, zeros at padding
-        queries, and dropout (training only). ``mask`` broadcasts to (batch, Tq, Tv)."""
-        full_mask = ops.expand_dims(mask, 1) if self.has_heads else mask
+        queries, and dropout (training only). ``mask`` broadcasts to (batch, Tq, Tv), or is
+        None (every key visible)."""
+        full_mask = ops.expand_dims(mask, 1) if self.has_heads and mask is not None else mask
         weights = self._normalize(scores, full_mask, query=query, memory=memory, state=state,
                                   training=training)
         if query_mask is not None:
@@ -462,13 +472,15 @@ def masked_softmax(scores, mask, axis=-1):
 
     Args:
         scores: Float tensor of any float dtype.
-        mask: Bool tensor broadcastable to ``scores``.
+        mask: Bool tensor broadcastable to ``scores``, or None: every key is visible.
         axis: The axis normalised over.
 
     Returns:
         Weights in ``scores.dtype``; a row with no True entry is all zeros (never NaN).
     """
     s = ops.cast(scores, "float32")
+    if mask is None:
+        return ops.cast(ops.softmax(s, axis=axis), scores.dtype)
     s = ops.where(mask, s, _MASK_FILL)
     # exp(fill - max) underflows to exactly 0 in float32, so masked keys already get weight
     # and gradient 0 and multiplying by the mask changes nothing there; it only zeroes the

@@ -43,6 +43,7 @@ class LocalAttention(Attention):
     """
 
     has_state = True
+    reads_memory_mask = True
 
     def __init__(self, window=5, centre="predictive", units=None,
                  kernel_initializer="glorot_uniform", kernel_regularizer=None, dropout=0.0,

@@ -50,6 +50,7 @@ class MonotonicAttention(AdditiveScoreMixin, Attention):
     """
 
     has_state = True
+    reads_memory_mask = True
 
     def __init__(self, units=None, mode="auto", sigmoid_noise=0.0, score_bias_init=0.0,
                  use_bias=True, kernel_initializer="glorot_uniform", kernel_regularizer=None,

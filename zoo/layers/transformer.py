@@ -193,8 +193,8 @@ class TransformerDecoder(_Base, Decoder):
     (XLA compiles it once; LiteRT needs it): each step drops the oldest (still empty) slot
     and appends the new keys/values at the end, a slice and a concatenation, instead of
     blending every slot with a position mask (the blend's broadcast was half of an exported
-    ONNX step at batch 64). A growing cache appends only, and a step reads the positions so
-    far. Attention ignores the order of its keys; the positions live in the embeddings, so
+    ONNX step at batch 64). A growing cache appends only, and a step attends to every
+    position so far with no mask (every slot is real). Attention ignores the order of its keys; the positions live in the embeddings, so
     only the mask knows the layout: a row that has taken ``i + 1`` steps sees the last
     ``i + 1`` slots.
 
@@ -356,11 +356,15 @@ class TransformerDecoder(_Base, Decoder):
         index = state["index"]  # (batch,)
         growing = "growing" in state
         x = self.embedding(token_ids, positions=index)  # (batch, dim)
-        # Slots after this step: a window keeps its size; a growing cache gains one.
-        slots = ops.shape(state["layers"][0]["values"])[2] + (1 if growing else 0)
-        positions = ops.expand_dims(ops.arange(slots, dtype="int32"), 0)  # (1, L)
-        # After this step the row's i + 1 entries fill the last i + 1 slots.
-        visible = ops.greater_equal(positions, slots - 1 - ops.expand_dims(index, 1))
+        if growing:
+            # Every row started empty and appended one slot a step: every slot is real, and
+            # a step without a mask saves 19 of an exported step's 204 kernels.
+            visible = None
+        else:
+            slots = ops.shape(state["layers"][0]["values"])[2]
+            positions = ops.expand_dims(ops.arange(slots, dtype="int32"), 0)  # (1, L)
+            # After this step the row's i + 1 entries fill the last i + 1 slots.
+            visible = ops.greater_equal(positions, slots - 1 - ops.expand_dims(index, 1))
         new_layers, weights = [], None
         for b, layer, mem in zip(self.blocks, state["layers"], memory["layers"]):
             cache = {}
