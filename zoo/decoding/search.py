@@ -228,7 +228,8 @@ class Greedy(Strategy):
         compact: Drop finished rows from the batch as the loop goes, so a batch costs the
             sum of its output lengths rather than its size times the longest (the loop's
             batch axis then has a dynamic size: XLA and fixed-shape LiteRT graphs use
-            :meth:`with_static_shapes`). Same tokens either way.
+            :meth:`with_static_shapes`). A batch of one steps the plain loop: its only row
+            finishing ends the loop anyway. Same tokens either way.
 
     Example:
         >>> import numpy as np
