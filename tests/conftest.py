@@ -1,3 +1,4 @@
+import itertools
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -24,6 +25,15 @@ ATTENTION_NAMES = zoo.attention.names()
 
 def make_attention(name, **overrides):
     return zoo.attention.get(name, **{**SMALL_KWARGS.get(name, {}), **overrides})
+
+
+def equal_drawn_weights(weights):
+    """Pairs of weight paths that hold the same drawn values. Drawn means mostly distinct
+    values: a constant or two-valued start (zeros, an LSTM's unit forget bias) is set."""
+    arrays = [(w.path, np.asarray(w)) for w in weights]
+    return [(a, b) for (a, x), (b, y) in itertools.combinations(arrays, 2)
+            if x.shape == y.shape and np.unique(x).size > x.size // 2 > 0
+            and np.array_equal(x, y)]
 
 
 @pytest.fixture(autouse=True)

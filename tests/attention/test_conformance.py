@@ -4,7 +4,6 @@ Parametrized over the registry: registering a variant puts it through every test
 """
 
 import inspect
-import itertools
 import os
 
 import keras
@@ -13,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import zoo.attention
-from conftest import ATTENTION_NAMES, make_attention
+from conftest import ATTENTION_NAMES, equal_drawn_weights, make_attention
 
 B, TQ, TV, D = 2, 4, 5, 6
 VALUE_MASK = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
@@ -212,15 +211,6 @@ def test_every_constructor_argument_round_trips(name, rng):
                                atol=1e-6)
 
 
-def _equal_pairs(weights):
-    """Pairs of weights that hold the same drawn values (mostly distinct: a constant or
-    two-valued start is set, not drawn)."""
-    arrays = [(w.path, np.asarray(w)) for w in weights]
-    return [(a, b) for (a, x), (b, y) in itertools.combinations(arrays, 2)
-            if x.shape == y.shape and np.unique(x).size > x.size // 2 > 0
-            and np.array_equal(x, y)]
-
-
 @pytest.mark.parametrize("name", ATTENTION_NAMES)
 def test_weights_start_independent(name, rng):
     """No two weights start equal: one initializer instance shared by the projections gave
@@ -228,7 +218,7 @@ def test_weights_start_independent(name, rng):
     layer = make_attention(name)
     q, v = inputs(rng)
     layer(query=q, value=v)
-    assert not _equal_pairs(layer.weights)
+    assert not equal_drawn_weights(layer.weights)
 
 
 SEEDABLE = [n for n in ATTENTION_NAMES if "kernel_initializer"
@@ -245,7 +235,7 @@ def test_a_seeded_initializer_is_reproducible_and_still_independent(name, rng):
         return layer
 
     first, second = build(), build()
-    assert not _equal_pairs(first.weights)
+    assert not equal_drawn_weights(first.weights)
     for a, b in zip(first.weights, second.weights):
         np.testing.assert_array_equal(a, b, err_msg=a.path)
 

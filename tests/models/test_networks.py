@@ -3,13 +3,13 @@
 is checked the moment it is registered)."""
 
 import inspect
-import itertools
 
 import keras
 import numpy as np
 import pytest
 
 import zoo.layers
+from conftest import equal_drawn_weights
 from zoo.models import presets
 
 
@@ -228,8 +228,4 @@ def test_no_two_weights_of_a_preset_start_equal(name):
     model = REGISTRY.get_class(presets.get_preset(name)["class"]).from_preset(
         name, vocab_size=50)
     model.build()
-    arrays = [(w.path, np.asarray(w)) for w in model.weights]
-    equal = [(a, b) for (a, x), (b, y) in itertools.combinations(arrays, 2)
-             if x.shape == y.shape and np.unique(x).size > x.size // 2 > 0
-             and np.array_equal(x, y)]
-    assert not equal
+    assert not equal_drawn_weights(model.weights)

@@ -194,9 +194,9 @@ class TransformerDecoder(_Base, Decoder):
     and appends the new keys/values at the end, a slice and a concatenation, instead of
     blending every slot with a position mask (the blend's broadcast was half of an exported
     ONNX step at batch 64). A growing cache appends only, and a step attends to every
-    position so far with no mask (every slot is real). Attention ignores the order of its keys; the positions live in the embeddings, so
-    only the mask knows the layout: a row that has taken ``i + 1`` steps sees the last
-    ``i + 1`` slots.
+    position so far with no mask (every slot is real). Attention ignores the order of its
+    keys; the positions live in the embeddings, so in a window only the mask knows the
+    layout: a row that has taken ``i + 1`` steps sees the last ``i + 1`` slots.
 
     Args:
         vocab_size: Target vocabulary size.
