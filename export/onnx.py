@@ -649,6 +649,170 @@ def merge_duplicates(graph, outer_constants=None) -> int:
     return removed + len(dead)
 
 
+def fold_double_negations(graph, outer_constants=None) -> int:
+    """``Not(Not(x))`` -> ``x``, in ``graph`` and its subgraphs. Returns how many were folded.
+
+    TensorFlow's ``while`` condition ``not all(finished)`` reaches ONNX as ``Not`` of
+    ``all``, which tf2onnx writes as ``Not(any(Not(...)))``: two negations in a row at every
+    iteration of a decoding loop.
+    """
+    _, folded, producer = _descend(graph, outer_constants, fold_double_negations)
+    outputs = {o.name for o in graph.output}
+    renames = {}
+    for node in graph.node:
+        inner = producer.get(node.input[0]) if node.input else None
+        if (node.op_type == "Not" and inner is not None and inner.op_type == "Not"
+                and node.output[0] not in outputs):
+            renames[node.output[0]] = renames.get(inner.input[0], inner.input[0])
+    for old, new in renames.items():
+        _rename_uses(graph, old, new)
+    if renames:
+        _prune(graph)
+    return folded + len(renames)
+
+
+def hoist_invariant_nodes(graph) -> int:
+    """Moves the nodes of a ``Loop`` body that read nothing the loop changes (only values of
+    the enclosing graphs and constants) out of the body, in front of the ``Loop``, in
+    ``graph`` and its subgraphs. Returns how many were moved.
+
+    A Keras step recomputes what depends only on the encoder's output (the memory mask's
+    broadcast and cast, a beam's tiled mask): once per iteration in a decoding loop, where
+    once per call does. Nodes with subgraphs, random ops and nodes writing a body output
+    stay; the constants a moved node reads move with it.
+    """
+    moved = 0
+    at = 0
+    while at < len(graph.node):
+        node = graph.node[at]
+        for g in _subgraphs(node):
+            moved += hoist_invariant_nodes(g)
+        if node.op_type != "Loop":
+            at += 1
+            continue
+        body = next(a.g for a in node.attribute if a.name == "body")
+        outputs = {o.name for o in body.output}
+        stay = set()  # Casts kept in the body (below), by output name
+        while True:
+            varying = {i.name for i in body.input}
+            hoist = []
+            for n in body.node:
+                if (n.op_type in _IMPURE or n.op_type == "Constant" or n.output[0] in stay
+                        or any(True for _ in _subgraphs(n))
+                        or any(o in outputs for o in n.output)
+                        or any(i in varying for i in n.input if i)):
+                    varying.update(n.output)
+                else:
+                    hoist.append(n)
+            # A Cast whose input the body reads too stays: onnxruntime's rule-based
+            # optimizer warns at every session start that it cannot rename the outer
+            # Cast's output inside the subgraph (the body reads the mask and its cast).
+            leaving = {o for n in hoist for o in n.output}
+            read = {i for n in body.node if n.output[0] not in leaving for i in n.input}
+            more = {n.output[0] for n in hoist if n.op_type == "Cast" and n.input[0] in read}
+            if not more:
+                break
+            stay |= more
+        if not hoist:
+            at += 1
+            continue
+        constants = {t.name: t for t in body.initializer}
+        for n in hoist:
+            for name in n.input:
+                if name in constants:  # the body's other readers now read it from outside
+                    graph.initializer.append(constants.pop(name))
+        kept = [t for t in body.initializer if t.name in constants]
+        del body.initializer[:]
+        body.initializer.extend(kept)
+        for n in hoist:
+            body.node.remove(n)
+        for k, n in enumerate(hoist):  # in body order: topological in the enclosing graph
+            graph.node.insert(at + k, n)
+        at += len(hoist) + 1
+        moved += len(hoist)
+    return moved
+
+
+def _inferred_types(model) -> dict:
+    """Name -> (elem_type, shape with None for unknown dims) for every value ONNX shape
+    inference can type, in the main graph and all subgraphs (names are unique)."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - no inference, no rewrite: the pass is an optimisation
+        return {}
+    types = {}
+
+    def walk(g):
+        for v in list(g.input) + list(g.value_info) + list(g.output):
+            t = v.type.tensor_type
+            if t.HasField("shape"):
+                types[v.name] = (t.elem_type, [d.dim_value if d.HasField("dim_value") else None
+                                               for d in t.shape.dim])
+        for t in g.initializer:
+            types[t.name] = (t.data_type, list(t.dims))
+        for n in g.node:
+            for sub in _subgraphs(n):
+                walk(sub)
+
+    walk(inferred.graph)
+    return types
+
+
+def drop_identity_ops(model) -> int:
+    """Removes the ``Reshape``, ``Slice`` and ``Cast`` nodes that return their input as it
+    is, by ONNX shape inference, in the model's graphs. Returns how many were removed.
+
+    Keras's head split of a ``(batch, dim)`` step input, and its ``Dense`` on one, flatten
+    a tensor that is already flat: after ``collapse_shape_chains`` a Transformer step keeps
+    ``Reshape(x, [-1, dim])`` of a ``(batch, dim)`` ``x`` four times per layer, and greedy
+    search slices the one column of its ``(batch, 1)`` top-1. A node is dropped only when
+    every dimension but the reshape's one ``-1`` is known and equal (a ``Slice`` only when it
+    keeps the whole of every axis it cuts; a ``Cast`` only to the type it has).
+    """
+    import numpy as np
+    from onnx import helper
+
+    types = _inferred_types(model)
+
+    def run(graph, outer_constants):
+        constants, removed, _ = _descend(graph, outer_constants, run)
+        outputs = {o.name for o in graph.output}
+        renames = {}
+        for node in graph.node:
+            if not node.input or node.output[0] in outputs or node.input[0] not in types:
+                continue
+            elem, shape = types[node.input[0]]
+            if node.op_type == "Cast":
+                to = {a.name: helper.get_attribute_value(a) for a in node.attribute}.get("to")
+                same = to == elem
+            elif node.op_type == "Reshape" and node.input[1] in constants:
+                target = np.asarray(constants[node.input[1]]).reshape(-1)
+                same = (len(target) == len(shape) and not (target == 0).any()
+                        and (target == -1).sum() <= 1
+                        and all(t == -1 or d == t for d, t in zip(shape, target)))
+            elif node.op_type == "Slice" and all(i in constants for i in node.input[1:]):
+                starts, ends, *rest = [np.asarray(constants[i]).reshape(-1)
+                                       for i in node.input[1:]]
+                axes = rest[0] if rest else np.arange(len(starts))
+                steps = rest[1] if len(rest) > 1 else np.ones_like(starts)
+                same = len(node.input) >= 3 and all(
+                    b == 0 and st == 1 and shape[a] is not None and e >= shape[a]
+                    for b, e, a, st in zip(starts, ends, axes, steps))
+            else:
+                continue
+            if same:  # readers read the input, or what an identity before it read
+                renames[node.output[0]] = renames.get(node.input[0], node.input[0])
+        for old, new in renames.items():
+            _rename_uses(graph, old, new)
+        if renames:
+            _prune(graph)
+        return removed + len(renames)
+
+    return run(model.graph, None) if types else 0
+
+
 def _convert(fn, signature, path, opset):
     import tf2onnx
 
@@ -661,6 +825,12 @@ def _convert(fn, signature, path, opset):
         fuse_layer_norms(model_proto.graph)
     fold_scales_into_weights(model_proto.graph)
     collapse_shape_chains(model_proto.graph)
+    fold_double_negations(model_proto.graph)
+    # Merged before hoisting too: a body's per-layer copies of one invariant become one node
+    # first (merging looks into a body before its enclosing graph).
+    merge_duplicates(model_proto.graph)
+    hoist_invariant_nodes(model_proto.graph)
+    drop_identity_ops(model_proto)
     merge_duplicates(model_proto.graph)
     with open(path, "wb") as f:
         f.write(model_proto.SerializeToString())

@@ -6,9 +6,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from zoo.export.onnx import (collapse_shape_chains, drop_index_wraps, fold_loop_constants,
+from zoo.export.onnx import (collapse_shape_chains, drop_identity_ops, drop_index_wraps,
+                              fold_double_negations, fold_loop_constants,
                               fold_scales_into_weights, fold_selects, fuse_layer_norms,
-                              hoist_loop_invariants, merge_duplicates)
+                              hoist_invariant_nodes, hoist_loop_invariants, merge_duplicates)
 
 
 def _run(model, feeds):
@@ -362,3 +363,125 @@ def test_folding_a_scale_into_the_projection_weights():
     q, r = _run(model, {"x": x})
     np.testing.assert_allclose(q.reshape(-1), [1.25, 1.75], rtol=1e-6)
     np.testing.assert_allclose(r, [[5.0, 10.0]], rtol=1e-6)  # [4, 8] * 1.25
+
+
+def test_folding_double_negations_keeps_the_value():
+    b = TensorProto.BOOL
+    nodes = [helper.make_node("Not", ["x"], ["n1"]),
+             helper.make_node("Not", ["n1"], ["n2"]),  # == x
+             helper.make_node("And", ["n2", "y"], ["out"]),
+             helper.make_node("Not", ["y"], ["single"])]  # one negation: kept
+    model = _model(nodes, [helper.make_tensor_value_info("x", b, [4]),
+                           helper.make_tensor_value_info("y", b, [4])],
+                   [helper.make_tensor_value_info("out", b, [4]),
+                    helper.make_tensor_value_info("single", b, [4])])
+    x = np.array([True, True, False, False])
+    y = np.array([True, False, True, False])
+    assert fold_double_negations(model.graph) == 1
+    onnx.checker.check_model(model)
+    assert [n.op_type for n in model.graph.node] == ["And", "Not"]
+    out, single = _run(model, {"x": x, "y": y})
+    np.testing.assert_array_equal(out, [True, False, False, False])  # x and y, by hand
+    np.testing.assert_array_equal(single, [False, True, False, True])
+
+
+def _invariant_loop_model():
+    """acc_{i+1} = acc_i + Cast(Unsqueeze(m)) * s for 3 iterations: the Unsqueeze and the
+    Cast read only the outer mask m (and a body constant), the Mul reads a carried value."""
+    f, b = TensorProto.FLOAT, TensorProto.BOOL
+    body = helper.make_graph(
+        [helper.make_node("Unsqueeze", ["m", "axes"], ["m2"]),  # (1, 3)
+         helper.make_node("Cast", ["m2"], ["mf"], to=f),
+         helper.make_node("Mul", ["mf", "s_in"], ["step"]),
+         helper.make_node("Add", ["acc_in", "step"], ["acc_out"]),
+         helper.make_node("Mul", ["s_in", "two"], ["s_out"]),
+         helper.make_node("RandomUniformLike", ["acc_in"], ["noise"]),  # random: stays
+         helper.make_node("Identity", ["cond_in"], ["cond_out"])],
+        "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", b, []),
+         helper.make_tensor_value_info("acc_in", f, [1, 3]),
+         helper.make_tensor_value_info("s_in", f, [])],
+        [helper.make_tensor_value_info("cond_out", b, []),
+         helper.make_tensor_value_info("acc_out", f, [1, 3]),
+         helper.make_tensor_value_info("s_out", f, []),
+         helper.make_tensor_value_info("noise", f, [1, 3])],
+        initializer=[_i64("axes", [0]), helper.make_tensor("two", f, [], [2.0])])
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["trips", "cond", "acc0", "s0"], ["acc", "s", "noises"],
+                          body=body)],
+        "g",
+        [helper.make_tensor_value_info("m", b, [3]),
+         helper.make_tensor_value_info("acc0", f, [1, 3]),
+         helper.make_tensor_value_info("s0", f, [])],
+        [helper.make_tensor_value_info("acc", f, [1, 3])],
+        initializer=[helper.make_tensor("trips", TensorProto.INT64, [], [3]),
+                     helper.make_tensor("cond", b, [], [True])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_hoisting_invariant_nodes_moves_them_in_front_of_the_loop():
+    feeds = {"m": np.array([True, False, True]), "acc0": np.zeros((1, 3), np.float32),
+             "s0": np.array(1.0, np.float32)}
+    # By hand: s = 1, 2, 4 over the iterations; acc = (1 + 2 + 4) * mask = [7, 0, 7].
+    expected = np.array([[7.0, 0.0, 7.0]], np.float32)
+    model = _invariant_loop_model()
+    np.testing.assert_array_equal(_run(model, feeds)[0], expected)
+    assert hoist_invariant_nodes(model.graph) == 2
+    onnx.checker.check_model(model)
+    assert [n.op_type for n in model.graph.node] == ["Unsqueeze", "Cast", "Loop"]
+    body = model.graph.node[2].attribute[0].g
+    assert [n.op_type for n in body.node] == ["Mul", "Add", "Mul", "RandomUniformLike",
+                                              "Identity"]
+    assert [t.name for t in body.initializer] == ["two"]  # "axes" moved out with its reader
+    np.testing.assert_array_equal(_run(model, feeds)[0], expected)
+    assert hoist_invariant_nodes(model.graph) == 0
+
+
+def test_a_cast_whose_input_the_body_also_reads_stays_in_the_body(capfd):
+    """onnxruntime warns at every session start when a loop body reads both an outer value
+    and an outer Cast of it (its optimizer checks whether it can fold the Cast away and
+    cannot rename inside the subgraph): such a Cast is left in the body."""
+    model = _invariant_loop_model()
+    body = model.graph.node[0].attribute[0].g
+    body.node.insert(3, helper.make_node("Where", ["m2", "step", "zero"], ["masked"]))
+    body.node[4].input[1] = "masked"  # acc_out = acc_in + where(m2, step, 0)
+    body.initializer.append(helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]))
+    feeds = {"m": np.array([True, False, True]), "acc0": np.zeros((1, 3), np.float32),
+             "s0": np.array(1.0, np.float32)}
+    expected = np.array([[7.0, 0.0, 7.0]], np.float32)  # as before: the select changes nothing
+    assert hoist_invariant_nodes(model.graph) == 1
+    onnx.checker.check_model(model)
+    assert [n.op_type for n in model.graph.node] == ["Unsqueeze", "Loop"]
+    assert model.graph.node[1].attribute[0].g.node[0].op_type == "Cast"
+    capfd.readouterr()
+    np.testing.assert_array_equal(_run(model, feeds)[0], expected)
+    assert "onnxruntime" not in capfd.readouterr().err
+
+
+def test_dropping_identity_ops_removes_only_what_returns_its_input():
+    f, b = TensorProto.FLOAT, TensorProto.BOOL
+    nodes = [helper.make_node("Reshape", ["x", "flat"], ["r1"]),  # (n, 3) -> [-1, 3]: same
+             helper.make_node("Reshape", ["r1", "other"], ["r2"]),  # -> [3, -1]: kept
+             helper.make_node("TopK", ["x", "one"], ["v", "ix"], axis=1),  # (n, 1)
+             helper.make_node("Slice", ["v", "s0", "s1", "ax1"], ["col"]),  # all of axis 1
+             helper.make_node("Slice", ["x", "s0", "s1", "ax1"], ["first"]),  # 1 of 3: kept
+             helper.make_node("Cast", ["col"], ["colf"], to=f),  # float -> float
+             helper.make_node("Cast", ["m"], ["mf"], to=f),  # bool -> float: kept
+             helper.make_node("Add", ["colf", "mf"], ["y"])]
+    model = _model(nodes, [helper.make_tensor_value_info("x", f, ["n", 3]),
+                           helper.make_tensor_value_info("m", b, ["n", 1])],
+                   [helper.make_tensor_value_info("r2", f, [3, "k"]),
+                    helper.make_tensor_value_info("first", f, ["n", 1]),
+                    helper.make_tensor_value_info("y", f, ["n", 1])],
+                   [_i64("flat", [-1, 3]), _i64("other", [3, -1]), _i64("one", [1]),
+                    _i64("s0", [0]), _i64("s1", [1]), _i64("ax1", [1])])
+    x = np.array([[1.0, 5.0, 2.0], [4.0, -1.0, 0.0]], np.float32)
+    m = np.array([[True], [False]])
+    assert drop_identity_ops(model) == 3
+    onnx.checker.check_model(model)
+    assert [n.op_type for n in model.graph.node] == ["Reshape", "TopK", "Slice", "Cast", "Add"]
+    r2, first, y = _run(model, {"x": x, "m": m})
+    np.testing.assert_array_equal(r2, x.reshape(3, -1))
+    np.testing.assert_array_equal(first, [[1.0], [4.0]])
+    np.testing.assert_array_equal(y, [[6.0], [4.0]])  # row maxima 5 and 4, plus the mask

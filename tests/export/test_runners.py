@@ -28,6 +28,15 @@ def test_runner_is_chosen_by_the_manifest(exports):
         load(str(root / "litert"), quantization="float16")
 
 
+def test_onnx_exports_load_without_onnxruntime_warnings(exports, capfd):
+    """onnxruntime prints its warnings (an unused initializer, a name it cannot rename in a
+    loop body) to the user's stderr at every session start: an export gives none."""
+    _, root = exports
+    capfd.readouterr()
+    load(str(root / "onnx"))
+    assert "[W:onnxruntime" not in capfd.readouterr().err
+
+
 def test_onnx_runner_threads_change_speed_not_tokens(exports):
     model, root = exports
     one = load(str(root / "onnx"), intra_threads=1)
