@@ -17,14 +17,18 @@ What it prints (and appends to ``bench/results/peers.jsonl``):
    peak resident memory of each peer's process; zoo / peer ratios.
 2. The model FLOPs utilisation of zoo's Transformer training step: its matmul FLOPs per step
    (forward x 3, at the real target and source positions: padding is not model work) over the
-   time, against this machine's measured float32 matmul throughput.
+   time, against this machine's float32 matmul throughput measured in the same process, in
+   alternating rounds with the step.
 3. Decoding: sentences/s for greedy and beam 4, batch 1 and 64, for zoo's Keras ``generate``,
    KerasHub's samplers, and zoo's exports (SavedModel, ONNX Runtime, LiteRT, CTranslate2
    float32 and int8) on the same weights.
 
 Each measurement runs in its own process (peak memory is per process; no peer warms another's
-caches). Untrained weights are fine for speed: decoding is forced to a fixed number of steps
-(no early end), the same for every engine.
+caches), except the engines of each decoding goal (zoo's compiled ``generate`` and KerasHub's
+samplers; zoo's ONNX runner and CTranslate2 float32): those are timed in one process, in
+alternating rounds, so that they see the same moments of a host whose speed drifts (their
+peak memory is the group's). Untrained weights are fine for speed: decoding is forced to a
+fixed number of steps (no early end), the same for every engine.
 
 Usage:
     python bench/peers.py --quick          # 13 minutes on 2 cores (one pass, 5 s per figure)
@@ -54,6 +58,12 @@ BATCH = 64
 # The shapes compared: (peer, zoo preset + overrides) at equal size.
 TRANSFORMER = {"dim": 256, "num_layers": 3, "num_heads": 8, "ff_dim": 512}
 RNN_UNITS = 256
+# The engines of each decoding goal, timed together (child_decode_interleaved): zoo's
+# compiled generate at least 2x KerasHub's samplers; zoo's ONNX runner within 1.2x of
+# CTranslate2 float32.
+GOALS = (("zoo keras", "zoo keras xla", "keras_hub", "keras_hub xla"),
+         ("zoo onnx", "zoo ctranslate2 float32"))
+THREADED = ("zoo onnx", "zoo ctranslate2 float32", "zoo ctranslate2 int8")
 
 
 # ---------------------------------------------------------------------------- data
@@ -270,8 +280,8 @@ def child_train(name, cache, passes, warmup):
 
 
 # ---------------------------------------------------------------------------- MFU
-def child_matmul():
-    """This machine's float32 matmul throughput: the best of square products."""
+def _matmul_flops():
+    """This machine's float32 matmul throughput now: the best of square products."""
     import tensorflow as tf
 
     best = 0.0
@@ -284,7 +294,28 @@ def child_matmul():
         for _ in range(reps):
             fn(a, b).numpy()
         best = max(best, 2 * n ** 3 * reps / (time.perf_counter() - start))
-    return {"matmul_flops": best}
+    return best
+
+
+def child_mfu(cache, passes, warmup, rounds=3):
+    """The matmul throughput and zoo's Transformer training step, in one process, in
+    alternating rounds (the best of each): MFU is their ratio, and the host's speed drifts
+    by 10-30% over a minute (measured in separate processes, the same code gave 34% in one
+    run and 41% in another)."""
+    batches, _ = load_batches(cache)
+    model, make_x = compiled("zoo_transformer")
+    for s, t in batches[-warmup:]:
+        model.train_on_batch(make_x(s, t[:, :-1]), t[:, 1:])
+    peak, step = 0.0, float("inf")
+    for _ in range(rounds):
+        peak = max(peak, _matmul_flops())
+        start = time.perf_counter()
+        for _ in range(passes):
+            for s, t in batches:
+                model.train_on_batch(make_x(s, t[:, :-1]), t[:, 1:])
+        step = min(step, (time.perf_counter() - start) / (passes * len(batches)))
+    return {"matmul_flops": peak, "ms_per_step": 1000 * step, "rounds": rounds,
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def train_step_flops(src, tgt_in):
@@ -389,16 +420,23 @@ def keras_hub_decoder(batch, src_len):
     return encode, step, cross_caches, layers, heads, d // heads
 
 
-def child_decode(engine, strategy, batch, cache, seconds):
-    """Sentences/s of one engine decoding ``STEPS`` tokens for ``batch`` test sources."""
+def _sources(cache, batch):
+    """The bench's eight test batches of ``batch`` sources, lengths as they come."""
     import numpy as np
 
     _, data = load_batches(cache)
     test, lengths = data["test"], data["test_lengths"]
     rows = np.argsort(-lengths)[len(lengths) // 4:][:256]  # lengths as they come, no extremes
-    root = os.path.join(workdir(), "exports")
     sources = [test[rows[i:i + batch]] for i in range(0, len(rows) - batch + 1, batch)][:8]
-    sources = [s[:, :max(1, int((s != 0).sum(1).max()))] for s in sources]
+    return rows, [s[:, :max(1, int((s != 0).sum(1).max()))] for s in sources]
+
+
+def _runner(engine, strategy, threads=None):
+    """A function decoding one batch of source ids with ``engine`` (exports: ``threads``
+    intra-op threads where given, the runtime's default otherwise)."""
+    import numpy as np
+
+    root = os.path.join(workdir(), "exports")
     if engine in ("zoo keras", "zoo keras xla"):
         import zoo
 
@@ -409,62 +447,87 @@ def child_decode(engine, strategy, batch, cache, seconds):
             res = model.generate(ids, strategy, max_length=STEPS, min_length=STEPS,
                                  jit_compile=xla)
             return np.asarray(res.tokens)
-    elif engine.startswith("keras_hub"):
-        run = _keras_hub_runner(strategy, batch, engine.endswith("xla"))
-    elif engine.startswith("zoo ctranslate2"):
-        # CTranslate2's own knobs: the forced length, and the best of 1 and 2 threads.
-        from zoo.serving import load
+        return run
+    from zoo.serving import load
 
-        quant = engine.split()[-1]
-        best = None
-        for threads in (1, 2):
-            runner = load(os.path.join(root, "ctranslate2"), quantization=quant,
-                          intra_threads=threads)
-
-            def run(ids, runner=runner):
-                beam = 1 if strategy == "greedy" else 4
-                return runner.translator.translate_batch(
-                    runner._pieces(ids), beam_size=beam, max_decoding_length=STEPS,
-                    min_decoding_length=STEPS, length_penalty=0.6 if beam > 1 else 0.0,
-                    suppress_sequences=[["<pad>"], ["<s>"]])
-            r = _time(run, sources, batch, seconds / 2)
-            if best is None or r > best[0]:
-                best = (r, threads)
-        return {"engine": engine, "strategy": strategy, "batch": batch,
-                "sentences_per_s": best[0], "threads": best[1], "peak_rss_mb": peak_rss_mb()}
-    elif engine == "zoo onnx":
-        # The same thread treatment as CTranslate2's: the best of 1 and 2 threads per kernel.
-        from zoo.serving import load
-
-        best = None
-        for threads in (1, 2):
-            runner = load(os.path.join(root, "onnx"), intra_threads=threads)
-
-            def run(ids, runner=runner):
-                return runner.generate(ids, strategy)["tokens"]
-            r = _time(run, sources, batch, seconds / 2)
-            if best is None or r > best[0]:
-                best = (r, threads)
-        return {"engine": engine, "strategy": strategy, "batch": batch,
-                "sentences_per_s": best[0], "threads": best[1], "peak_rss_mb": peak_rss_mb()}
-    else:
-        from zoo.serving import load
-
-        fmt = engine.replace("zoo ", "")
-        runner = load(os.path.join(root, fmt))
+    opts = {} if threads is None else {"intra_threads": threads}
+    if engine.startswith("zoo ctranslate2"):
+        # CTranslate2's own knobs: the forced length, no pad or bos.
+        runner = load(os.path.join(root, "ctranslate2"), quantization=engine.split()[-1], **opts)
+        beam = 1 if strategy == "greedy" else 4
 
         def run(ids):
-            return runner.generate(ids, strategy)["tokens"]
-        if fmt == "savedmodel":  # strings in, strings out: tokenization is in its graph
-            texts = _read(os.path.join(DATA, "test_2016_flickr.de.gz"))
-            sources = [[texts[i] for i in rows[j:j + batch]]
-                       for j in range(0, len(rows) - batch + 1, batch)][:8]
+            return runner.translator.translate_batch(
+                runner._pieces(ids), beam_size=beam, max_decoding_length=STEPS,
+                min_decoding_length=STEPS, length_penalty=0.6 if beam > 1 else 0.0,
+                suppress_sequences=[["<pad>"], ["<s>"]])
+        return run
+    runner = load(os.path.join(root, engine.replace("zoo ", "")), **opts)
+    return lambda ids: runner.generate(ids, strategy)["tokens"]
 
-            def run(batch_texts):
-                return runner.generate_text(batch_texts, strategy)
+
+def child_decode(engine, strategy, batch, cache, seconds):
+    """Sentences/s of one engine decoding ``STEPS`` tokens for ``batch`` test sources."""
+    rows, sources = _sources(cache, batch)
+    if engine.startswith("keras_hub"):
+        run = _keras_hub_runner(strategy, batch, engine.endswith("xla"))
+    elif engine == "zoo savedmodel":  # strings in, strings out: tokenization is in its graph
+        texts = _read(os.path.join(DATA, "test_2016_flickr.de.gz"))
+        sources = [[texts[i] for i in rows[j:j + batch]]
+                   for j in range(0, len(rows) - batch + 1, batch)][:8]
+        from zoo.serving import load
+
+        runner = load(os.path.join(workdir(), "exports", "savedmodel"))
+
+        def run(batch_texts):
+            return runner.generate_text(batch_texts, strategy)
+    elif engine in THREADED:
+        # The same thread treatment for every runtime with the knob: the best of 1 and 2.
+        rates = {t: _time(_runner(engine, strategy, threads=t), sources, batch, seconds / 2)
+                 for t in (1, 2)}
+        threads = max(rates, key=rates.get)
+        return {"engine": engine, "strategy": strategy, "batch": batch,
+                "sentences_per_s": rates[threads], "threads": threads,
+                "peak_rss_mb": peak_rss_mb()}
+    else:
+        run = _runner(engine, strategy)
     return {"engine": engine, "strategy": strategy, "batch": batch,
             "sentences_per_s": _time(run, sources, batch, seconds),
             "peak_rss_mb": peak_rss_mb()}
+
+
+def child_decode_interleaved(engines, strategy, batch, cache, seconds, rounds=5):
+    """Sentences/s of the engines of one goal, in one process, timed in alternation.
+
+    The exports with a thread knob (ONNX Runtime, CTranslate2) run at 1 and 2 intra-op
+    threads, the others at their default. Every round times each (engine, threads) setting
+    once, for an equal share of ``seconds`` per engine; an engine's figure is its best
+    setting's best round. The host's speed drifts by 10-30% over a minute here: engines timed
+    one after the other in separate processes gave goal ratios that moved by 10-20% between
+    runs of the same code; alternating rounds puts every engine through the same moments.
+    Even so, a batch-64 beam cell moved by 10% between two runs of 3 rounds (0.92x, 1.01x):
+    5 rounds of shorter windows sample more moments in the same time.
+    """
+    _, sources = _sources(cache, batch)
+    settings = {e: (1, 2) if e in THREADED else (None,) for e in engines}
+    runs = {}
+    for e in engines:
+        for t in settings[e]:
+            runs[(e, t)] = (_keras_hub_runner(strategy, batch, e.endswith("xla"))
+                            if e.startswith("keras_hub") else _runner(e, strategy, threads=t))
+    best = {}
+    for _ in range(rounds):
+        for (e, t), run in runs.items():
+            window = seconds / (rounds * len(settings[e]))
+            best[(e, t)] = max(best.get((e, t), 0.0), _time(run, sources, batch, window))
+    records = []
+    for e in engines:
+        threads = max(settings[e], key=lambda t: best[(e, t)])
+        records.append({"engine": e, "strategy": strategy, "batch": batch,
+                        "sentences_per_s": best[(e, threads)], "threads": threads,
+                        "interleaved_with": [x for x in engines if x != e],
+                        "rounds": rounds, "peak_rss_mb": peak_rss_mb()})
+    return records
 
 
 def _time(run, sources, batch, seconds):
@@ -529,8 +592,8 @@ def run_child(args):
 def child_main(spec):
     args = json.loads(spec)
     kind = args.pop("kind")
-    fn = {"train": child_train, "decode": child_decode, "matmul": child_matmul,
-          "exports": prepare_exports}[kind]
+    fn = {"train": child_train, "decode": child_decode, "mfu": child_mfu,
+          "decode_interleaved": child_decode_interleaved, "exports": prepare_exports}[kind]
     print(json.dumps(fn(**args)))
 
 
@@ -576,10 +639,9 @@ def main(argv=None):
             records.append({"section": "train", "shape": shape, "zoo": a, "peer": b,
                             "ratio": ratio})
     if "mfu" in sections:
-        peak = run_child({"kind": "matmul"})["matmul_flops"]
+        tr = run_child({"kind": "mfu", "cache": cache, "passes": passes, "warmup": 4})
+        peak = tr["matmul_flops"]
         batches, _ = load_batches(cache)
-        tr = run_child({"kind": "train", "name": "zoo_transformer", "cache": cache,
-                        "passes": passes, "warmup": 4})
         flops = sum(train_step_flops(sr, t[:, :-1]) for sr, t in batches) / len(batches)
         achieved = flops / (tr["ms_per_step"] / 1000)
         print(f"\nMFU: zoo Transformer step {flops / 1e9:.1f} GFLOP in {tr['ms_per_step']:.0f} "
@@ -601,19 +663,32 @@ def main(argv=None):
         print(f"{'engine':26} {'strategy':8} {'batch 1':>9} {'batch 64':>9}")
         table = {}
         for strategy, names in engines.items():
+            # The engines of a goal are timed in one process, in alternating rounds (see
+            # child_decode_interleaved); every other engine in its own process.
+            together = {}
+            for goal in GOALS:
+                for batch in (1, 64):
+                    for r in run_child({"kind": "decode_interleaved", "strategy": strategy,
+                                        "engines": [e for e in goal if e in names],
+                                        "batch": batch, "cache": cache,
+                                        "seconds": 2 * dsec}):
+                        together[(r["engine"], batch)] = r
             for engine in names:
                 row = []
                 for batch in (1, 64):
                     if engine == "zoo litert" and batch == 64:
                         row.append(None)  # fixed batch 1: the runner would loop 64 times
                         continue
-                    r = run_child({"kind": "decode", "engine": engine, "strategy": strategy,
-                                   "batch": batch, "cache": cache, "seconds": dsec})
+                    r = together.get((engine, batch)) or run_child(
+                        {"kind": "decode", "engine": engine, "strategy": strategy,
+                         "batch": batch, "cache": cache, "seconds": dsec})
                     row.append(r["sentences_per_s"])
                     records.append({"section": "decode", **r})
                 table[(engine, strategy)] = row
                 cells = "".join(f"{v:9.1f} " if v else f"{'-':>9} " for v in row)
-                print(f"{engine:26} {strategy:8} {cells}")
+                mark = "".join(f"  (interleaved, goal {i + 1})" for i, g in enumerate(GOALS)
+                               if engine in g)
+                print(f"{engine:26} {strategy:8} {cells}{mark}")
         print("\nRatios")
         for strategy in engines:
             for i, batch in enumerate((1, 64)):
