@@ -792,13 +792,15 @@ def drop_identity_ops(model) -> int:
                 same = (len(target) == len(shape) and not (target == 0).any()
                         and (target == -1).sum() <= 1
                         and all(t == -1 or d == t for d, t in zip(shape, target)))
-            elif node.op_type == "Slice" and all(i in constants for i in node.input[1:]):
-                starts, ends, *rest = [np.asarray(constants[i]).reshape(-1)
+            elif (node.op_type == "Slice" and len(node.input) >= 3  # opset 10's inputs
+                    and all(i in constants for i in node.input[1:] if i)):
+                starts, ends, *rest = [np.asarray(constants[i]).reshape(-1) if i else None
                                        for i in node.input[1:]]
-                axes = rest[0] if rest else np.arange(len(starts))
-                steps = rest[1] if len(rest) > 1 else np.ones_like(starts)
-                same = len(node.input) >= 3 and all(
-                    b == 0 and st == 1 and shape[a] is not None and e >= shape[a]
+                axes = rest[0] if rest and rest[0] is not None else np.arange(len(starts))
+                steps = rest[1] if len(rest) > 1 and rest[1] is not None else np.ones_like(starts)
+                same = all(
+                    -len(shape) <= a < len(shape) and b == 0 and st == 1
+                    and shape[a] is not None and e >= shape[a]
                     for b, e, a, st in zip(starts, ends, axes, steps))
             else:
                 continue

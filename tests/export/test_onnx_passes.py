@@ -485,3 +485,20 @@ def test_dropping_identity_ops_removes_only_what_returns_its_input():
     np.testing.assert_array_equal(r2, x.reshape(3, -1))
     np.testing.assert_array_equal(first, [[1.0], [4.0]])
     np.testing.assert_array_equal(y, [[6.0], [4.0]])  # row maxima 5 and 4, plus the mask
+
+
+def test_dropping_identity_ops_leaves_a_slice_it_cannot_check():
+    """A whole-axis slice with its axes left out goes; one on an axis the tensor does not
+    have stays, without an error (onnxruntime would refuse it, not the pass)."""
+    f = TensorProto.FLOAT
+    nodes = [helper.make_node("Slice", ["x", "s0", "big"], ["a"]),  # default axes (0,): all
+             helper.make_node("Add", ["a", "x"], ["y"]),
+             helper.make_node("Slice", ["x", "s0", "big", "ax5"], ["b"]),  # no axis 5
+             helper.make_node("Neg", ["b"], ["z"])]
+    model = _model(nodes, [helper.make_tensor_value_info("x", f, [2, 3])],
+                   [helper.make_tensor_value_info("y", f, [2, 3]),
+                    helper.make_tensor_value_info("z", f, None)],
+                   [_i64("s0", [0]), _i64("big", [9]), _i64("ax5", [5])])
+    assert drop_identity_ops(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["Add", "Slice", "Neg"]
+    assert list(model.graph.node[0].input) == ["x", "x"]
