@@ -649,6 +649,16 @@ def merge_duplicates(graph, outer_constants=None) -> int:
     return removed + len(dead)
 
 
+def _bypass(graph, renames) -> int:
+    """Points the readers of each ``old`` name at ``new`` (``renames``: old -> new), prunes
+    the nodes left unread, and returns how many names were bypassed."""
+    for old, new in renames.items():
+        _rename_uses(graph, old, new)
+    if renames:
+        _prune(graph)
+    return len(renames)
+
+
 def fold_double_negations(graph, outer_constants=None) -> int:
     """``Not(Not(x))`` -> ``x``, in ``graph`` and its subgraphs. Returns how many were folded.
 
@@ -664,11 +674,7 @@ def fold_double_negations(graph, outer_constants=None) -> int:
         if (node.op_type == "Not" and inner is not None and inner.op_type == "Not"
                 and node.output[0] not in outputs):
             renames[node.output[0]] = renames.get(inner.input[0], inner.input[0])
-    for old, new in renames.items():
-        _rename_uses(graph, old, new)
-    if renames:
-        _prune(graph)
-    return folded + len(renames)
+    return folded + _bypass(graph, renames)
 
 
 def hoist_invariant_nodes(graph) -> int:
@@ -806,11 +812,7 @@ def drop_identity_ops(model) -> int:
                 continue
             if same:  # readers read the input, or what an identity before it read
                 renames[node.output[0]] = renames.get(node.input[0], node.input[0])
-        for old, new in renames.items():
-            _rename_uses(graph, old, new)
-        if renames:
-            _prune(graph)
-        return removed + len(renames)
+        return removed + _bypass(graph, renames)
 
     return run(model.graph, None) if types else 0
 
