@@ -431,12 +431,14 @@ def _sources(cache, batch):
     return rows, [s[:, :max(1, int((s != 0).sum(1).max()))] for s in sources]
 
 
-def _runner(engine, strategy, threads=None):
-    """A function decoding one batch of source ids with ``engine`` (exports: ``threads``
-    intra-op threads where given, the runtime's default otherwise)."""
+def _runner(engine, strategy, batch, threads=None):
+    """A function decoding one batch of ``batch`` source ids with ``engine`` (exports:
+    ``threads`` intra-op threads where given, the runtime's default otherwise)."""
     import numpy as np
 
     root = os.path.join(workdir(), "exports")
+    if engine.startswith("keras_hub"):
+        return _keras_hub_runner(strategy, batch, engine.endswith("xla"))
     if engine in ("zoo keras", "zoo keras xla"):
         import zoo
 
@@ -468,10 +470,10 @@ def _runner(engine, strategy, threads=None):
 
 def child_decode(engine, strategy, batch, cache, seconds):
     """Sentences/s of one engine decoding ``STEPS`` tokens for ``batch`` test sources."""
+    if engine in THREADED:  # the best of 1 and 2 intra-op threads, as in the goal groups
+        return child_decode_interleaved([engine], strategy, batch, cache, seconds, rounds=1)[0]
     rows, sources = _sources(cache, batch)
-    if engine.startswith("keras_hub"):
-        run = _keras_hub_runner(strategy, batch, engine.endswith("xla"))
-    elif engine == "zoo savedmodel":  # strings in, strings out: tokenization is in its graph
+    if engine == "zoo savedmodel":  # strings in, strings out: tokenization is in its graph
         texts = _read(os.path.join(DATA, "test_2016_flickr.de.gz"))
         sources = [[texts[i] for i in rows[j:j + batch]]
                    for j in range(0, len(rows) - batch + 1, batch)][:8]
@@ -481,16 +483,8 @@ def child_decode(engine, strategy, batch, cache, seconds):
 
         def run(batch_texts):
             return runner.generate_text(batch_texts, strategy)
-    elif engine in THREADED:
-        # The same thread treatment for every runtime with the knob: the best of 1 and 2.
-        rates = {t: _time(_runner(engine, strategy, threads=t), sources, batch, seconds / 2)
-                 for t in (1, 2)}
-        threads = max(rates, key=rates.get)
-        return {"engine": engine, "strategy": strategy, "batch": batch,
-                "sentences_per_s": rates[threads], "threads": threads,
-                "peak_rss_mb": peak_rss_mb()}
     else:
-        run = _runner(engine, strategy)
+        run = _runner(engine, strategy, batch)
     return {"engine": engine, "strategy": strategy, "batch": batch,
             "sentences_per_s": _time(run, sources, batch, seconds),
             "peak_rss_mb": peak_rss_mb()}
@@ -510,11 +504,7 @@ def child_decode_interleaved(engines, strategy, batch, cache, seconds, rounds=5)
     """
     _, sources = _sources(cache, batch)
     settings = {e: (1, 2) if e in THREADED else (None,) for e in engines}
-    runs = {}
-    for e in engines:
-        for t in settings[e]:
-            runs[(e, t)] = (_keras_hub_runner(strategy, batch, e.endswith("xla"))
-                            if e.startswith("keras_hub") else _runner(e, strategy, threads=t))
+    runs = {(e, t): _runner(e, strategy, batch, threads=t) for e in engines for t in settings[e]}
     best = {}
     for _ in range(rounds):
         for (e, t), run in runs.items():
@@ -525,7 +515,7 @@ def child_decode_interleaved(engines, strategy, batch, cache, seconds, rounds=5)
         threads = max(settings[e], key=lambda t: best[(e, t)])
         records.append({"engine": e, "strategy": strategy, "batch": batch,
                         "sentences_per_s": best[(e, threads)], "threads": threads,
-                        "interleaved_with": [x for x in engines if x != e],
+                        "interleaved_with": [x for x in engines if x != e],  # [] alone
                         "rounds": rounds, "peak_rss_mb": peak_rss_mb()})
     return records
 
