@@ -239,6 +239,38 @@ def test_a_batch_size_known_when_the_graph_runs_takes_the_right_loop(rows):
         np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
+@pytest.mark.parametrize("boost, min_length", [(4.0, 0), (4.0, 3), (-6.0, 0)])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_a_batch_of_one_equals_static_shapes(boost, min_length, compiled):
+    """A batch of one steps its own loop (no masks, the last token decides whether to go
+    on, the length is the step count): same tokens, scores, lengths and attention as the
+    static-shape loop, whether eos comes first step, after min_length, or never."""
+    logits, att = _tables(41, rows=1)
+    logits[:, :, EOS] += boost
+    fast = _run(decoding.Greedy(), logits, att, 1, 6, min_length=min_length,
+                compiled=compiled)
+    static = _run(decoding.Greedy().with_static_shapes(), logits, att, 1, 6,
+                  min_length=min_length, compiled=compiled)
+    want = {(4.0, 0): 1, (4.0, 3): 4, (-6.0, 0): 6}[(boost, min_length)]
+    assert fast[2][0, 0] == want  # eos at once, right after min_length, or never
+    for f, s in zip(fast, static):
+        np.testing.assert_allclose(f, s, rtol=1e-6)
+
+
+def test_an_empty_batch_known_when_the_graph_runs_takes_no_step():
+    logits, att = _tables(43, rows=1)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], "int32")])
+    def go(row_ids):
+        return decoding.Greedy()(_step_fn(logits, att), {"code": tf.zeros_like(row_ids)},
+                                 {"row": row_ids}, tf.shape(row_ids)[0], S, 5, bos_id=BOS,
+                                 eos_id=EOS, pad_id=PAD)
+
+    tokens, scores, lengths, attn = [ops.convert_to_numpy(x) for x in go(tf.range(0))]
+    assert tokens.shape == (0, 1, 5) and scores.shape == lengths.shape == (0, 1)
+    assert attn.shape == (0, 1, 5, S)
+
+
 def test_min_length_delays_eos():
     logits, att = _tables(7, rows=2)
     logits[:, :, EOS] += 6.0  # eos is the arg-max everywhere
