@@ -65,10 +65,11 @@ def _check_loops(path, n_state, n_memory):
         assert not through, f"{loop.name} carries values it does not change: {through}"
     # Greedy has two loops side by side (a batch of one steps the plain one): the compacting
     # loop carries the step, the live rows' numbers, previous tokens, state and memory, and
-    # the full batch's tokens, scores, lengths and attention; the plain loop the step,
-    # previous tokens, state, the finished rows and the same four outputs - nothing else.
+    # the full batch's tokens, scores, lengths and attention; the plain loop (one row) the
+    # step, whether to go on, the previous token, state, and tokens, scores and attention
+    # (its length is its step count) - nothing else.
     carried = sorted(len(loop.input) - 2 for loop in loops[-2:])
-    assert carried == sorted([7 + n_state + n_memory, 7 + n_state])
+    assert carried == sorted([7 + n_state + n_memory, 6 + n_state])
     assert fold_selects(model.graph) == 0  # tf2onnx's arithmetic selects were folded
 
 

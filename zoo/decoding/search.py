@@ -284,8 +284,8 @@ def _single_path(choose, step_fn, state, memory, b, memory_length, max_length, b
     ``one_row``: the loop steps a batch of one only (``run`` tells, where the batch size is
     known when the graph runs). Its row is then unfinished at every step the loop takes (it
     stops when the row ends), so the step masks nothing, the last token tells whether to go
-    on, and the length is the number of steps: ten kernels fewer per step in an exported
-    loop, whose batch-1 step onnxruntime spends half of in dispatching small kernels.
+    on, and the length is the number of steps: thirteen kernels fewer per step in an
+    exported Transformer loop (about 1% of an onnxruntime step at batch 1).
     """
     if one_row:
         return _one_row_path(choose, step_fn, state, memory, b, memory_length, max_length,
