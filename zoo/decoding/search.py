@@ -275,21 +275,11 @@ class Greedy(Strategy):
 
 
 def _single_path(choose, step_fn, state, memory, b, memory_length, max_length, bos_id, eos_id,
-                 pad_id, min_length, no_repeat_ngram_size=0, run=None, one_row=False):
+                 pad_id, min_length, no_repeat_ngram_size=0, run=None):
     """The loop of greedy decoding and sampling: one hypothesis per row, ``choose(logp) ->
     (tokens, their log-probabilities)`` picks its next token. Returns tokens (b, L), scores
     (b,), lengths (b,) and attention (b, L, S). A False scalar ``run`` makes the loop take
-    no step (its outputs are then the empty buffers).
-
-    ``one_row``: the loop steps a batch of one only (``run`` tells, where the batch size is
-    known when the graph runs). Its row is then unfinished at every step the loop takes (it
-    stops when the row ends), so the step masks nothing, the last token tells whether to go
-    on, and the length is the number of steps: thirteen kernels fewer per step in an
-    exported Transformer loop (about 1% of an onnxruntime step at batch 1).
-    """
-    if one_row:
-        return _one_row_path(choose, step_fn, state, memory, b, memory_length, max_length,
-                             bos_id, eos_id, pad_id, min_length, no_repeat_ngram_size, run)
+    no step (its outputs are then the empty buffers)."""
     init = (ops.convert_to_tensor(0, "int32"), ops.full((b,), bos_id, "int32"), state,
             ops.zeros((b, max_length), "int32"), ops.zeros((b,), "float32"),
             ops.zeros((b,), "int32"), ops.zeros((b,), "bool"),
@@ -319,8 +309,15 @@ def _single_path(choose, step_fn, state, memory, b, memory_length, max_length, b
 
 
 def _one_row_path(choose, step_fn, state, memory, b, memory_length, max_length, bos_id,
-                  eos_id, pad_id, min_length, no_repeat_ngram_size, run):
-    """``_single_path`` for a loop that steps a batch of one (see its ``one_row``)."""
+                  eos_id, pad_id, min_length, no_repeat_ngram_size=0, run=None):
+    """``_single_path`` for a batch of one (``run`` tells, where the batch size is known only
+    when the graph runs; a loop told not to run may see any batch size, empty included).
+
+    The row is unfinished at every step the loop takes (the loop stops when it ends), so the
+    step masks nothing, the last token tells whether to go on, and the length is the number
+    of steps: thirteen kernels fewer per step in an exported Transformer loop (about 1% of an
+    onnxruntime step at batch 1).
+    """
     # ``going`` is whether the row's last token is not eos, taken from the token in the step
     # (the condition may see an empty batch, where ``run`` is False).
     going = ops.convert_to_tensor(True) if run is None else run
@@ -346,7 +343,7 @@ def _one_row_path(choose, step_fn, state, memory, b, memory_length, max_length, 
 
 
 def _compacting_unless_one(choose, step_fn, state, memory, b, *args):
-    """``_compacting_path``, except that a batch of one takes ``_single_path``.
+    """``_compacting_path``, except that a batch of one takes ``_one_row_path``.
 
     One row finishing ends the loop, so compacting a batch of one only gathers every cache
     and memory tensor at every step for nothing: 6-7% of an onnxruntime step. Where the batch
@@ -356,11 +353,10 @@ def _compacting_unless_one(choose, step_fn, state, memory, b, *args):
     conditional, onnxruntime ran the compacting loop 11% slower at batch 64.)
     """
     if isinstance(b, numbers.Integral):
-        if b == 1:
-            return _single_path(choose, step_fn, state, memory, b, *args, one_row=True)
-        return _compacting_path(choose, step_fn, state, memory, b, *args)
+        path = _one_row_path if b == 1 else _compacting_path
+        return path(choose, step_fn, state, memory, b, *args)
     one = ops.equal(b, 1)
-    plain = _single_path(choose, step_fn, state, memory, b, *args, run=one, one_row=True)
+    plain = _one_row_path(choose, step_fn, state, memory, b, *args, run=one)
     compacted = _compacting_path(choose, step_fn, state, memory, b, *args,
                                  run=ops.logical_not(one))
     return tuple(ops.where(one, p, c) for p, c in zip(plain, compacted))
