@@ -106,16 +106,16 @@ def _read_corpus(args):
     return pairs
 
 
-#: What differs between the tasks of `zoo train`, `zoo evaluate` and the text commands.
-TASKS = {
-    "translator": {"task": "translation", "verb": "translate", "metric": "bleu",
-                   "decoding": {"beam_size": 1}, "unit": "sentence",
-                   "origin": "the embedded Anki/Tatoeba spa-eng file (CC-BY 2.0 FR)"},
-    "summarizer": {"task": "summarization", "verb": "summarize", "metric": "rouge",
-                   "decoding": {"beam_size": 4, "no_repeat_ngram_size": 3}, "unit": "dialogue",
-                   "origin": "embedded DialogSum subset (MIT, 2021 release)"},
-}
-_BY_TASK = {spec["task"]: spec for spec in TASKS.values()}
+#: Where each `zoo train` command's embedded data comes from (the rest is zoo.tasks').
+ORIGINS = {"translator": "the embedded Anki/Tatoeba spa-eng file (CC-BY 2.0 FR)",
+           "summarizer": "embedded DialogSum subset (MIT, 2021 release)"}
+
+
+def _task(name):
+    """The :class:`zoo.tasks.Task` of a task name or a `zoo train` command."""
+    from zoo import tasks
+
+    return tasks.TASKS[name] if name in tasks.TASKS else tasks.by_command(name)
 
 
 def _embedded(kind, limit):
@@ -146,7 +146,7 @@ def _cmd_train(args) -> int:
     from zoo import plot, recipes
     from zoo.files import check_destination
 
-    spec = TASKS[args.task]
+    spec = _task(args.task)
     # In a cluster, worker 0 writes --out; the others train and write nothing.
     chief = not args.multi_worker or _tf_config_index() == 0
     if args.resume:
@@ -163,24 +163,32 @@ def _cmd_train(args) -> int:
         zoo.attention.REGISTRY.get_class(args.attention)  # unknown name: fail before training
     from zoo.models import presets
 
+    if args.init_from is not None:  # fine-tuning: the trained model fixes all of these
+        given = [f for f, v in (("--preset", args.preset), ("--recipe", args.recipe),
+                                ("--vocab-size", args.vocab_size),
+                                ("--attention", args.attention)) if v is not None]
+        if given:
+            raise ValueError(f"--from {args.init_from} fine-tunes a trained model with its own "
+                             f"architecture and tokenizer: {given[0]} does not apply")
+        args.preset = args.init_from
+    elif args.freeze:
+        raise ValueError("--freeze applies to fine-tuning: give --from")
     # No --preset and no --recipe: the task's default recipe (or preset). A --preset alone
     # trains that preset with its own defaults, not the default recipe's.
     if args.recipe is None and args.preset is None:
         args.recipe = args.default_recipe
     if args.recipe is not None:
         recipe = presets.get_recipe(args.recipe)
-        if recipe["task"] != spec["task"]:
+        if recipe["task"] != spec.name:
             raise ValueError(f"--recipe {args.recipe} is a {recipe['task']} recipe; "
-                             f"{spec['task']} recipes: "
-                             f"{', '.join(presets.recipe_names(spec['task'])) or 'none'}")
+                             f"{spec.name} recipes: "
+                             f"{', '.join(presets.recipe_names(spec.name)) or 'none'}")
         args.preset = args.preset or recipe["preset"]
     args.preset = args.preset or args.default_preset
-    if args.vocab_size is None and args.recipe is None:
+    if args.vocab_size is None and args.recipe is None and args.init_from is None:
         args.vocab_size = args.default_vocab_size
-    presets.get_preset(args.preset)
-    if presets.task_of(args.preset) != spec["task"]:
-        raise ValueError(f"--preset {args.preset} is a {presets.task_of(args.preset)} preset; "
-                         f"{spec['task']} presets: {', '.join(presets.names(spec['task']))}")
+    if args.init_from is None:
+        _check_preset(args.preset, spec)
     dev = None
     if args.stream:
         # Nothing is loaded: the files are read on every epoch; held-out pairs come from
@@ -192,7 +200,7 @@ def _cmd_train(args) -> int:
         if args.limit:
             raise ValueError("--limit loads pairs into memory; with --stream the whole "
                              "--data files are read")
-        _summary_fields(args, spec["task"])
+        _summary_fields(args, spec.name)
         kw = _reader_kwargs(args)
         train = Corpus(args.data if len(args.data) == 2 else args.data[0], fmt=args.format,
                        skip_invalid=args.skip_invalid, **kw)
@@ -205,13 +213,13 @@ def _cmd_train(args) -> int:
               f"{len(dev):,} held-out pairs; {_trained(args)}")
     else:
         if args.data:
-            _summary_fields(args, spec["task"])
+            _summary_fields(args, spec.name)
             pairs = _read_corpus(args)
             origin = " ".join(args.data)
             examples = None
         else:
             pairs, dev, examples = _embedded(args.task, args.limit)
-            origin = spec["origin"]
+            origin = ORIGINS[args.task]
         pairs = list(pairs)
         if args.dev_data:
             from zoo.data import read_pairs
@@ -230,7 +238,9 @@ def _cmd_train(args) -> int:
         print(f"zoo train {args.task}: {len(train):,} training and {len(dev):,} held-out "
               f"pairs from {origin}; {_trained(args)}")
     overrides = {"attention": args.attention} if args.attention else None
-    common = dict(preset=args.preset, out_dir=args.out, dev_pairs=dev or None,
+    fine_tune = {"init_from": args.init_from, "freeze": args.freeze or ()} \
+        if args.init_from else {"preset": args.preset}
+    common = dict(**fine_tune, out_dir=args.out, dev_pairs=dev or None,
                   vocab_size=args.vocab_size, epochs=args.epochs, batch_size=args.batch_size,
                   learning_rate=args.learning_rate, mixed_precision=args.mixed_precision,
                   jit_compile=args.xla, seed=args.seed, overrides=overrides,
@@ -255,6 +265,10 @@ def _cmd_train(args) -> int:
               f"than {info['max_source_length']} tokens and were truncated (the SAMSum "
               f"baselines' limit: 400); coverage loss in the last {info['coverage_epochs']} "
               f"epoch(s)")
+    if args.init_from:
+        print(f"{info['unknown_pieces']:,} of {info['pieces']:,} pieces of the training text "
+              f"are unknown to {args.init_from}'s vocabulary (kept: the checkpoint's "
+              f"tokenizer){'; frozen: ' + ', '.join(info['freeze']) if info['freeze'] else ''}")
     loss = history.history["loss"]
     print(f"trained {info['parameters']:,} parameters for {info['epochs_trained']} epochs in "
           f"{info['train_seconds']:.0f} s: loss {loss[0]:.2f} -> {loss[-1]:.2f}")
@@ -274,12 +288,12 @@ def _cmd_train(args) -> int:
     if not chief:
         print(f"worker {_tf_config_index()} done; worker 0 writes {args.out}")
         return 0
-    decoding = _strategy_kwargs(args, spec["task"])
+    decoding = _strategy_kwargs(args, spec.name)
     label = ", ".join(f"{k} {v}" for k, v in decoding.items())
     if dev:
         sample = dev[:500]
         hyps = model.generate_text([s for s, _ in sample], **decoding)
-        name, value = _score(spec["metric"], hyps, [t for _, t in sample])
+        name, value = _score(spec.metric, hyps, [t for _, t in sample])
         print(f"held-out ({len(sample)} pairs, {label}): {name} {value}")
     outs, details = model.generate_text(examples, return_result=True, **decoding)
     for src, out in zip(examples, outs):
@@ -292,7 +306,9 @@ def _cmd_train(args) -> int:
     if getattr(model.decoder, "copy", False):
         import numpy as np
 
-        target_in = np.concatenate([[2], first["tokens"][:-1]])[None].astype("int32")
+        from zoo.data.tokenizer import BOS_ID
+
+        target_in = np.concatenate([[BOS_ID], first["tokens"][:-1]])[None].astype("int32")
         p_gen = model.forward(first["source_ids"][None].astype("int32"),
                               target_in)["p_gen"].numpy()[0]
     heat = plot.attention(first["attention"], tok.id_to_piece(first["source_ids"]),
@@ -305,8 +321,20 @@ def _cmd_train(args) -> int:
     return 0
 
 
+def _check_preset(name, spec):
+    """A preset of the task, or an error naming the task's presets."""
+    from zoo.models import presets
+
+    presets.get_preset(name)
+    if presets.task_of(name) != spec.name:
+        raise ValueError(f"--preset {name} is a {presets.task_of(name)} preset; "
+                         f"{spec.name} presets: {', '.join(presets.names(spec.name))}")
+
+
 def _trained(args):
     """What the run trains: ``recipe R (preset P)`` or ``preset P``."""
+    if args.init_from:
+        return f"fine-tuning {args.init_from}"
     return (f"recipe {args.recipe} (preset {args.preset})" if args.recipe else
             f"preset {args.preset}")
 
@@ -319,21 +347,20 @@ def _progress(choice):
 
 
 def _strategy_kwargs(args, task="translation"):
-    """The decoding options the user gave (None = not given) over the task's defaults, for
-    the chosen strategy: an option of another strategy is then an error that names it."""
-    defaults = _BY_TASK.get(task, TASKS["translator"])["decoding"]
+    """The decoding options the user gave (None = not given) over the task's defaults
+    (``zoo.tasks``): an option of another strategy is then an error that names it."""
     given = {k: getattr(args, k, None) for k in ("length_penalty", "coverage_penalty",
                                                  "temperature", "top_k", "top_p",
                                                  "no_repeat_ngram_size", "min_length")}
-    given = {k: v for k, v in given.items() if v is not None}
-    if "no_repeat_ngram_size" not in given and defaults.get("no_repeat_ngram_size"):
-        given["no_repeat_ngram_size"] = defaults["no_repeat_ngram_size"]
-    beam_size = getattr(args, "beam_size", None) or defaults["beam_size"]
+    beam_size = getattr(args, "beam_size", None)
+    strategy = None
     if getattr(args, "sample", False):
-        return {"strategy": "sampling", "seed": args.seed, **given}
-    if beam_size > 1:
-        return {"strategy": "beam", "beam_size": beam_size, "length_penalty": 0.6, **given}
-    return {"strategy": "greedy", **given}
+        strategy, given["seed"] = "sampling", args.seed
+    elif beam_size is not None:
+        strategy = "beam" if beam_size > 1 else "greedy"
+        if beam_size > 1:
+            given.update(beam_size=beam_size, length_penalty=given["length_penalty"] or 0.6)
+    return _task(task).decoding_options(strategy=strategy, **given)
 
 
 def _read_lines(path):
@@ -354,7 +381,9 @@ def _load_model(path, task=None):
 
     model = load(path)
     if task and model.task != task:
-        verb = _BY_TASK.get(model.task, {}).get("verb")
+        from zoo import tasks
+
+        verb = getattr(tasks.TASKS.get(model.task), "verb", None)
         hint = f"; use zoo {verb}" if verb else ""
         raise ValueError(f"{path} holds a {model.task} model ({type(model).__name__}), not a "
                          f"{task} one{hint}")
@@ -427,7 +456,7 @@ def _cmd_generate(args, task) -> int:
     # blank text is an error that names it.
     empty = [i + 1 for i, t in enumerate(texts) if not t.strip()]
     if empty:
-        what = _BY_TASK[task]["unit"]
+        what = _task(task).unit
         raise ValueError(f"{origin}: {unit} {empty[0]} is empty or whitespace only "
                          f"({len(empty)} such); give one {what} per {unit}")
     if args.output and os.path.isdir(args.output):
@@ -471,12 +500,12 @@ def _cmd_evaluate(args) -> int:
         _summary_fields(args, task)
         pairs = _read_corpus(args)  # the data's errors first: loading a model takes longer
         model = _load_model(args.model)
-        spec = _BY_TASK.get(model.task, TASKS["translator"])
+        spec = model.task_spec
         hyps = model.generate_text(pairs.sources, batch_size=args.batch_size,
                                    max_length=args.max_length,
                                    **_strategy_kwargs(args, model.task))
         refs = pairs.targets
-        metric = metric or spec["metric"]
+        metric = metric or spec.metric
     if (metric or "bleu") == "rouge":
         r = metrics.rouge(hyps, refs)
         print(f"ROUGE-1 {r['rouge1']:.2f}  ROUGE-2 {r['rouge2']:.2f}  ROUGE-L {r['rougeL']:.2f}"
@@ -510,7 +539,7 @@ def _cmd_export(args) -> int:
         kwargs["min_length"] = args.min_length
     ngram = args.no_repeat_ngram_size
     if ngram is None:
-        ngram = _BY_TASK.get(model.task, {}).get("decoding", {}).get("no_repeat_ngram_size", 0)
+        ngram = model.task_spec.decoding.get("no_repeat_ngram_size", 0)
     kwargs["no_repeat_ngram_size"] = ngram
     manifest = get_exporter(args.format)(model, args.out, **kwargs)
     files = sorted(set(manifest["files"].values()) - {"."})
@@ -576,7 +605,11 @@ def _cmd_presets(args) -> int:
     for task in sorted({presets.task_of(n) for n in presets.names()}):
         print(f"{task}:")
         for name in presets.names(task):
-            print(f"  {name:<24} {presets.PRESETS[name]['description']}")
+            trained = presets.trained_scores(name)
+            mark = f"[trained: {trained}] " if trained else ""
+            print(f"  {name:<24} {mark}{presets.PRESETS[name]['description']}")
+    print("presets marked [trained] carry weights: zoo translate --model NAME ..., "
+          "Translator.from_preset(NAME)")
     print("recipes (zoo train --recipe NAME):")
     for name in presets.recipe_names():
         r = presets.RECIPES[name]
@@ -653,6 +686,12 @@ def _add_train_args(p, task, preset, vocab_size, recipe=None):
                    default_vocab_size=vocab_size)
     p.add_argument("--attention", default=None,
                    help="attention variant of an RNN preset (see `zoo attention`)")
+    p.add_argument("--from", dest="init_from", default=None, metavar="MODEL",
+                   help="fine-tune a trained model (a preset marked [trained] in `zoo "
+                        "presets`, a model directory, an archive or a URL#sha256=...): its "
+                        "tokenizer and architecture are kept, its fine-tuning defaults used")
+    p.add_argument("--freeze", nargs="+", default=None, choices=("encoder", "embeddings"),
+                   help="with --from: parts that do not train")
     p.add_argument("--epochs", type=int, default=None, help="default: the preset's")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--learning-rate", type=float, default=None)

@@ -146,3 +146,61 @@ def rouge(hypotheses: Sequence[str], references: Sequence[str], stemmer: bool = 
         for k in ROUGE_TYPES:
             totals[k] += got[k].fmeasure
     return {**{k: 100.0 * v / len(h) for k, v in totals.items()}, "texts": len(h)}
+
+
+_WORD = None
+
+
+def words(text: str):
+    """The words of a text as the readability checks count them, lower-cased: a speaker tag
+    (``#Person1#``) is one word, other words are runs of letters, digits, ``'``, ``-`` and
+    ``#`` (so ``##2#`` is one malformed tag)."""
+    global _WORD
+    if _WORD is None:
+        import re
+
+        _WORD = re.compile(r"#[A-Za-z]+\d*#|[#\w][\w'#-]*")
+    return [w.lower().strip("'-") for w in _WORD.findall(text)]
+
+
+def readability(hypotheses: Sequence[str], sources: Sequence[str],
+                vocabulary) -> Dict[str, float]:
+    """What ROUGE misses: invented words and malformed speaker tags, as shares (%).
+
+    An output word is *invented* when it is neither in its source nor in ``vocabulary`` (the
+    words of the training summaries: :func:`words` of each). A *malformed tag* is a word with
+    a ``#`` that is not a tag (``#Name#``) of its source: ``##2#``, ``#r1#``.
+
+    Args:
+        hypotheses: The summaries.
+        sources: Their source texts, line-aligned.
+        vocabulary: A set of known words (lower-cased).
+
+    Returns:
+        ``{"invented": %, "malformed_tags": %, "words": count, "tags": count}``.
+
+    Example:
+        >>> r = readability(["#Person1# gettingd home"], ["#Person1#: home"], {"getting"})
+        >>> round(r["invented"], 1), r["malformed_tags"]
+        (33.3, 0.0)
+    """
+    h, s = _check(hypotheses, sources)
+    vocabulary = set(vocabulary)
+    n_words = invented = n_tags = malformed = 0
+    for hyp, src in zip(h, s):
+        source_words = set(words(src))
+        for w in words(hyp):
+            n_words += 1
+            if "#" in w:
+                n_tags += 1
+                malformed += w not in source_words
+            elif w not in source_words and w not in vocabulary:
+                invented += 1
+    return {"invented": 100.0 * invented / max(n_words, 1),
+            "malformed_tags": 100.0 * malformed / max(n_tags, 1),
+            "words": n_words, "tags": n_tags}
+
+
+def word_list(texts: Sequence[str]) -> set:
+    """The known words of :func:`readability`: every word of ``texts``."""
+    return {w for t in texts for w in words(t)}

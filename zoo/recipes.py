@@ -42,7 +42,7 @@ def train_translator(train_pairs: Sequence[Tuple[str, str]], preset: Optional[st
     """
     from zoo.models import Translator
 
-    if preset is None and kwargs.get("recipe") is None:
+    if preset is None and kwargs.get("recipe") is None and kwargs.get("init_from") is None:
         preset = "rnn_tiny"
     return train(Translator, train_pairs, preset=preset, out_dir=out_dir, dev_pairs=dev_pairs,
                  vocab_size=vocab_size, max_source_length=max_length,
@@ -50,7 +50,7 @@ def train_translator(train_pairs: Sequence[Tuple[str, str]], preset: Optional[st
 
 
 def train_summarizer(train_pairs: Sequence[Tuple[str, str]],
-                     preset: str = "pointer_generator_small", out_dir: Optional[str] = None,
+                     preset: Optional[str] = None, out_dir: Optional[str] = None,
                      dev_pairs=None, vocab_size: Optional[int] = None,
                      max_source_length: Optional[int] = None,
                      max_target_length: Optional[int] = None,
@@ -64,7 +64,8 @@ def train_summarizer(train_pairs: Sequence[Tuple[str, str]],
 
     Args:
         train_pairs: ``[(dialogue, summary), ...]``.
-        preset: A summarization preset (``zoo.models.presets.names("summarization")``).
+        preset: A summarization preset (``zoo.models.presets.names("summarization")``);
+            default: the recipe's, else ``"pointer_generator_small"``.
         out_dir: Where to save the model directory (see :func:`train`).
         dev_pairs: Validation pairs.
         vocab_size, max_source_length, max_target_length: None takes the preset's.
@@ -82,7 +83,18 @@ def train_summarizer(train_pairs: Sequence[Tuple[str, str]],
     from zoo.models.summarizer import TURN_SEPARATOR
     from zoo.training import CoveragePhase
 
-    defaults = presets.get_preset(preset).get("train", {})
+    if kwargs.get("init_from") is not None:  # fine-tuning: the trained model's defaults
+        defaults = {**FINE_TUNE, **(presets.PRESETS.get(kwargs["init_from"]) or {}).get(
+            "train", {})}
+    else:
+        if preset is None:
+            preset = (presets.get_recipe(kwargs["recipe"])["preset"]
+                      if kwargs.get("recipe") is not None else "pointer_generator_small")
+        defaults = presets.get_preset(preset).get("train", {})
+    if kwargs.get("recipe") is not None:  # the recipe's settings win over its preset's
+        spec = presets.get_recipe(kwargs["recipe"])
+        defaults = {**defaults, **spec["train"],
+                    **({"vocab_size": spec["vocab_size"]} if "vocab_size" in spec else {})}
     epochs = int(kwargs.pop("epochs", None) or defaults.get("epochs", 10))
     cov_epochs = int(coverage_epochs if coverage_epochs is not None
                      else defaults.get("coverage_epochs", 0))
@@ -151,6 +163,36 @@ def _fingerprint(pairs) -> str:
     return f"{len(pairs)}:{h.hexdigest()[:16]}"
 
 
+#: Fine-tuning defaults for a trained model whose preset records none.
+FINE_TUNE = {"learning_rate": 3e-4, "warmup_steps": 100, "label_smoothing": 0.1,
+             "batch_size": 64, "epochs": 3, "schedule": "linear"}
+FREEZABLE = ("encoder", "embeddings")
+
+
+def _base_model(model_class, handle):
+    """``(model, training defaults)`` of the trained model a fine-tuning run starts from."""
+    from zoo.models import load, presets
+
+    model = load(handle)
+    if not isinstance(model, model_class):
+        raise ValueError(f"init_from {handle!r} holds a {type(model).__name__} ({model.task}), "
+                         f"not a {model_class.__name__}")
+    preset = presets.PRESETS.get(handle) or {}
+    return model, {**FINE_TUNE, **preset.get("train", {})}
+
+
+def _freeze(model, parts):
+    """Stops ``parts`` (``FREEZABLE``) of a model from training."""
+    unknown = sorted(set(parts) - set(FREEZABLE))
+    if unknown:
+        raise ValueError(f"freeze: unknown part {unknown[0]!r}; parts: {', '.join(FREEZABLE)}")
+    if "encoder" in parts:
+        model.encoder.trainable = False
+    if "embeddings" in parts:
+        for net in (model.encoder, model.decoder):
+            net.embedding.trainable = False
+
+
 def _start_run(out_dir, settings, tokenizer_fn, resume, overwrite):
     """Opens the run's ``checkpoints/`` in ``out_dir``: a new run writes its settings and
     tokenizer there; a resumed one checks its settings and reuses its tokenizer."""
@@ -205,7 +247,8 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional[
           multi_worker: bool = False, batch_multiple: Optional[int] = None,
           recipe: Optional[str] = None, max_steps: Optional[int] = None,
           patience: Optional[int] = None, average_last: Optional[int] = None,
-          schedule: Optional[str] = None):
+          schedule: Optional[str] = None, init_from: Optional[str] = None,
+          freeze: Sequence[str] = ()):
     """Trains any task's model on text pairs: tokenizer, preset, ``compile`` + ``fit``, save.
 
     With ``out_dir``, the run is resumable: ``out_dir/checkpoints/`` gets the run's settings
@@ -277,6 +320,13 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional[
             without warm-up) or ``"linear"`` (warm-up, then linear decay to zero at
             ``max_steps``, else at the end of the last epoch). None: the recipe's, else
             ``"inverse_sqrt"``.
+        init_from: Fine-tune: start from this trained model (a checkpoint preset such as
+            ``"anki_es_en"``, a model directory, an archive or a URL with its SHA-256). Its
+            tokenizer and architecture are kept (new text goes through its vocabulary; the
+            unknown pieces are counted in the report) and its preset's fine-tuning defaults
+            (``train``: lower peak rate, short warm-up, few epochs) replace the preset's.
+        freeze: With ``init_from``, parts that do not train: ``"encoder"`` and/or
+            ``"embeddings"``.
 
     Returns:
         ``(model, history, info)``: the trained model, the Keras ``History`` and a dict with
@@ -290,6 +340,7 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional[
     import keras
 
     from zoo.data import SentencePieceTokenizer, make_dataset, make_stream_dataset
+    from zoo.data.tokenizer import speaker_tags
     from zoo.files import check_destination, staged_directory
     from zoo.models import presets
     from zoo.training import (CheckpointAverage, Checkpointer, EarlyStopping, SetEpoch,
@@ -319,7 +370,19 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional[
         raise ValueError("resume needs out_dir (the run to continue)")
     if out_dir and not resume and chief:
         check_destination(out_dir, overwrite, "out_dir")
-    if recipe is not None:
+    base = None
+    if init_from is not None:
+        if recipe is not None or preset is not None:
+            raise ValueError("init_from fine-tunes a trained model with its own architecture "
+                             "and tokenizer: give no preset or recipe with it")
+        base, defaults = _base_model(model_class, init_from)
+        preset, vocab_size = base.preset, base.source_tokenizer.vocab_size
+        tokenizer = base.source_tokenizer
+    elif freeze:
+        raise ValueError("freeze applies to fine-tuning: give init_from")
+    if base is not None:
+        pass  # the trained model's own defaults
+    elif recipe is not None:
         spec = presets.get_recipe(recipe)
         if spec["task"] != model_class.task:
             raise ValueError(f"recipe {recipe!r} is a {spec['task']} recipe, not "
@@ -367,7 +430,8 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional[
                 "seed": seed, "keep_best": bool(keep_best and dev_pairs),
                 "recipe": recipe, "max_steps": max_steps, "patience": patience,
                 "average_last": average_last, "schedule": schedule,
-                "turn_separator": turn_separator,
+                "turn_separator": turn_separator, "init_from": init_from,
+                "freeze": sorted(freeze),
                 "train_data": train_pairs.fingerprint() if streamed else
                 _fingerprint(train_pairs),
                 "dev_data": _fingerprint(list(dev_pairs)) if dev_pairs else None}
@@ -377,9 +441,11 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional[
         if tokenizer is not None:
             return tokenizer
         sample = _reservoir(train_pairs, tokenizer_sample, seed) if streamed else train_pairs
-        return SentencePieceTokenizer.train([s for pair in sample for s in pair],
-                                            vocab_size=vocab_size, seed=seed,
-                                            turn_separator=turn_separator)
+        texts = [s for pair in sample for s in pair]
+        # Dialogue speaker tags stay one piece, so copying takes a whole tag or none of it.
+        return SentencePieceTokenizer.train(
+            texts, vocab_size=vocab_size, seed=seed, turn_separator=turn_separator,
+            symbols=speaker_tags(texts) if turn_separator else ())
 
     ckpt_dir = None
     if out_dir and (chief or resume):
@@ -391,7 +457,7 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional[
     # Counted host-side, as the pipeline cuts: source ids + eos, bos + target ids + eos. A
     # streamed corpus is read once here, in chunks: every pair is checked before training.
     sp = tokenizer.processor
-    n_pairs = truncated_sources = truncated = 0
+    n_pairs = truncated_sources = truncated = n_pieces = n_unknown = 0
     for chunk in _chunks(train_pairs, 4096):
         src_len = sp.encode([s for s, _ in chunk])
         tgt_len = sp.encode([t for _, t in chunk])
@@ -399,6 +465,8 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional[
         truncated_sources += sum(1 for a in src_len if len(a) > max_source_length - 1)
         truncated += sum(1 for a, b in zip(src_len, tgt_len)
                          if len(a) > max_source_length - 1 or len(b) > max_target_length - 1)
+        n_pieces += sum(len(a) + len(b) for a, b in zip(src_len, tgt_len))
+        n_unknown += sum(row.count(tokenizer.unk_id) for row in src_len + tgt_len)
     if not n_pairs:
         raise ValueError("no training pairs")
 
@@ -406,11 +474,16 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional[
         return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
     with scope():
-        model = model_class.from_preset(preset, tokenizer=tokenizer,
-                                        dtype="mixed_float16" if mixed_precision else None,
-                                        max_target_length=max_target_length,
-                                        max_source_length=max_source_length,
-                                        **(overrides or {}))
+        if base is not None:
+            # Under a strategy the variables must be made in its scope: load again there.
+            model = base if strategy is None else _base_model(model_class, init_from)[0]
+        else:
+            model = model_class.from_preset(
+                preset, tokenizer=tokenizer,
+                dtype="mixed_float16" if mixed_precision else None,
+                max_target_length=max_target_length, max_source_length=max_source_length,
+                **(overrides or {}))
+    _freeze(model, freeze)
     # Under a strategy every batch splits evenly over the replicas.
     ds_kw = dict(max_source_length=max_source_length, max_target_length=max_target_length,
                  batch_size=batch_size or 64, batch_tokens=batch_tokens,
@@ -451,6 +524,8 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional[
         # To zero at the update budget, else at the end of the last epoch (the in-memory
         # dataset knows its number of batches).
         decay_steps = max_steps or epochs * int(train_ds.cardinality())
+        if warmup_steps is None and decay_steps <= 10 * (warmup or 0):
+            warmup = decay_steps // 10  # a default warm-up scaled to a short run
         if decay_steps <= (warmup or 0):
             raise ValueError(f"schedule 'linear': {epochs} epochs of {decay_steps // epochs} "
                              f"batches leave no update after warmup_steps ({warmup})")
@@ -521,7 +596,8 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional[
             "resumed_from_epoch": (ckpt.initial_epoch if ckpt and resume else None),
             "devices": strategy.num_replicas_in_sync if strategy is not None else 1,
             "multi_worker": bool(multi_worker),
-            "overrides": overrides or {}, **(info_extra or {})}
+            "overrides": overrides or {}, "init_from": init_from, "freeze": sorted(freeze),
+            "unknown_pieces": n_unknown, "pieces": n_pieces, **(info_extra or {})}
     model._meta = {"training": info}
     if out_dir and chief:
         # The run's own directory: its checkpoints and logs move into the finished one.

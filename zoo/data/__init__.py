@@ -57,6 +57,33 @@ def anki_spa_eng_pairs(limit=None):
     return pairs
 
 
+def anki_spa_eng_splits(reverse: bool = False, seed: int = 0):
+    """The embedded Anki pairs split as the shipped translators were trained.
+
+    The file is shuffled with ``seed`` (as ``zoo train translator`` does): the first 2,000
+    pairs are the held-out test set, the next 2,000 validate, the rest train.
+
+    Args:
+        reverse: English -> Spanish pairs instead of Spanish -> English.
+        seed: The shuffle's seed.
+
+    Returns:
+        ``(train, valid, test)`` lists of ``(source, target)``.
+
+    Example:
+        >>> train, valid, test = anki_spa_eng_splits()
+        >>> len(train), len(valid), len(test)
+        (114964, 2000, 2000)
+    """
+    import random
+
+    pairs = anki_spa_eng_pairs()
+    random.Random(seed).shuffle(pairs)
+    if reverse:
+        pairs = [(t, s) for s, t in pairs]
+    return pairs[4000:], pairs[2000:4000], pairs[:2000]
+
+
 def dialogsum_pairs(split: str = "train", limit=None):
     r"""The embedded DialogSum subset as ``(dialogue, summary)`` pairs.
 

@@ -10,9 +10,33 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Iterable, Optional
+import re
+from collections import Counter
+from typing import Iterable, List, Optional
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+
+#: A speaker tag as DialogSum writes it (``#Person1#``), or a placeholder (``#PhoneNumber#``).
+SPEAKER_TAG = re.compile(r"#[A-Za-z]+\d*#")
+
+
+def speaker_tags(texts: Iterable[str], min_count: int = 2, limit: int = 64) -> List[str]:
+    """The ``#Tag#`` markers of a corpus, most frequent first: what must stay one piece.
+
+    Args:
+        texts: The corpus's texts.
+        min_count: Keep tags seen at least this often (a one-off is likely a typo).
+        limit: Keep at most this many.
+
+    Returns:
+        The tags, e.g. ``["#Person1#", "#Person2#"]``.
+
+    Example:
+        >>> speaker_tags(["#Person1#: hi\n#Person2#: hi #Person1#"] * 2)
+        ['#Person1#', '#Person2#']
+    """
+    counts = Counter(tag for text in texts for tag in SPEAKER_TAG.findall(text))
+    return [tag for tag, n in counts.most_common(limit) if n >= min_count]
 
 
 def _separator_options(separator: str) -> dict:
@@ -67,7 +91,8 @@ class SentencePieceTokenizer:
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int = 8000, model_type: str = "unigram",
               character_coverage: float = 1.0, max_sentences: int = 2_000_000,
-              seed: int = 0, turn_separator: Optional[str] = None) -> "SentencePieceTokenizer":
+              seed: int = 0, turn_separator: Optional[str] = None,
+              symbols: Iterable[str] = ()) -> "SentencePieceTokenizer":
         """Learns a tokenizer from raw text.
 
         Args:
@@ -85,6 +110,9 @@ class SentencePieceTokenizer:
                 ``sentencepiece`` on hosts) splits turns the same way. Its normaliser maps
                 ``\r\n``, ``\r`` and ``\n`` to the separator, tabs and no-break spaces to
                 spaces, and leaves other text as written (no NFKC folding).
+            symbols: Strings that are always one piece wherever they occur (speaker tags
+                such as ``#Person1#``: :func:`speaker_tags`), so a copying decoder copies a
+                whole tag or none of it.
 
         Returns:
             A :class:`SentencePieceTokenizer`.
@@ -102,6 +130,13 @@ class SentencePieceTokenizer:
         extra = {}
         if turn_separator is not None:
             extra = _separator_options(turn_separator)
+        symbols = [str(s) for s in symbols]
+        bad = [s for s in symbols if not s or any(c.isspace() for c in s)]
+        if bad:
+            raise ValueError(f"symbols must be non-empty strings without spaces, got {bad[0]!r}")
+        if symbols:
+            extra["user_defined_symbols"] = extra.get("user_defined_symbols", []) + [
+                s for s in symbols if s != turn_separator]
         # Without a seed the trainer draws one from std::random_device.
         spm.set_random_generator_seed(int(seed))
         try:
@@ -118,7 +153,7 @@ class SentencePieceTokenizer:
             raise ValueError(f"cannot learn a {vocab_size}-piece {model_type} tokenizer from "
                              f"{len(texts)} sentences: {detail}") from None
         finally:
-            if extra:
+            if "normalization_rule_tsv" in extra:
                 os.unlink(extra["normalization_rule_tsv"])
         return cls(buf.getvalue())
 

@@ -165,6 +165,8 @@ class Seq2Seq(keras.Model):
             An unbuilt model (weights are created on first call or ``build``).
         """
         preset = _presets.get_preset(name)
+        if preset.get("weights"):  # a trained checkpoint: its own tokenizer and sizes
+            return cls._from_checkpoint(name, preset, tokenizer, overrides, encoder, decoder)
         preset_cls = REGISTRY.get_class(preset["class"])
         if not issubclass(preset_cls, cls):
             raise ValueError(f"preset {name!r} builds a {preset_cls.__name__}, not a "
@@ -200,6 +202,17 @@ class Seq2Seq(keras.Model):
                            max_source_length=max_source_length, preset=name, dtype=dtype,
                            share_embeddings=share_embeddings)
         model.source_tokenizer, model.target_tokenizer = tokenizer, target_tokenizer
+        return model
+
+    @classmethod
+    def _from_checkpoint(cls, name, preset, tokenizer, overrides, encoder, decoder):
+        """The trained model of a checkpoint preset (``from_preset``'s other arguments are
+        the architecture's, which the checkpoint fixes)."""
+        if tokenizer is not None or overrides or encoder or decoder:
+            raise ValueError(f"preset {name!r} is a trained checkpoint with its own tokenizer "
+                             f"and architecture: load it without tokenizer or overrides")
+        model = cls.load(name)
+        model.preset = name
         return model
 
     def build(self, input_shape=None):
@@ -356,13 +369,23 @@ class Seq2Seq(keras.Model):
 
         return encode_sources(texts, self.source_tokenizer, self.max_source_length)
 
-    def generate_text(self, texts: Sequence[str], strategy="greedy", batch_size=64,
+    @property
+    def task_spec(self):
+        """This model's :class:`zoo.tasks.Task` (its default decoding, metric and verb)."""
+        from zoo import tasks
+
+        return tasks.TASKS.get(self.task) or tasks.Task(self.task, type(self).__name__)
+
+    def generate_text(self, texts: Sequence[str], strategy=None, batch_size=64,
                       max_length=None, return_result=False, **strategy_kwargs):
         """Strings in, strings out (the best hypothesis of each).
 
         Args:
             texts: Input strings; an empty list gives an empty list.
-            strategy: As in ``generate``.
+            strategy: As in ``generate``; None: the task's default decoding
+                (``self.task_spec.decoding``: greedy for a translator; beam 4, length
+                penalty 0.6 and no repeated trigram for a summarizer), with the options
+                given here over it.
             batch_size: Texts per decoding batch (sorted by length to cut padding).
             max_length: As in ``generate``.
             return_result: Also return the per-text ``(token ids, attention)`` of the best
@@ -380,7 +403,10 @@ class Seq2Seq(keras.Model):
                              f"from_preset(..., tokenizer=...) or load with .load(dir)")
         texts = check_texts(texts)
         batch_size = check_positive_int("batch_size", batch_size)
-        if isinstance(strategy, str):
+        if strategy is None or isinstance(strategy, str):
+            strategy_kwargs = self.task_spec.decoding_options(strategy=strategy,
+                                                              **strategy_kwargs)
+            strategy = strategy_kwargs.pop("strategy")
             strategy_kwargs = check_decoding(strategy, {"max_length": max_length,
                                                         **strategy_kwargs})
             max_length = strategy_kwargs.pop("max_length", None)
@@ -555,19 +581,21 @@ class Seq2Seq(keras.Model):
 
     @classmethod
     def load(cls, path) -> "Seq2Seq":
-        """Loads a directory written by ``save(dir)`` (Keras ``safe_mode=True``).
+        """Loads a saved model (Keras ``safe_mode=True``).
 
         ``Seq2Seq.load`` (or ``zoo.models.load``) loads any task; a task class only its own.
+        ``path`` is a directory written by ``save(dir)``, a checkpoint directory, a shipped
+        checkpoint's name (``zoo.models.presets.checkpoint_names()``), an archive of either
+        or a URL with its SHA-256 (:func:`zoo.models.hub.resolve`).
 
         Raises:
             FileNotFoundError: No such directory, or not a saved zoo model.
             ModelFileError: A file of the model cannot be read (the message names it).
         """
         from zoo.data.tokenizer import SentencePieceTokenizer
+        from zoo.models import hub
 
-        path = os.fspath(path)
-        if not os.path.isdir(path):
-            raise FileNotFoundError(f"{path}: no such model directory")
+        path = hub.resolve(os.fspath(path))
         meta_path = os.path.join(path, META_FILE)
         if not os.path.exists(meta_path):
             meta_path = os.path.join(path, _LEGACY_META)
@@ -585,6 +613,26 @@ class Seq2Seq(keras.Model):
         if not issubclass(REGISTRY.get_class(class_name), cls):
             raise ModelFileError(f"{path} holds a {class_name} (task "
                                  f"{meta.get('task')!r}), not a {cls.__name__}")
+        if "checkpoint" in meta:
+            hub.verify(path, meta)
+            model = hub.build_from_checkpoint(path, meta)
+        else:
+            model = cls._read_model_file(path)
+        if not isinstance(model, cls):
+            raise ModelFileError(f"{path} holds a {type(model).__name__}, not a "
+                                 f"{cls.__name__}")
+        model.source_tokenizer = SentencePieceTokenizer.load(
+            os.path.join(path, meta["source_tokenizer"]))
+        model.target_tokenizer = (model.source_tokenizer
+                                  if meta["target_tokenizer"] == meta["source_tokenizer"] else
+                                  SentencePieceTokenizer.load(
+                                      os.path.join(path, meta["target_tokenizer"])))
+        model._meta = meta.get("extra")
+        return model
+
+    @staticmethod
+    def _read_model_file(path):
+        """The Keras model of a saved directory's ``model.keras`` (``safe_mode=True``)."""
         model_file = os.path.join(path, "model.keras")
         if not os.path.exists(model_file):
             raise FileNotFoundError(f"{model_file}: missing (the model directory is "
@@ -596,16 +644,6 @@ class Seq2Seq(keras.Model):
                 type(err).__name__
             raise ModelFileError(f"{model_file}: cannot be read; the file is damaged or "
                                  f"incomplete ({type(err).__name__}: {reason})") from None
-        if not isinstance(model, cls):
-            raise ModelFileError(f"{model_file} holds a {type(model).__name__}, not a "
-                                 f"{cls.__name__}")
-        model.source_tokenizer = SentencePieceTokenizer.load(
-            os.path.join(path, meta["source_tokenizer"]))
-        model.target_tokenizer = (model.source_tokenizer
-                                  if meta["target_tokenizer"] == meta["source_tokenizer"] else
-                                  SentencePieceTokenizer.load(
-                                      os.path.join(path, meta["target_tokenizer"])))
-        model._meta = meta.get("extra")
         return model
 
     def get_config(self):

@@ -163,7 +163,81 @@ PRESETS.update({
 })
 
 
-_TASKS = {"Translator": "translation", "Summarizer": "summarization"}
+# Trained checkpoints: presets with ``weights`` (a folder of zoo/checkpoints, or a ``url`` with
+# its ``sha256``), the scores their model cards report, and fine-tuning defaults. Their
+# architecture and tokenizer come with the weights. bench/checkpoints.py trains each.
+CHECKPOINTS = {
+    "anki_es_en": {
+        "class": "Translator",
+        "description": "trained Spanish -> English translator (Anki/Tatoeba, CC-BY 2.0 FR): "
+                       "Transformer 3+3, d=256; recipe anki_es_en",
+        "weights": {"path": "anki_es_en"},
+        "train": {"learning_rate": 3e-4, "warmup_steps": 100, "label_smoothing": 0.1,
+                  "batch_size": 64, "epochs": 3, "schedule": "linear"},
+    },
+    "anki_en_es": {
+        "class": "Translator",
+        "description": "trained English -> Spanish translator (Anki/Tatoeba, CC-BY 2.0 FR): "
+                       "Transformer 3+3, d=256; recipe anki_en_es",
+        "weights": {"path": "anki_en_es"},
+        "train": {"learning_rate": 3e-4, "warmup_steps": 100, "label_smoothing": 0.1,
+                  "batch_size": 64, "epochs": 3, "schedule": "linear"},
+    },
+    "dialogsum_summarizer": {
+        "class": "Summarizer",
+        "description": "trained dialogue summarizer (DialogSum 2021 release, MIT): "
+                       "pointer-generator with coverage; recipe dialogsum_summarizer",
+        "weights": {"path": "dialogsum_summarizer"},
+        "train": {"learning_rate": 5e-4, "warmup_steps": 100, "label_smoothing": 0.0,
+                  "batch_size": 16, "epochs": 2, "schedule": "linear",
+                  "max_source_length": 400, "max_target_length": 80},
+    },
+}
+
+
+def _shipped(name: str) -> bool:
+    """Whether a checkpoint's files are in this package (a URL one is always offered)."""
+    import os
+
+    weights = CHECKPOINTS[name]["weights"]
+    if "url" in weights:
+        return True
+    here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "checkpoints", weights["path"], "zoo.json")
+    return os.path.isfile(here)
+
+
+PRESETS.update({name: spec for name, spec in CHECKPOINTS.items() if _shipped(name)})
+
+def _task_of_class(class_name: str):
+    """The task name of a model class (``zoo.tasks``), or None."""
+    from zoo import tasks
+
+    task = tasks.by_class(class_name)
+    return task.name if task else None
+
+
+def trained_scores(name: str) -> str:
+    """The held-out scores a checkpoint preset's card reports (``""`` for an untrained
+    preset, or one whose files are fetched from a URL on first use)."""
+    import json
+    import os
+
+    weights = PRESETS[name].get("weights") or {}
+    if "path" not in weights:
+        return ""
+    meta = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "checkpoints", weights["path"], "zoo.json")
+    with open(meta, encoding="utf-8") as f:
+        s = json.load(f)["extra"]["card"]["scores"]
+    if "bleu" in s:
+        return f"held-out BLEU {s['bleu']:.1f}"
+    return f"dev ROUGE-1/2/Lsum {s['rouge1']:.1f}/{s['rouge2']:.1f}/{s['rougeLsum']:.1f}"
+
+
+def checkpoint_names(task: str = None):
+    """The presets that carry trained weights, of one task or of all."""
+    return [n for n in names(task) if PRESETS[n].get("weights")]
 
 
 def register(name: str, preset: dict, task: str = None) -> None:
@@ -180,19 +254,21 @@ def register(name: str, preset: dict, task: str = None) -> None:
     if missing:
         raise ValueError(f"preset {name!r} lacks {sorted(missing)}")
     PRESETS[name] = copy.deepcopy(preset)
-    if task:
-        _TASKS.setdefault(preset["class"], task)
+    if task and _task_of_class(preset["class"]) is None:
+        from zoo import tasks
+
+        tasks.register(tasks.Task(task, preset["class"]))
 
 
 def names(task: str = None):
     """The preset names, of one task (``"translation"``...) or of all."""
     return sorted(n for n, p in PRESETS.items()
-                  if task is None or _TASKS.get(p["class"]) == task)
+                  if task is None or _task_of_class(p["class"]) == task)
 
 
 def task_of(name: str) -> str:
     """The task of a preset (``"translation"``...)."""
-    return _TASKS.get(get_preset(name)["class"], "unknown")
+    return _task_of_class(get_preset(name)["class"]) or "unknown"
 
 
 def get_preset(name: str) -> dict:
@@ -270,7 +346,36 @@ RECIPES = {
                   "batch_tokens": 4096, "max_steps": 4000, "schedule": "linear",
                   "epochs": 400, "patience": 8, "average_last": 5},
     },
+    # The shipped checkpoints (bench/checkpoints.py trains and packs each with one command).
+    "anki_es_en": {
+        "task": "translation",
+        "description": "the anki_es_en checkpoint: Transformer 3+3 layers, d=256, 4 heads, "
+                       "ffn 512, one 8,000-piece embedding for source, target and output, "
+                       "peak rate 2e-3 decaying linearly to zero, last 4 epochs averaged",
+        "preset": "transformer_small",
+        "overrides": {"num_heads": 4, "ff_dim": 512, "dropout": 0.1,
+                      "share_embeddings": True},
+        "vocab_size": 8000,
+        "train": {"learning_rate": 2e-3, "warmup_steps": 800, "label_smoothing": 0.1,
+                  "batch_tokens": 4096, "max_steps": 3000, "schedule": "linear",
+                  "epochs": 400, "average_last": 4},
+    },
+    "dialogsum_summarizer": {
+        "task": "summarization",
+        "description": "the dialogsum_summarizer checkpoint: pointer_generator_small (bi-LSTM "
+                       "96/128, coverage attention, copy) on all 12,460 DialogSum training "
+                       "dialogues, speaker tags as single pieces, peak rate 2e-3 decaying "
+                       "linearly to zero, coverage loss in the last epoch",
+        "preset": "pointer_generator_small",
+        "overrides": {},
+        "vocab_size": 4000,
+        "train": {"learning_rate": 2e-3, "warmup_steps": 200, "label_smoothing": 0.0,
+                  "batch_size": 16, "epochs": 7, "schedule": "linear"},
+    },
 }
+RECIPES["anki_en_es"] = {**copy.deepcopy(RECIPES["anki_es_en"]),
+                         "description": "the anki_en_es checkpoint: anki_es_en's recipe, "
+                                        "English to Spanish"}
 
 
 def register_recipe(name: str, recipe: dict) -> None:

@@ -72,7 +72,7 @@ class Summarizer(Seq2Seq):
                              "vocabulary")
         return model
 
-    def summarize(self, texts: Sequence[str], strategy="greedy", batch_size=32,
+    def summarize(self, texts: Sequence[str], strategy=None, batch_size=32,
                   max_length=None, return_result=False, **strategy_kwargs):
         """Summarizes strings (a dialogue: one turn per line); see
         :meth:`~zoo.models.base.Seq2Seq.generate_text` (``no_repeat_ngram_size``,

@@ -33,7 +33,7 @@ class Translator(Seq2Seq):
 
     task = "translation"
 
-    def translate(self, texts: Sequence[str], strategy="greedy", batch_size=64,
+    def translate(self, texts: Sequence[str], strategy=None, batch_size=64,
                   max_length=None, return_result=False, **strategy_kwargs):
         """Translates strings; see :meth:`~zoo.models.base.Seq2Seq.generate_text`."""
         return self.generate_text(texts, strategy=strategy, batch_size=batch_size,

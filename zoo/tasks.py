@@ -1,0 +1,97 @@
+"""The tasks, declared once: name, model class, CLI command and verb, metric, default decoding.
+
+Pure Python (no TensorFlow), so the CLI can read it before it imports any model code. The
+model classes (``Seq2Seq.task``), the presets' task grouping, the CLI's commands and the
+decoding that ``generate_text`` and ``zoo translate``/``zoo summarize`` use by default all
+come from here.
+
+Example:
+    >>> get("summarization").decoding["beam_size"]
+    4
+    >>> by_class("Translator").verb
+    'translate'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, Mapping, Optional
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One task.
+
+    Args:
+        name: The task's name (``"translation"``): what presets and saved models record.
+        model_class: The registered class name of its model (``"Translator"``).
+        command: Its ``zoo train`` command (``"translator"``), or None.
+        verb: Its text command and method (``"translate"``), or None.
+        metric: ``"bleu"`` or ``"rouge"``.
+        unit: What one input is called in messages (``"sentence"``).
+        decoding: Default decoding: ``strategy`` and its options.
+    """
+
+    name: str
+    model_class: str
+    command: Optional[str] = None
+    verb: Optional[str] = None
+    metric: str = "bleu"
+    unit: str = "text"
+    decoding: Mapping[str, object] = dataclasses.field(
+        default_factory=lambda: {"strategy": "greedy"})
+
+    def decoding_options(self, **given) -> Dict[str, object]:
+        """The task's default decoding with the options ``given`` (None: not given) over it.
+
+        A strategy given without its options takes none of the default strategy's.
+        """
+        from zoo.inputs import strategy_name
+
+        given = {k: v for k, v in given.items() if v is not None}
+        if isinstance(given.get("strategy"), str):
+            given["strategy"] = strategy_name(given["strategy"])
+        base = dict(self.decoding)
+        if "strategy" in given and given["strategy"] != base.get("strategy"):
+            base = {"strategy": given["strategy"]}
+            # Trigram blocking suits every strategy of a task that asks for it.
+            if "no_repeat_ngram_size" in self.decoding:
+                base["no_repeat_ngram_size"] = self.decoding["no_repeat_ngram_size"]
+        return {**base, **given}
+
+
+TASKS: Dict[str, Task] = {}
+
+
+def register(task: Task) -> Task:
+    """Adds a task (a new task's module calls this once)."""
+    if task.name in TASKS and TASKS[task.name] != task:
+        raise ValueError(f"task {task.name!r} is already registered")
+    TASKS[task.name] = task
+    return task
+
+
+def get(name: str) -> Task:
+    """A task by name, or a ValueError naming the known ones."""
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
+    return TASKS[name]
+
+
+def by_class(class_name: str) -> Optional[Task]:
+    """The task whose model class is ``class_name``, or None."""
+    return next((t for t in TASKS.values() if t.model_class == class_name), None)
+
+
+def by_command(command: str) -> Task:
+    """The task of a ``zoo train`` command (``"translator"``)."""
+    return next(t for t in TASKS.values() if t.command == command)
+
+
+TRANSLATION = register(Task("translation", "Translator", command="translator",
+                            verb="translate", metric="bleu", unit="sentence",
+                            decoding={"strategy": "greedy"}))
+SUMMARIZATION = register(Task("summarization", "Summarizer", command="summarizer",
+                              verb="summarize", metric="rouge", unit="dialogue",
+                              decoding={"strategy": "beam", "beam_size": 4,
+                                        "length_penalty": 0.6, "no_repeat_ngram_size": 3}))
