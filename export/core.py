@@ -19,6 +19,8 @@ import json
 import os
 from typing import Callable, Optional
 
+from zoo.inputs import EXPORT_OPTIONS
+
 MANIFEST_VERSION = 1
 #: Prefix of the memory tensors' names: keeps them apart from the state's in one flat dict.
 MEMORY_PREFIX = "memory__"
@@ -196,11 +198,8 @@ class ExportCore:
                        "max_source_length": self.max_source_length,
                        "max_length": self.max_length},
             "state": self.state.manifest(), "memory": self.memory.manifest(),
-            "decoding": {"strategies": list(strategies), "beam_size": self.beam_size,
-                         "length_penalty": self.length_penalty,
-                         "coverage_penalty": self.coverage_penalty,
-                         "min_length": self.min_length,
-                         "no_repeat_ngram_size": self.no_repeat_ngram_size},
+            "decoding": {"strategies": list(strategies),
+                         **{name: getattr(self, name) for name in EXPORT_OPTIONS}},
             "quantization": list(quantization), "files": files, "signatures": signatures,
             "parity": None, **extra}
 

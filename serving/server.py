@@ -38,7 +38,7 @@ import re
 import time
 from typing import Dict, List, Literal, Optional
 
-from zoo.inputs import InputError, check_texts, strategy_name
+from zoo.inputs import EXPORT_OPTIONS, InputError, check_texts, strategy_name
 from zoo.serving.batching import MicroBatcher, QueueFullError
 
 log = logging.getLogger("zoo.serving")
@@ -46,8 +46,7 @@ log = logging.getLogger("zoo.serving")
 # What a warm-up decodes once per strategy, so the first request does not pay for graph
 # building and allocation.
 WARMUP_TEXT = "Hello."
-DECODING_FIELDS = ("beam_size", "max_length", "min_length", "length_penalty",
-                   "coverage_penalty", "no_repeat_ngram_size")
+DECODING_FIELDS = ("max_length",) + EXPORT_OPTIONS
 GENERATE_FIELDS = ("texts", "strategy", "return_attention", *DECODING_FIELDS)
 # TensorFlow Serving signature names -> strategies.
 SIGNATURES = {"serving_default": "greedy", "generate": "greedy", "generate_beam": "beam"}
@@ -316,20 +315,25 @@ class MetricsMiddleware:
 
 # ----------------------------------------------------------------------------- the app
 def _schemas():
-    from pydantic import BaseModel, ConfigDict, Field
+    from pydantic import BaseModel, ConfigDict, Field, create_model
 
-    class GenerateRequest(BaseModel):
-        model_config = ConfigDict(extra="forbid")
-        texts: List[str] = Field(min_length=1, description="Inputs (sources or dialogues)")
-        strategy: Optional[Literal["greedy", "beam"]] = Field(
-            None, description="Default: beam if beam_size > 1 or a penalty is given, else greedy")
-        beam_size: Optional[int] = Field(None, ge=1, description="Fixed at export")
-        max_length: Optional[int] = Field(None, ge=1, description="Fixed at export")
-        min_length: Optional[int] = Field(None, ge=0, description="Fixed at export")
-        length_penalty: Optional[float] = Field(None, ge=0, description="Beam only")
-        coverage_penalty: Optional[float] = Field(None, ge=0, description="Beam only")
-        no_repeat_ngram_size: Optional[int] = Field(None, ge=0, description="Fixed at export")
-        return_attention: bool = False
+    from zoo.inputs import OPTION
+
+    def decoding_field(name):
+        # The type, range and meaning of zoo.inputs.OPTIONS, the one declaration.
+        o = OPTION[name]
+        bounds = {"gt" if o.low_open else "ge": o.low, "le": o.high}
+        return (Optional[o.kind], Field(None, description=f"{o.help}; {o.range_text}",
+                                        **{k: v for k, v in bounds.items() if v is not None}))
+
+    GenerateRequest = create_model(
+        "GenerateRequest", __config__=ConfigDict(extra="forbid"),
+        texts=(List[str], Field(min_length=1, description="Inputs (sources or dialogues)")),
+        strategy=(Optional[Literal["greedy", "beam"]], Field(
+            None, description="Default: beam if beam_size > 1 or a penalty is given, else "
+                              "greedy")),
+        return_attention=(bool, False),
+        **{name: decoding_field(name) for name in DECODING_FIELDS})
 
     class Attention(BaseModel):
         source_tokens: List[str]

@@ -638,25 +638,36 @@ def _add_corpus_args(p, required):
     p.add_argument("--limit", type=int, default=None, help="read at most this many pairs")
 
 
-def _add_decoding_args(p, defaults="1 = greedy (translation), 4 for a summarizer"):
-    p.add_argument("--beam-size", type=int, default=None, help=f"1 = greedy (default: "
-                                                                f"{defaults})")
-    p.add_argument("--length-penalty", type=float, default=None,
-                   help="GNMT alpha (beam; default 0.6)")
-    p.add_argument("--coverage-penalty", type=float, default=None,
-                   help="GNMT beta (beam; default 0)")
+#: The decoding options the text commands take as flags; their types, ranges and help come
+#: from zoo.inputs.OPTIONS (the one declaration).
+CLI_DECODING = ("beam_size", "length_penalty", "coverage_penalty", "temperature", "top_k",
+                "top_p", "no_repeat_ngram_size", "min_length", "max_length")
+
+
+def _add_decoding_args(p):
+    from zoo.inputs import OPTION  # (pure Python: the CLI still starts fast)
+
+    for name in CLI_DECODING:
+        o = OPTION[name]
+        only = "" if len(o.strategies) == 3 else f"{o.strategies[0]} only; "
+        p.add_argument(f"--{name.replace('_', '-')}", type=o.kind, default=None,
+                       help=f"{o.help} ({only}{o.range_text}; default {o.default})")
     p.add_argument("--sample", action="store_true", help="sample instead of searching")
-    p.add_argument("--temperature", type=float, default=None, help="sampling (default 1)")
-    p.add_argument("--top-k", type=int, default=None, help="sampling (default 0: all)")
-    p.add_argument("--top-p", type=float, default=None, help="sampling (default 1: all)")
-    p.add_argument("--no-repeat-ngram-size", type=int, default=None,
-                   help="never repeat an n-gram of this size (0: off; default 3 for a "
-                        "summarizer, 0 for a translator)")
-    p.add_argument("--min-length", type=int, default=None,
-                   help="tokens before the end may be generated (default 0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--max-length", type=int, default=None, help="maximum output tokens")
+
+
+def _check_decoding_flags(parser, args):
+    """Every decoding flag given is in its declared range, before any work."""
+    from zoo.inputs import OPTION, InputError
+
+    for name in CLI_DECODING + ("seed",):
+        value = getattr(args, name, None)
+        if value is not None and name in OPTION and (name != "seed" or args.sample):
+            try:
+                OPTION[name].check(value)
+            except InputError as err:
+                parser.error(f"--{name.replace('_', '-')}: {err}")
 
 
 def _add_train_args(p, task, preset, vocab_size, recipe=None):
@@ -785,7 +796,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--field", default="dialogue", help="the JSON field (default dialogue)")
     m.add_argument("--output", default=None, help="write here instead of stdout (one summary "
                                                   "per line)")
-    _add_decoding_args(m, defaults="4")
+    _add_decoding_args(m)
     m.set_defaults(func=_cmd_summarize)
 
     e = sub.add_parser("evaluate", help="BLEU and chrF (sacreBLEU) or ROUGE (rouge-score) of a "
@@ -889,6 +900,7 @@ def main(argv=None) -> int:
         (parser if args.command != "train" else
          parser._subparsers._group_actions[0].choices["train"]).print_help()
         return 2
+    _check_decoding_flags(parser, args)
     for name in _POSITIVE:
         value = getattr(args, name, None)
         if value is not None and value < 1:

@@ -25,10 +25,11 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import warnings
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 
 class InputError(ValueError):
@@ -43,17 +44,101 @@ class InputTruncatedWarning(UserWarning):
     """Inputs longer than the model's maximum were cut (the message says how much)."""
 
 
-# Options of each strategy (besides the lengths every strategy takes); what
-# ``zoo.decoding`` strategies accept, by the same names.
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One decoding option, declared once: its type, valid range and the strategies that
+    take it. The checks, the CLI flags, the server's request fields (and so its OpenAPI
+    schema), the runners and docs/inputs.md all read :data:`OPTIONS`.
+
+    Args:
+        name: The keyword (``beam_size``); the CLI flag is ``--beam-size``.
+        kind: ``int``, ``float`` or ``bool``.
+        low, high: The valid range (inclusive; ``low_open`` excludes ``low``).
+        strategies: The strategies that take it (every one: all three).
+        help: One line for the CLI and the schema.
+        default: What "not given" means, for the docs.
+    """
+
+    name: str
+    kind: type
+    low: Optional[float]
+    high: Optional[float]
+    strategies: Tuple[str, ...]
+    help: str
+    default: str = ""
+    low_open: bool = False
+
+    @property
+    def range_text(self) -> str:
+        """The range as the docs and messages write it: ``[1, 64]``, ``(0, 100]``."""
+        if self.kind is bool:
+            return "true or false"
+        def num(x):
+            return f"{int(x)}" if self.kind is int else f"{x:g}"
+
+        lo = "(" if self.low_open else "["
+        hi = f"{num(self.high)}]" if self.high is not None else "inf)"
+        return f"{lo}{num(self.low)}, {hi}"
+
+    def check(self, value):
+        """The value normalised (ints as ints), or an :class:`InputError` naming the option
+        and its range."""
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise InputError(self.name, f"{self.name} must be True or False, got {value!r}")
+            return value
+        value = _number(self.name, value, integer=self.kind is int)
+        below = value <= self.low if self.low_open else value < self.low
+        if below or (self.high is not None and value > self.high):
+            raise InputError(self.name, f"{self.name} must be in {self.range_text}, got "
+                                        f"{value!r}")
+        return value
+
+
+STRATEGIES = ("greedy", "beam", "sampling")
+_ALL, _BEAM, _SAMPLE = STRATEGIES, ("beam",), ("sampling",)
+#: Longest output, beam and source any entry point accepts: beyond them a CPU runs out of
+#: memory or time before it answers, so they are refused before any work.
+MAX_LENGTH_LIMIT, MAX_BEAM_SIZE = 1024, 64
+OPTIONS: Tuple[Option, ...] = (
+    Option("max_length", int, 1, MAX_LENGTH_LIMIT, _ALL, "maximum output tokens",
+           "the model's max_target_length"),
+    Option("min_length", int, 0, MAX_LENGTH_LIMIT, _ALL,
+           "tokens before the end may be generated", "0"),
+    Option("no_repeat_ngram_size", int, 0, 16, _ALL,
+           "never repeat an n-gram of this size (0: off)", "the task's: 3 for a summarizer"),
+    Option("beam_size", int, 1, MAX_BEAM_SIZE, _BEAM, "hypotheses kept (1: greedy)",
+           "the task's: 1 for a translator, 4 for a summarizer"),
+    Option("length_penalty", float, 0.0, 10.0, _BEAM, "GNMT alpha", "0.6"),
+    Option("coverage_penalty", float, 0.0, 10.0, _BEAM, "GNMT beta", "0"),
+    Option("n_best", int, 1, MAX_BEAM_SIZE, _BEAM, "hypotheses returned (<= beam_size)", "1"),
+    Option("early_stop", bool, None, None, _BEAM,
+           "stop when the best finished hypothesis cannot be beaten", "True"),
+    Option("temperature", float, 0.01, 100.0, _SAMPLE, "divides the logits", "1"),
+    Option("top_k", int, 0, 1_000_000, _SAMPLE, "sample from the k likeliest (0: all)", "0"),
+    Option("top_p", float, 0.0, 1.0, _SAMPLE, "sample from this probability mass", "1",
+           low_open=True),
+    Option("num_samples", int, 1, MAX_BEAM_SIZE, _SAMPLE, "samples drawn per input", "1"),
+    Option("seed", int, 0, 2**31 - 1, _SAMPLE, "the sampling seed", "0"),
+)
+OPTION = {o.name: o for o in OPTIONS}
+# Options of each strategy (besides the lengths every strategy takes), derived from OPTIONS.
 LENGTH_OPTIONS = ("max_length", "min_length")
-STRATEGY_OPTIONS = {
-    "greedy": ("no_repeat_ngram_size",),
-    "beam": ("beam_size", "length_penalty", "coverage_penalty", "n_best", "early_stop",
-             "no_repeat_ngram_size"),
-    "sampling": ("temperature", "top_k", "top_p", "num_samples", "seed",
-                 "no_repeat_ngram_size"),
-}
+STRATEGY_OPTIONS = {s: tuple(o.name for o in OPTIONS if s in o.strategies and
+                             o.name not in LENGTH_OPTIONS) for s in STRATEGIES}
 _ALIASES = {"beam_search": "beam", "sample": "sampling"}
+#: The options an export fixes (its manifest's ``decoding`` records them); with max_length,
+#: what a request to an export may name.
+EXPORT_OPTIONS = ("beam_size", "length_penalty", "coverage_penalty", "min_length",
+                  "no_repeat_ngram_size")
+
+
+def options_table() -> str:
+    """docs/inputs.md's table of the decoding options (Markdown), from :data:`OPTIONS`."""
+    rows = [f"| `{o.name}` | {o.kind.__name__} | {o.range_text} | {', '.join(o.strategies)} "
+            f"| {o.default} | {o.help} |" for o in OPTIONS]
+    return "\n".join(["| option | type | valid range | strategies | default | meaning |",
+                      "|---|---|---|---|---|---|", *rows])
 
 
 def check_texts(texts: Any, field: str = "texts") -> List[str]:
@@ -92,10 +177,10 @@ def _number(name, value, integer=False, low=None, high=None, low_open=False):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         kind = "an integer" if integer else "a number"
         raise InputError(name, f"{name} must be {kind}, got {value!r}")
-    if integer and float(value) != int(value):
-        raise InputError(name, f"{name} must be an integer, got {value!r}")
     if not math.isfinite(value):
         raise InputError(name, f"{name} must be finite, got {value!r}")
+    if integer and float(value) != int(value):
+        raise InputError(name, f"{name} must be an integer, got {value!r}")
     if low is not None and (value <= low if low_open else value < low):
         rel = ">" if low_open else ">="
         raise InputError(name, f"{name} must be {rel} {low}, got {value!r}")
@@ -162,23 +247,7 @@ def check_decoding(strategy: str, options: Dict[str, Any],
 
 
 def _check_option(key, value):
-    if key in ("max_length", "beam_size", "n_best", "num_samples"):
-        return _number(key, value, integer=True, low=1)
-    if key in ("min_length", "top_k", "no_repeat_ngram_size"):
-        return _number(key, value, integer=True, low=0)
-    if key in ("length_penalty", "coverage_penalty"):
-        return _number(key, value, low=0.0)
-    if key == "temperature":
-        return _number(key, value, low=0.0, low_open=True)
-    if key == "top_p":
-        return _number(key, value, low=0.0, high=1.0, low_open=True)
-    if key == "seed":
-        return _number(key, value, integer=True)
-    if key == "early_stop":
-        if not isinstance(value, bool):
-            raise InputError(key, f"early_stop must be True or False, got {value!r}")
-        return value
-    return value
+    return OPTION[key].check(value)
 
 
 def check_positive_int(name: str, value: Any) -> int:

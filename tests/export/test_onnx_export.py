@@ -105,7 +105,7 @@ def test_onnx_matches_keras_without_tensorflow(preset, tok, tmp_path):
     assert out["errors"] == [
         "unknown decoding option 'length_penalty' for strategy 'greedy'; it belongs to "
         "strategy 'beam' (options: max_length, min_length, no_repeat_ngram_size)",
-        "coverage_penalty must be >= 0.0, got -1.0",
+        "coverage_penalty must be in [0, 10], got -1.0",
         "beam_size is fixed at export to 3 in this onnx export; re-export to change it"]
     # host-side ids == tf-text ids
     from zoo.data import encode_sources

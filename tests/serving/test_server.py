@@ -175,7 +175,7 @@ BAD = [  # (path, body, status, message pattern, field)
      "beam_size"),
     (GEN, {"texts": ["a"], "max_length": 99}, 400, "max_length is fixed at export to 6",
      "max_length"),
-    (GEN, {"texts": ["a"], "length_penalty": -1}, 400, "length_penalty must be >= 0",
+    (GEN, {"texts": ["a"], "length_penalty": -1}, 400, "length_penalty must be in \\[0, 10\\]",
      "length_penalty"),
     (GEN, {"texts": ["a"], "length_penalty": "x"}, 400, "length_penalty must be a number",
      "length_penalty"),
