@@ -370,6 +370,8 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional[
         raise ValueError("resume needs out_dir (the run to continue)")
     if out_dir and not resume and chief:
         check_destination(out_dir, overwrite, "out_dir")
+    # Before any model exists: a loaded model's dropout seeds are drawn when it is built.
+    keras.utils.set_random_seed(seed)
     base = None
     if init_from is not None:
         if recipe is not None or preset is not None:
@@ -420,7 +422,6 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional[
                          f"warmup_steps ({warmup})")
     if batch_size is None and batch_tokens is None:
         batch_size, batch_tokens = defaults.get("batch_size", 64), defaults.get("batch_tokens")
-    keras.utils.set_random_seed(seed)
     # What the next step depends on: a resumed run must match it (epochs may grow).
     settings = {"task": model_class.task, "preset": preset, "overrides": overrides or {},
                 "vocab_size": vocab_size, "batch_size": batch_size,
