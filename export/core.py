@@ -225,7 +225,8 @@ class ExportCore:
         """
         from zoo.files import staged_directory
 
-        with staged_directory(path, overwrite=overwrite, what="export directory") as tmp:
+        with staged_directory(path, overwrite=overwrite, what="export directory",
+                              kind="export") as tmp:
             parts = write(tmp)
             files = self._tokenizer_files
             self.model.source_tokenizer.save(os.path.join(tmp, files["source"]))

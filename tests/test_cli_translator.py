@@ -171,7 +171,7 @@ def test_evaluate_rejects_misaligned_files_and_bad_options(tmp_path, capsys):
     assert "Did you mean 'transformer_small'" in _err(capsys)
     with pytest.raises(SystemExit):
         cli.main(["translate", "--model", "x", "--beam-size", "0", "Hola."])
-    assert "--beam-size must be a positive integer" in _err(capsys)
+    assert "--beam-size: beam_size must be in [1, 64], got 0" in _err(capsys)
 
 
 def test_export_command_writes_savedmodel_with_parity(trained, tmp_path, capsys):

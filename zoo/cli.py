@@ -524,7 +524,7 @@ def _cmd_export(args) -> int:
 
     if os.path.realpath(args.out) == os.path.realpath(args.model):
         raise ValueError(f"--out {args.out} is the model directory; write the export elsewhere")
-    check_destination(args.out, args.overwrite, "--out")  # before any work
+    check_destination(args.out, args.overwrite, "--out", kind="export")  # before any work
     texts = _read_lines(args.verify) if args.verify else None  # fail early on a bad file
     model = _load_model(args.model)
     from zoo.export import get_exporter
@@ -663,7 +663,7 @@ def _check_decoding_flags(parser, args):
 
     for name in CLI_DECODING + ("seed",):
         value = getattr(args, name, None)
-        if value is not None and name in OPTION and (name != "seed" or args.sample):
+        if value is not None and name in OPTION and (name != "seed" or getattr(args, "sample", False)):
             try:
                 OPTION[name].check(value)
             except InputError as err:

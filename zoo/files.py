@@ -12,8 +12,8 @@ Example:
     >>> root = tempfile.mkdtemp()
     >>> with staged_directory(os.path.join(root, "out")) as tmp:
     ...     _ = open(os.path.join(tmp, "zoo.json"), "w").write("{}")
-    >>> os.listdir(os.path.join(root, "out"))
-    ['zoo.json']
+    >>> sorted(os.listdir(os.path.join(root, "out")))  # and the list of what zoo wrote
+    ['.zoo-written.json', 'zoo.json']
 """
 
 from __future__ import annotations
@@ -25,8 +25,44 @@ import tempfile
 
 #: A directory holding one of these was written by zoo and may be replaced with overwrite.
 MARKERS = ("zoo.json", "translator.json", "manifest.json")
+#: What kind of directory each marker makes: ``--overwrite`` replaces only the same kind.
+KINDS = {"zoo.json": "model", "translator.json": "model", "manifest.json": "export"}
 #: A training run's settings, written when it starts: its directory holds a run of zoo's.
 RUN_MARKER = os.path.join("checkpoints", "run.json")
+#: The list of what zoo wrote into a directory (its kind and top-level entries).
+WRITTEN = ".zoo-written.json"
+#: Entries a model directory gets after it is written (the run's, the CLI's heat map).
+_ADDED_LATER = {"model": ("checkpoints", "logs", "attention.png")}
+
+
+def kind_of(path: str):
+    """``"model"`` or ``"export"`` for a directory zoo wrote (or a training run), else None."""
+    written = _written(path)
+    if written:
+        return written["kind"]
+    for marker, kind in KINDS.items():
+        if os.path.exists(os.path.join(path, marker)):
+            return kind
+    return "model" if os.path.isfile(os.path.join(path, RUN_MARKER)) else None
+
+
+def _written(path: str):
+    import json
+
+    try:
+        with open(os.path.join(path, WRITTEN), encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def foreign_entries(path: str, kind: str):
+    """The entries of a zoo directory that zoo did not write there (a user's files)."""
+    written = _written(path)
+    if written is None:  # written by a zoo before the list existed: nothing to compare
+        return []
+    ours = set(written["entries"]) | set(_ADDED_LATER.get(kind, ())) | {WRITTEN}
+    return sorted(e for e in os.listdir(path) if e not in ours and not e.startswith(".zoo-"))
 
 
 def unfinished_run(path: str) -> bool:
@@ -71,17 +107,20 @@ class OutputExistsError(FileExistsError):
     """The destination exists and may not be replaced."""
 
 
-def check_destination(path: str, overwrite: bool = False, what: str = "output") -> None:
+def check_destination(path: str, overwrite: bool = False, what: str = "output",
+                      kind: str = "model") -> None:
     """Raises :class:`OutputExistsError` unless ``path`` may be written.
 
     ``path`` may be written when it does not exist, is an empty directory, or (with
-    ``overwrite``) is a directory that zoo wrote (it holds ``zoo.json`` or ``manifest.json``).
-    A file, or a directory of other things, is never replaced.
+    ``overwrite``) is a directory that zoo wrote of the same ``kind`` (a model replaces a
+    model or a training run, an export an export) holding nothing zoo did not write there.
+    A file, a directory of another kind, or one with a user's files is never replaced.
 
     Args:
         path: The destination directory.
         overwrite: Replace a directory that zoo wrote.
         what: The destination's role in messages (``"--out"``).
+        kind: ``"model"`` or ``"export"``: what is about to be written.
     """
     if not os.path.lexists(path):
         return
@@ -97,20 +136,33 @@ def check_destination(path: str, overwrite: bool = False, what: str = "output") 
                 f"it (--resume) or pass overwrite (--overwrite) to start again")
         raise OutputExistsError(f"{what} {path} is not empty; choose another directory or "
                                 f"pass overwrite (--overwrite) to replace it")
-    if not any(m in entries for m in MARKERS) and not unfinished_run(path):
+    found = kind_of(path)
+    if found is None:
         raise OutputExistsError(f"{what} {path} holds files that zoo did not write (no "
                                 f"zoo.json or manifest.json); refusing to replace it")
+    if found != kind:
+        article = "an" if kind == "export" else "a"
+        raise OutputExistsError(f"{what} {path} holds a zoo {found}, not {article} {kind}; "
+                                f"--overwrite replaces only {article} {kind}: choose another "
+                                f"directory")
+    foreign = foreign_entries(path, kind)
+    if foreign:
+        raise OutputExistsError(f"{what} {path} holds files that zoo did not write "
+                                f"({', '.join(foreign[:5])}); move them away or choose another "
+                                f"directory")
 
 
 @contextlib.contextmanager
 def staged_directory(path: str, overwrite: bool = False, what: str = "output",
-                     carry=()):
+                     carry=(), kind: str = "model"):
     """Yields a staging directory that becomes ``path`` when the block ends without error.
 
     Args:
         path: The destination directory.
         overwrite: Replace ``path`` if zoo wrote it (see :func:`check_destination`).
         what: The destination's role in messages.
+        kind: ``"model"`` or ``"export"`` (see :func:`check_destination`); recorded with the
+            entries written, so a later overwrite knows which files are zoo's.
         carry: Entries of the old ``path`` moved into the new one after the swap (a run's
             ``checkpoints`` and ``logs``), unless the new one has its own.
 
@@ -118,7 +170,14 @@ def staged_directory(path: str, overwrite: bool = False, what: str = "output",
         The staging directory to write into (beside ``path``, on the same file system).
     """
     path = os.path.abspath(os.fspath(path))
-    check_destination(path, overwrite, what)
+    with directory_lock(path, what):
+        with _staged(path, overwrite, what, carry, kind) as tmp:
+            yield tmp
+
+
+@contextlib.contextmanager
+def _staged(path, overwrite, what, carry, kind):
+    check_destination(path, overwrite, what, kind)
     parent, name = os.path.split(path)
     try:
         os.makedirs(parent, exist_ok=True)
@@ -127,7 +186,8 @@ def staged_directory(path: str, overwrite: bool = False, what: str = "output",
         raise OutputExistsError(f"{what} {path}: cannot create it ({err.strerror})") from None
     try:
         yield tmp
-        check_destination(path, overwrite, what)  # nothing appeared there meanwhile
+        _record(tmp, kind, carry)
+        check_destination(path, overwrite, what, kind)  # nothing appeared there meanwhile
         if os.path.lexists(path):
             old = tempfile.mkdtemp(prefix=f".{name}.old-", dir=parent)
             os.rmdir(old)
@@ -143,3 +203,77 @@ def staged_directory(path: str, overwrite: bool = False, what: str = "output",
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _record(directory: str, kind: str, carry=()) -> None:
+    """Writes :data:`WRITTEN`: the kind and the entries zoo wrote (and will carry over)."""
+    import json
+
+    entries = sorted(set(os.listdir(directory)) | set(carry))
+    with open(os.path.join(directory, WRITTEN), "w", encoding="utf-8") as f:
+        json.dump({"kind": kind, "entries": entries}, f)
+
+
+class OutputLockedError(OutputExistsError):
+    """Another process is writing the destination."""
+
+
+_HELD = {}  # lock path -> [fd, depth]: this process's locks (re-entrant within it)
+
+
+@contextlib.contextmanager
+def directory_lock(path: str, what: str = "output"):
+    """Holds the right to write ``path``: a second writer (another process) is refused.
+
+    The lock is an ``flock`` on a hidden file beside ``path``; the kernel drops it when the
+    holder exits, so a crashed or killed writer never leaves it stuck. Within one process it
+    is re-entrant.
+
+    Args:
+        path: The directory about to be written.
+        what: Its role in messages (``"--out"``).
+
+    Raises:
+        OutputLockedError: Another process holds it (the message gives its pid).
+    """
+    import fcntl
+
+    parent, name = os.path.split(os.path.abspath(os.fspath(path)))
+    os.makedirs(parent, exist_ok=True)
+    lock = os.path.join(parent, f".{name}.zoo-lock")
+    if lock in _HELD:
+        _HELD[lock][1] += 1
+        try:
+            yield
+        finally:
+            _HELD[lock][1] -= 1
+        return
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise OutputLockedError(f"{what} {os.path.join(parent, name)} is being written by "
+                                    f"another zoo process (pid {holder}); wait for it to end "
+                                    f"or choose another directory") from None
+        try:  # the previous holder may have removed the file between our open and lock
+            same = os.stat(lock).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    _HELD[lock] = [fd, 1]
+    try:
+        yield
+    finally:
+        del _HELD[lock]
+        try:
+            os.unlink(lock)
+        except OSError:
+            pass
+        os.close(fd)

@@ -197,7 +197,7 @@ def _start_run(out_dir, settings, tokenizer_fn, resume, overwrite):
     """Opens the run's ``checkpoints/`` in ``out_dir``: a new run writes its settings and
     tokenizer there; a resumed one checks its settings and reuses its tokenizer."""
     import json
-    import shutil
+    import tempfile
 
     from zoo.data import SentencePieceTokenizer
     from zoo.files import RUN_MARKER, write_file_atomically
@@ -220,9 +220,13 @@ def _start_run(out_dir, settings, tokenizer_fn, resume, overwrite):
             raise CheckpointError(f"resume: the run in {out_dir} was started with other "
                                   f"settings: {'; '.join(changed)}")
         return ckpt_dir, SentencePieceTokenizer.load(os.path.join(ckpt_dir, "source.model"))
-    if overwrite:  # a fresh run: the old run's checkpoints and logs go now, its model at the end
+    if overwrite:
+        # A fresh run: the old run's checkpoints and logs move aside (its model stays
+        # loadable); all of it goes only when the new model is in place.
         for entry in ("checkpoints", "logs"):
-            shutil.rmtree(os.path.join(out_dir, entry), ignore_errors=True)
+            if os.path.lexists(os.path.join(out_dir, entry)):
+                aside = tempfile.mkdtemp(prefix=f".zoo-old-{entry}-", dir=out_dir)
+                os.rename(os.path.join(out_dir, entry), os.path.join(aside, entry))
     tokenizer = tokenizer_fn()
     os.makedirs(ckpt_dir, exist_ok=True)
     write_file_atomically(os.path.join(ckpt_dir, "source.model"), tokenizer.model)
@@ -231,7 +235,22 @@ def _start_run(out_dir, settings, tokenizer_fn, resume, overwrite):
     return ckpt_dir, tokenizer
 
 
-def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional[str] = None,
+def train(model_class, train_pairs, *args, **kwargs):
+    # (Its docstring is _train's: set below.)
+    import inspect
+
+    from zoo.files import directory_lock
+
+    bound = inspect.signature(_train).bind(model_class, train_pairs, *args, **kwargs)
+    out_dir = bound.arguments.get("out_dir")
+    # (Cluster workers other than the chief write nothing; they take no lock.)
+    if not out_dir or bound.arguments.get("multi_worker"):
+        return _train(model_class, train_pairs, *args, **kwargs)
+    with directory_lock(out_dir, "out_dir"):
+        return _train(model_class, train_pairs, *args, **kwargs)
+
+
+def _train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional[str] = None,
           out_dir: Optional[str] = None, dev_pairs=None, vocab_size: Optional[int] = None,
           epochs: Optional[int] = None, batch_size: Optional[int] = None,
           batch_tokens: Optional[int] = None, learning_rate: Optional[float] = None,
@@ -606,3 +625,9 @@ def train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional[
                               carry=("checkpoints", "logs")) as tmp:
             model.write_files(tmp)
     return model, history, info
+
+
+# One docstring for the public name: the arguments are _train's, and the lock is train's.
+train.__doc__ = _train.__doc__.replace(
+    "    Returns:", "    A second process training into the same ``out_dir`` is refused\n"
+    "    (:class:`zoo.files.OutputLockedError`) while this one runs.\n\n    Returns:", 1)
