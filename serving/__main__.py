@@ -1,8 +1,8 @@
-"""``python -m zoo.serving ...`` is ``zoo serve ...``."""
+"""``python -m zoo.serving ...`` is ``zoo serve ...`` (serving's own entry point)."""
 
 import sys
 
-from zoo.cli import main
+from zoo.serving.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["serve", *sys.argv[1:]]))
+    sys.exit(main(sys.argv[1:]))

@@ -559,32 +559,6 @@ def _cmd_export(args) -> int:
     return 0
 
 
-def _cmd_serve(args) -> int:
-    from zoo.inputs import InputError
-    from zoo.serving.server import Limits, parse_models, serve
-
-    for flag in ("port", "max_batch_size", "max_queue", "max_texts", "max_chars",
-                 "max_body_bytes"):
-        value = getattr(args, flag)
-        if value < (0 if flag == "port" else 1) or (flag == "port" and value > 65535):
-            raise InputError(flag, f"must be {'a port number' if flag == 'port' else '>= 1'}, "
-                                   f"got {value}")
-    if args.batch_timeout_micros < 0:
-        raise InputError("batch_timeout_micros", f"must be >= 0, got "
-                                                 f"{args.batch_timeout_micros}")
-    if not args.request_timeout > 0:
-        raise InputError("request_timeout", f"must be > 0 seconds, got {args.request_timeout}")
-    models = parse_models(args.model_dir, args.name, args.model, args.runtime)
-    limits = Limits(max_batch_size=args.max_batch_size,
-                    batch_timeout=args.batch_timeout_micros / 1e6, max_queue=args.max_queue,
-                    max_texts=args.max_texts, max_chars=args.max_chars,
-                    max_body_bytes=args.max_body_bytes, request_timeout=args.request_timeout)
-    options = {n: {"quantization": args.quantization} for n in models} \
-        if args.quantization else None
-    return serve(models, host=args.host, port=args.port, limits=limits,
-                 runtime_options=options, access_log=args.access_log)
-
-
 def _cmd_attention(args) -> int:
     import zoo.attention
 
@@ -841,33 +815,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("serve", help="serve exported models over HTTP (zoo's :generate, "
                                      "TensorFlow Serving's REST API, /metrics, a demo page)")
-    v.add_argument("model_dir", nargs="?", metavar="MODEL_DIR",
-                   help="a directory written by zoo export (any format)")
-    v.add_argument("--name", default=None, help="URL name of MODEL_DIR (default: its "
-                                                "directory name)")
-    v.add_argument("--model", action="append", default=[], metavar="NAME=DIR",
-                   help="serve another export under NAME (repeatable)")
-    v.add_argument("--runtime", choices=("savedmodel", "onnx", "litert"), default=None,
-                   help="require this export format (the runtime always comes from the "
-                        "manifest)")
-    v.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback "
-                                                       "only; 0.0.0.0 for every interface)")
-    v.add_argument("--port", type=int, default=8080)
-    v.add_argument("--max-batch-size", type=int, default=32,
-                   help="most texts decoded together (1 turns micro-batching off)")
-    v.add_argument("--batch-timeout-micros", type=int, default=2000,
-                   help="longest wait for a batch to fill, in microseconds")
-    v.add_argument("--max-queue", type=int, default=256,
-                   help="requests waiting per model before answering 503")
-    v.add_argument("--max-texts", type=int, default=64, help="texts per request")
-    v.add_argument("--max-chars", type=int, default=10_000, help="characters per text")
-    v.add_argument("--max-body-bytes", type=int, default=1 << 20, help="bytes per request")
-    v.add_argument("--request-timeout", type=float, default=30.0,
-                   help="seconds before a request answers 504")
-    v.add_argument("--quantization", default=None,
-                   help="litert: which exported .tflite to serve (default float32)")
-    v.add_argument("--access-log", action="store_true", help="log every request")
-    v.set_defaults(func=_cmd_serve)
+    from zoo.serving import cli as serve_cli  # (light: no model code, no TensorFlow)
+
+    serve_cli.add_arguments(v)
+    v.set_defaults(func=serve_cli.run)
 
     a = sub.add_parser("attention", help="list the attention variants")
     a.set_defaults(func=_cmd_attention)
