@@ -130,8 +130,8 @@ def card_text(name, task, info, extra, storage):
                 "dialogues; the 500 dev dialogues for choices and scores.")
         measured = (f"ROUGE-1/2/L/Lsum {s['rouge1']} / {s['rouge2']} / {s['rougeL']} / "
                     f"{s['rougeLsum']} (rouge-score, stemmed) on the {s['pairs']} dev "
-                    f"dialogues, beam 4, length penalty 0.6, no repeated trigram; invented "
-                    f"words {s['invented_words']} %, malformed speaker tags "
+                    f"dialogues, the task's default decoding ({_decoding(s['decoding'])}, "
+                    f"chosen on these dev dialogues: docs/RESULTS.md); invented words {s['invented_words']} %, malformed speaker tags "
                     f"{s['malformed_tags']} % (zoo.metrics.readability)")
         limits = ("Everyday two-party dialogues in English with #Person1#-style speaker "
                   "tags; not trained without pretraining to the quality of large pretrained "
@@ -166,3 +166,7 @@ Measured {time.strftime('%Y-%m-%d')} on {platform.machine()}; see docs/RESULTS.m
 def _short(text, width=160):
     text = text.replace("\n", " | ")
     return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _decoding(d):
+    return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in d.items())

@@ -4,6 +4,7 @@ variants and presets."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
@@ -522,6 +523,11 @@ def _cmd_evaluate(args) -> int:
 def _cmd_export(args) -> int:
     from zoo.files import check_destination
 
+    if args.quantize and args.format != "litert":
+        raise ValueError(f"--quantize applies to litert exports; a {args.format} export is "
+                         f"float32" + (" (int8 is chosen when loading it: "
+                                       "zoo.serving.load(dir, quantization='int8'))"
+                                       if args.format == "ctranslate2" else ""))
     if os.path.realpath(args.out) == os.path.realpath(args.model):
         raise ValueError(f"--out {args.out} is the model directory; write the export elsewhere")
     check_destination(args.out, args.overwrite, "--out", kind="export")  # before any work
@@ -532,15 +538,16 @@ def _cmd_export(args) -> int:
     kwargs = {"max_length": args.max_length, "overwrite": args.overwrite}
     if args.format == "litert":
         kwargs.update(batch_size=args.batch_size, max_source_length=args.max_source_length,
-                      quantizations=args.quantize)
+                      quantizations=args.quantize or ["float32", "float16", "int8"])
     else:
         kwargs.update(beam_size=args.beam_size)
-    if args.min_length:
-        kwargs["min_length"] = args.min_length
-    ngram = args.no_repeat_ngram_size
-    if ngram is None:
-        ngram = model.task_spec.decoding.get("no_repeat_ngram_size", 0)
-    kwargs["no_repeat_ngram_size"] = ngram
+    # What the flags leave open is the task's default decoding, as `zoo summarize` uses.
+    task_decoding = model.task_spec.decoding
+    for name in ("min_length", "no_repeat_ngram_size"):
+        value = getattr(args, name)
+        kwargs[name] = task_decoding.get(name, 0) if value is None else value
+    if args.format != "litert" and "length_penalty" in task_decoding:
+        kwargs["length_penalty"] = task_decoding["length_penalty"]
     manifest = get_exporter(args.format)(model, args.out, **kwargs)
     files = sorted(set(manifest["files"].values()) - {"."})
     print(f"wrote {args.format} to {args.out}: {', '.join(files) or 'saved_model.pb'} "
@@ -635,9 +642,16 @@ def _check_decoding_flags(parser, args):
     """Every decoding flag given is in its declared range, before any work."""
     from zoo.inputs import OPTION, InputError
 
+    if getattr(args, "sample", False) and getattr(args, "beam_size", None) is not None:
+        parser.error("--beam-size does not apply with --sample (sampling draws one "
+                     "continuation per input)")
+    lr = getattr(args, "learning_rate", None)
+    if lr is not None and not (math.isfinite(lr) and 0 < lr <= 1):
+        parser.error(f"--learning-rate must be in (0, 1], got {lr}")
+    sampling = getattr(args, "sample", False)
     for name in CLI_DECODING + ("seed",):
         value = getattr(args, name, None)
-        if value is not None and name in OPTION and (name != "seed" or getattr(args, "sample", False)):
+        if value is not None and name in OPTION and (name != "seed" or sampling):
             try:
                 OPTION[name].check(value)
             except InputError as err:
@@ -791,8 +805,9 @@ def build_parser() -> argparse.ArgumentParser:
                    default="savedmodel",
                    help="savedmodel (strings in/out, default), onnx, litert (edge), "
                         "ctranslate2 (Transformer translators; float32 and int8)")
-    x.add_argument("--quantize", nargs="+", default=["float32", "float16", "int8"],
-                   choices=("float32", "float16", "int8"), help="litert variants")
+    x.add_argument("--quantize", nargs="+", default=None,
+                   choices=("float32", "float16", "int8"),
+                   help="litert variants (default: all three; other formats: not applicable)")
     x.add_argument("--batch-size", type=int, default=1, help="litert: fixed batch")
     x.add_argument("--max-source-length", type=int, default=64,
                    help="litert: sources are padded to this many ids")
@@ -806,8 +821,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--no-repeat-ngram-size", type=int, default=None,
                    help="n-gram blocking inside the exported loops (default: 3 for a "
                         "summarizer, 0 for a translator)")
-    x.add_argument("--min-length", type=int, default=0,
-                   help="tokens before the end may be generated (fixed at export)")
+    x.add_argument("--min-length", type=int, default=None,
+                   help="tokens before the end may be generated (fixed at export; default: "
+                        "the task's, 10 for a summarizer, 0 for a translator)")
     x.add_argument("--verify", default=None, metavar="FILE",
                    help="sentences (one per line) to check parity with Keras on; the figures "
                         "go into manifest.json")

@@ -182,6 +182,7 @@ def _staged(path, overwrite, what, carry, kind):
     try:
         os.makedirs(parent, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
+        follow_umask(tmp)
     except OSError as err:
         raise OutputExistsError(f"{what} {path}: cannot create it ({err.strerror})") from None
     try:
@@ -277,3 +278,11 @@ def directory_lock(path: str, what: str = "output"):
         except OSError:
             pass
         os.close(fd)
+
+
+def follow_umask(path: str) -> None:
+    """Gives a directory made by ``tempfile.mkdtemp`` (always 0700) the mode a plain
+    ``mkdir`` would: 0777 less the umask, so a server running as another user can read it."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o777 & ~mask)

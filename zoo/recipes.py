@@ -6,6 +6,7 @@ its task defaults. What ``zoo train`` and ``bench/quality.py`` run; usable from 
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import warnings
@@ -428,6 +429,8 @@ def _train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional
                        else defaults.get("average_last") or 1)
     epochs = int(epochs or defaults["epochs"])
     lr = learning_rate or defaults["learning_rate"]
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and 0 < lr <= 1):
+        raise ValueError(f"learning_rate must be a number in (0, 1], got {lr!r}")
     warmup = warmup_steps if warmup_steps is not None else defaults.get("warmup_steps")
     smoothing = label_smoothing if label_smoothing is not None else defaults["label_smoothing"]
     schedule = schedule or defaults.get("schedule") or "inverse_sqrt"

@@ -341,10 +341,7 @@ class Seq2Seq(keras.Model):
         max_length = check_positive_int("max_length", max_length or self.max_target_length)
         min_length = check_decoding("greedy", {"min_length": min_length,
                                                "max_length": max_length})["min_length"]
-        source_ids = ops.convert_to_tensor(source_ids, "int32")
-        if len(source_ids.shape) != 2:
-            raise InputError("source_ids", f"source_ids must be (batch, S), got shape "
-                                           f"{tuple(source_ids.shape)}")
+        source_ids = self._check_source_ids(source_ids)
 
         def run(ids):
             return self.decode(ids, strat, max_length, min_length)
@@ -361,6 +358,36 @@ class Seq2Seq(keras.Model):
                              input_signature=[tf.TensorSpec((None, None), tf.int32)])
             self._compiled.functions[key] = fn
         return fn(source_ids)
+
+    def _check_source_ids(self, source_ids):
+        """``(batch, S)`` int32 ids inside the vocabulary, each row with at least one id; an
+        :class:`InputError` naming the row otherwise (checked eagerly, before decoding)."""
+        import numpy as np
+
+        if hasattr(source_ids, "numpy") or isinstance(source_ids, (list, tuple, np.ndarray)):
+            ids = np.asarray(source_ids)
+            if ids.ndim != 2:
+                raise InputError("source_ids", f"source_ids must be (batch, S), got shape "
+                                               f"{ids.shape}")
+            if ids.size and not np.issubdtype(ids.dtype, np.integer):
+                raise InputError("source_ids", f"source_ids must be integer ids, got "
+                                               f"{ids.dtype}")
+            vocab = self.encoder.vocab_size
+            bad = np.argwhere((ids < 0) | (ids >= vocab))
+            if bad.size:
+                r, c = bad[0]
+                raise InputError(f"source_ids[{r}]", f"source_ids[{r}][{c}] is {ids[r, c]}, "
+                                                     f"outside the vocabulary [0, {vocab})")
+            empty = np.flatnonzero((ids != PAD_ID).sum(-1) == 0) if ids.shape[1] else \
+                np.arange(ids.shape[0])
+            if empty.size:
+                raise InputError(f"source_ids[{empty[0]}]", f"source_ids[{empty[0]}] holds no "
+                                                           f"id (all padding)")
+        source_ids = ops.convert_to_tensor(source_ids, "int32")
+        if len(source_ids.shape) != 2:
+            raise InputError("source_ids", f"source_ids must be (batch, S), got shape "
+                                           f"{tuple(source_ids.shape)}")
+        return source_ids
 
     def encode_texts(self, texts: Sequence[str]):
         """Strings -> source ids ``(batch, S)`` (truncated to ``max_source_length`` with a

@@ -26,6 +26,8 @@ import urllib.parse
 
 import numpy as np
 
+from zoo.files import follow_umask
+
 #: Where the shipped checkpoints live (package data).
 PACKAGE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                            "checkpoints")
@@ -219,6 +221,7 @@ def _unpack(archive: str, key: str, digest: str = None) -> str:
         return _model_root(final)
     os.makedirs(cache_dir(), exist_ok=True)
     tmp = tempfile.mkdtemp(dir=cache_dir(), prefix=".unpack-")
+    follow_umask(tmp)
     try:
         # "data": no absolute paths, links out of the folder or device files from an archive.
         safe = {"filter": "data"} if archive.endswith((".tar.gz", ".tgz", ".tar")) else {}

@@ -1,0 +1,68 @@
+"""Every number has a range, checked before any work; options that do not apply are errors;
+user mistakes are messages, not tracebacks; written directories follow the umask."""
+
+import os
+import stat
+
+import numpy as np
+import pytest
+
+from zoo import cli
+from zoo.inputs import InputError
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["translate", "--model", "M", "--max-length", "4294967301", "x"],
+     "--max-length: max_length must be in [1, 1024], got 4294967301"),
+    (["translate", "--model", "M", "--sample", "--temperature", "1e-30", "x"],
+     "--temperature: temperature must be in [0.01, 100]"),
+    (["translate", "--model", "M", "--beam-size", "100000", "x"],
+     "--beam-size: beam_size must be in [1, 64]"),
+    (["translate", "--model", "M", "--sample", "--beam-size", "4", "x"],
+     "--beam-size does not apply with --sample"),
+    (["export", "--model", "M", "--format", "litert", "--max-length", "99999", "--out", "O"],
+     "--max-length: max_length must be in [1, 1024]"),
+    (["train", "translator", "--learning-rate", "nan"], "--learning-rate must be in (0, 1]"),
+    (["train", "translator", "--learning-rate", "-1"], "--learning-rate must be in (0, 1]"),
+    (["train", "translator", "--learning-rate", "inf"], "--learning-rate must be in (0, 1]"),
+])
+def test_out_of_range_numbers_are_refused_before_any_work(tmp_path, capsys, monkeypatch,
+                                                          argv, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []  # nothing written
+
+
+def test_quantize_with_onnx_is_an_error_not_a_float32_export(tiny_exports, tmp_path, capsys):
+    model, root = tiny_exports
+    model.save(str(tmp_path / "m"))
+    assert cli.main(["export", "--model", str(tmp_path / "m"), "--format", "onnx",
+                     "--quantize", "int8", "--out", str(tmp_path / "o")]) == 2
+    assert "--quantize applies to litert" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("ids,field,message", [
+    ([[5, 99999, 3]], "source_ids[0]", "outside the vocabulary"),
+    ([[5, 3], [0, 0]], "source_ids[1]", "holds no id"),
+    ([[-1, 3]], "source_ids[0]", "outside the vocabulary"),
+    ([1, 2, 3], "source_ids", "must be (batch, S)"),
+])
+def test_bad_ids_given_to_generate_are_messages(tiny_exports, ids, field, message):
+    model, _ = tiny_exports
+    with pytest.raises(InputError) as err:
+        model.generate(np.asarray(ids))
+    assert err.value.field == field and message in str(err.value)
+
+
+def test_written_directories_follow_the_umask(tiny_exports, tmp_path):
+    model, _ = tiny_exports
+    old = os.umask(0o022)
+    try:
+        model.save(str(tmp_path / "m"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "m").st_mode) == 0o755
