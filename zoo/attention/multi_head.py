@@ -47,7 +47,7 @@ class HeadProjection(keras.layers.EinsumDense):
     ``(dim, H * d)`` for the queries, keys and values, ``(H * d, dim_out)`` for the output:
     Keras's per-head ``(dim, H, d)`` kernels cost a reshape of every kernel in every call,
     and XLA on CPU fuses that reshape into a one-row product (batch-1 decoding) as a naive
-    loop: 55 us instead of 4 per 256x256 projection, two thirds of a greedy step. Weights and
+    loop, an order of magnitude slower (docs/RESULTS.md). Weights and
     checkpoints in Keras's layout load by a reshape (:meth:`load_own_variables`).
 
     Args:

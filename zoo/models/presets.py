@@ -297,13 +297,11 @@ RECIPES = {
         "preset": "transformer_small",
         "overrides": {"dim": 128, "num_layers": 4, "num_heads": 4, "ff_dim": 256,
                       "dropout": 0.3, "activation_dropout": 0.0, "share_embeddings": True},
-        # Wu et al.'s 8,000 updates of ~4,096 tokens. On 2 CPU cores with AVX-512 an update
-        # takes 0.28-0.58 s: 52-57 min (4,400 and 6,400 were tried first; validation 2.4894,
-        # 2.4457, 2.4355; 2.4278 training on the real positions only), with a 6,000-piece
-        # vocabulary (the output projection was 44% of the step's FLOPs at 8,000).
+        # Wu et al.'s 8,000 updates of ~4,096 tokens, with a 6,000-piece vocabulary (the
+        # output projection dominated the step at 8,000); the runs: docs/RESULTS.md.
         "vocab_size": 6000,
         # A fixed budget: the rate anneals to zero at its end (inverse square-root decay left
-        # it at half its peak when the budget cut the first run, 37.77 BLEU).
+        # it at half its peak when the budget cut the first run).
         "train": {"learning_rate": 5e-3, "warmup_steps": 1000, "label_smoothing": 0.1,
                   "batch_tokens": 4096, "max_steps": 8000, "schedule": "linear",
                   "epochs": 400, "patience": 8, "average_last": 5},
@@ -321,10 +319,9 @@ RECIPES = {
                       "input_feeding": False, "share_embeddings": True,
                       "tie_embeddings": True, "output_dim": 128},
         "vocab_size": 4000,
-        # Chosen on the held-out pairs (docs/RESULTS.md): 128-pair batches run an epoch in
-        # 0.7x the time of 64-pair ones, and the linear decay takes a higher rate (held-out
-        # loss 2.44 / 2.33 / 2.28 / 2.20 at 3e-3 / 4e-3 / 6e-3 / 8e-3); 1.2e-2 did not train
-        # (3.88 after 2 epochs), so 6e-3 keeps a factor of two from it.
+        # Chosen on the held-out pairs (the runs: docs/RESULTS.md): 128-pair batches run an
+        # epoch faster than 64-pair ones, and the linear decay takes a higher rate; 6e-3
+        # keeps a factor of two from the rate that did not train.
         "train": {"learning_rate": 6e-3, "warmup_steps": None, "label_smoothing": 0.1,
                   "batch_size": 128, "epochs": 3, "schedule": "linear"},
     },

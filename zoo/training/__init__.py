@@ -74,9 +74,8 @@ class SequenceLoss(keras.losses.Loss):
         if not self.label_smoothing:
             return ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
         # Cross-entropy is linear in the target distribution, so (1 - e) CE(one-hot) +
-        # e CE(uniform) = CE((1 - e) one-hot + e / V): one dense fused kernel. The sparse
-        # kernel plus a logsumexp for the uniform term (and its gradient) cost 1.6x as much
-        # over (batch, T, V), a tenth of a Transformer translator's step.
+        # e CE(uniform) = CE((1 - e) one-hot + e / V): one dense fused kernel, cheaper than
+        # the sparse kernel plus a logsumexp for the uniform term (docs/RESULTS.md).
         vocab = ops.shape(logits)[-1]
         target = (ops.one_hot(labels, vocab, dtype=logits.dtype) * (1.0 - self.label_smoothing)
                   + self.label_smoothing / ops.cast(vocab, logits.dtype))
@@ -127,8 +126,8 @@ class Adam(keras.optimizers.Adam):
         """Keras's update, as one fused kernel per variable on TensorFlow.
 
         Keras writes the update as about ten element-wise ops per variable, each a pass over
-        the weights and a kernel launch: 134 variables of a small Transformer took 27 ms of a
-        240 ms step. TensorFlow's ``ResourceApplyAdam`` computes the same formula in one pass
+        the weights and a kernel launch (a tenth of a small Transformer's step: docs/RESULTS.md).
+        TensorFlow's ``ResourceApplyAdam`` computes the same formula in one pass
         (Keras's Adam is TF1's: ``epsilon`` outside the square root; a test holds them equal).
         """
         if keras.backend.backend() != "tensorflow" or self.amsgrad:
