@@ -274,19 +274,17 @@ class Greedy(Strategy):
 
 
 def _single_path(choose, step_fn, state, memory, b, memory_length, max_length, bos_id, eos_id,
-                 pad_id, min_length, no_repeat_ngram_size=0, run=None):
+                 pad_id, min_length, no_repeat_ngram_size=0):
     """The loop of greedy decoding and sampling: one hypothesis per row, ``choose(logp) ->
     (tokens, their log-probabilities)`` picks its next token. Returns tokens (b, L), scores
-    (b,), lengths (b,) and attention (b, L, S). A False scalar ``run`` makes the loop take
-    no step (its outputs are then the empty buffers)."""
+    (b,), lengths (b,) and attention (b, L, S)."""
     init = (ops.convert_to_tensor(0, "int32"), ops.full((b,), bos_id, "int32"), state,
             ops.zeros((b, max_length), "int32"), ops.zeros((b,), "float32"),
             ops.zeros((b,), "int32"), ops.zeros((b,), "bool"),
             ops.zeros((b, max_length, memory_length), "float32"))
 
     def cond(t, prev, st, tokens, scores, lengths, finished, attn):
-        going = ops.logical_and(t < max_length, ops.logical_not(ops.all(finished)))
-        return going if run is None else ops.logical_and(going, run)
+        return ops.logical_and(t < max_length, ops.logical_not(ops.all(finished)))
 
     def body(t, prev, st, tokens, scores, lengths, finished, attn):
         logits, st, w = step_fn(prev, st, memory)
