@@ -95,3 +95,18 @@ def test_fine_tuning_run_resumes(base, tmp_path):
     for a, b in zip(straight.weights, resumed.weights):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6, err_msg=a.path)
     assert os.path.isfile(tmp_path / "b" / "zoo.json")
+
+
+def test_a_truncated_newest_checkpoint_falls_back_to_the_previous(base, tmp_path):
+    from zoo.training.checkpoints import list_checkpoints
+
+    out = tmp_path / "run"
+    kw = {"schedule": "inverse_sqrt", "keep_best": False}
+    _fine_tune(base, out=str(out), epochs=2, **kw)
+    ckpts = list_checkpoints(str(out / "checkpoints"))
+    assert len(ckpts) >= 2
+    with open(ckpts[-1], "r+b") as f:  # a newest file cut short (a full disk)
+        f.truncate(100)
+    with pytest.warns(UserWarning, match="resuming from the previous checkpoint"):
+        _, _, info = _fine_tune(base, out=str(out), epochs=3, resume=True, **kw)
+    assert info["epochs_trained"] == 3

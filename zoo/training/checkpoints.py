@@ -188,10 +188,12 @@ class Checkpointer(keras.callbacks.Callback):
         Sets :attr:`initial_epoch` (pass it to ``fit``) and the number of batches of that
         epoch to skip. Returns the checkpoint's metadata, or None when there is none.
         """
-        path = path or latest_checkpoint(self.directory)
         if path is None:
-            return None
-        meta, arrays = read_checkpoint(path)
+            path, meta, arrays = self._newest_readable()
+            if path is None:
+                return None
+        else:
+            meta, arrays = read_checkpoint(path)
         if not model.built:
             model.build()
         if model.optimizer is None:
@@ -208,6 +210,29 @@ class Checkpointer(keras.callbacks.Callback):
         self.global_step = int(meta["global_step"])
         self.last_saved = path
         return meta
+
+    def _newest_readable(self):
+        """``(path, meta, arrays)`` of the newest checkpoint that reads, warning about each
+        newer one that does not (a file cut short by a full disk); ``(None,) * 3`` when there
+        is none at all."""
+        import warnings
+
+        found = list_checkpoints(self.directory)
+        errors = []
+        for path in reversed(found):
+            try:
+                meta, arrays = read_checkpoint(path)
+            except CheckpointError as err:
+                errors.append(str(err))
+                continue
+            for message in errors:
+                warnings.warn(f"{message}; resuming from the previous checkpoint {path}",
+                              stacklevel=3)
+            return path, meta, arrays
+        if errors:
+            raise CheckpointError(f"resume: no checkpoint in {self.directory} can be read "
+                                  f"({errors[0]})")
+        return None, None, None
 
     # ------------------------------------------------------------------ save
     def save(self) -> str:
