@@ -66,3 +66,28 @@ def test_written_directories_follow_the_umask(tiny_exports, tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(tmp_path / "m").st_mode) == 0o755
+
+
+def test_messages_say_what_happened(tiny_exports, tmp_path):
+    import keras
+
+    import zoo.models
+    from zoo.files import OutputExistsError, staged_directory
+    from zoo.models import ModelFileError
+
+    model, _ = tiny_exports
+    model.save(str(tmp_path / "m"))
+    data = (tmp_path / "m" / "model.keras").read_bytes()
+    (tmp_path / "m" / "model.keras").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match="not a complete .keras archive"):
+        zoo.models.load(str(tmp_path / "m"))
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(OutputExistsError, match="afile is a file, not a directory"):
+        with staged_directory(str(tmp_path / "afile" / "sub" / "out"), what="--out"):
+            pass
+    # A model with a Lambda layer: refused by safe mode, said in full.
+    inp = keras.Input((2,))
+    unsafe = keras.Model(inp, keras.layers.Lambda(lambda x: x * 2)(inp))
+    unsafe.save(str(tmp_path / "m" / "model.keras"))
+    with pytest.raises(ModelFileError, match="refused by Keras safe mode"):
+        zoo.models.load(str(tmp_path / "m"))

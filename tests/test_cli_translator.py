@@ -260,7 +260,7 @@ def test_files_and_outputs_are_checked_before_any_work(trained, tmp_path, capsys
     (bad / "model.keras").write_bytes(data[: len(data) // 3])
     assert cli.main(["translate", "--model", str(bad), "Hola."]) == 2
     err = _err(capsys)
-    assert err.count("\n") == 1 and "model.keras: cannot be read" in err
+    assert err.count("\n") == 1 and "model.keras: not a complete .keras archive" in err
 
 
 @pytest.mark.slow  # CI time on 2 cores; see docs/RESULTS.md, Test suite

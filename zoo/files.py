@@ -240,7 +240,7 @@ def directory_lock(path: str, what: str = "output"):
     import fcntl
 
     parent, name = os.path.split(os.path.abspath(os.fspath(path)))
-    os.makedirs(parent, exist_ok=True)
+    _make_parent(parent, path, what)
     lock = os.path.join(parent, f".{name}.zoo-lock")
     if lock in _HELD:
         _HELD[lock][1] += 1
@@ -286,3 +286,17 @@ def follow_umask(path: str) -> None:
     mask = os.umask(0)
     os.umask(mask)
     os.chmod(path, 0o777 & ~mask)
+
+
+def _make_parent(parent: str, path: str, what: str) -> None:
+    """Creates ``parent``, or says which part of the path is in the way."""
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = parent
+        while blocker and not os.path.lexists(blocker):
+            blocker = os.path.dirname(blocker)
+        raise OutputExistsError(f"{what} {path}: cannot create it: {blocker} is a file, not a "
+                                f"directory") from None
+    except OSError as err:
+        raise OutputExistsError(f"{what} {path}: cannot create it ({err.strerror})") from None

@@ -664,11 +664,19 @@ class Seq2Seq(keras.Model):
         if not os.path.exists(model_file):
             raise FileNotFoundError(f"{model_file}: missing (the model directory is "
                                     f"incomplete)")
+        import zipfile
+
+        if not zipfile.is_zipfile(model_file):  # Keras would say "File not found"
+            raise ModelFileError(f"{model_file}: not a complete .keras archive (the file is "
+                                 f"cut short or of another kind); save the model again")
         try:
             model = keras.saving.load_model(model_file, safe_mode=True)
         except Exception as err:  # noqa: BLE001  (zip, h5py and Keras errors alike)
-            reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else \
-                type(err).__name__
+            reason = " ".join(str(err).split()) or type(err).__name__
+            if "safe_mode" in reason or "unsafe" in reason.lower():
+                raise ModelFileError(f"{model_file}: refused by Keras safe mode (it holds code "
+                                     f"that would run on load, such as a Lambda layer; zoo "
+                                     f"loads only safe models): {reason}") from None
             raise ModelFileError(f"{model_file}: cannot be read; the file is damaged or "
                                  f"incomplete ({type(err).__name__}: {reason})") from None
         return model
