@@ -36,11 +36,14 @@ def test_out_of_range_numbers_are_refused_before_any_work(tmp_path, capsys, monk
     assert os.listdir(tmp_path) == []  # nothing written
 
 
-def test_quantize_with_onnx_is_an_error_not_a_float32_export(tiny_exports, tmp_path, capsys):
+@pytest.mark.parametrize("fmt,quantize", [("savedmodel", ["int8"]),
+                                          ("onnx", ["float16"]), ("onnx", ["float32", "int8"])])
+def test_quantize_that_does_not_apply_is_an_error(tiny_exports, tmp_path, capsys, fmt,
+                                                  quantize):
     model, root = tiny_exports
     model.save(str(tmp_path / "m"))
-    assert cli.main(["export", "--model", str(tmp_path / "m"), "--format", "onnx",
-                     "--quantize", "int8", "--out", str(tmp_path / "o")]) == 2
+    assert cli.main(["export", "--model", str(tmp_path / "m"), "--format", fmt,
+                     "--quantize", *quantize, "--out", str(tmp_path / "o")]) == 2
     assert "--quantize applies to litert" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 

@@ -523,11 +523,13 @@ def _cmd_evaluate(args) -> int:
 def _cmd_export(args) -> int:
     from zoo.files import check_destination
 
-    if args.quantize and args.format != "litert":
-        raise ValueError(f"--quantize applies to litert exports; a {args.format} export is "
-                         f"float32" + (" (int8 is chosen when loading it: "
-                                       "zoo.serving.load(dir, quantization='int8'))"
-                                       if args.format == "ctranslate2" else ""))
+    onnx_int8 = args.format == "onnx" and args.quantize in (["int8"], ["float32"])
+    if args.quantize and args.format != "litert" and not onnx_int8:
+        raise ValueError(f"--quantize applies to litert exports (any of float32, float16, "
+                         f"int8) and onnx ones (one of float32, int8); a {args.format} export "
+                         f"is float32" + (" (int8 is chosen when loading it: "
+                                          "zoo.serving.load(dir, quantization='int8'))"
+                                          if args.format == "ctranslate2" else ""))
     if os.path.realpath(args.out) == os.path.realpath(args.model):
         raise ValueError(f"--out {args.out} is the model directory; write the export elsewhere")
     check_destination(args.out, args.overwrite, "--out", kind="export")  # before any work
@@ -541,6 +543,8 @@ def _cmd_export(args) -> int:
                       quantizations=args.quantize or ["float32", "float16", "int8"])
     else:
         kwargs.update(beam_size=args.beam_size)
+    if onnx_int8:
+        kwargs["quantization"] = args.quantize[0]
     # What the flags leave open is the task's default decoding, as `zoo summarize` uses.
     task_decoding = model.task_spec.decoding
     for name in ("min_length", "no_repeat_ngram_size"):
@@ -807,7 +811,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "ctranslate2 (Transformer translators; float32 and int8)")
     x.add_argument("--quantize", nargs="+", default=None,
                    choices=("float32", "float16", "int8"),
-                   help="litert variants (default: all three; other formats: not applicable)")
+                   help="litert: the variants written (default all three); onnx: int8 for "
+                        "onnxruntime's dynamic int8 quantization (default float32)")
     x.add_argument("--batch-size", type=int, default=1, help="litert: fixed batch")
     x.add_argument("--max-source-length", type=int, default=64,
                    help="litert: sources are padded to this many ids")
