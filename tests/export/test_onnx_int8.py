@@ -1,6 +1,6 @@
 """int8 ONNX exports (onnxruntime's dynamic quantization, the decoding loops included): the
-manifest records it, every graph holds int8 products, and a fresh process without TensorFlow gives the same
-tokens as the int8 runner here."""
+manifest records it, every graph holds int8 products, and a fresh process without
+TensorFlow gives the same tokens as the int8 runner here."""
 
 import json
 import subprocess
