@@ -7,6 +7,7 @@ docs/RESULTS.md)::
     python bench/checkpoints.py anki_en_es
     python bench/checkpoints.py dialogsum_summarizer
     python bench/checkpoints.py anki_es_en --pack-only   # re-score and re-pack a finished run
+    python bench/checkpoints.py dialogsum_summarizer --sweep  # decoding settings on dev
 
 Each checkpoint is a recipe of ``zoo.models.presets.RECIPES`` trained on data the package may
 redistribute. Splits:
@@ -77,12 +78,44 @@ def train(name, run_dir, resume):
     return model
 
 
+#: The decoding settings compared on the held-out (dev) set by ``--sweep``.
+SWEEP = [{"beam_size": 4, "length_penalty": 0.6}, {"beam_size": 4, "length_penalty": 1.0},
+         {"beam_size": 4, "length_penalty": 2.0, "min_length": 10},
+         {"beam_size": 6, "length_penalty": 2.0, "min_length": 10},
+         {"beam_size": 4, "length_penalty": 2.0, "min_length": 15}]
+
+
+def sweep(name):
+    """Scores the packed checkpoint's beam settings on its held-out (dev) set: a table."""
+    import zoo.models
+    from zoo import metrics
+
+    model = zoo.models.load(name)
+    _, _, test = splits(name)
+    src, ref = [s for s, _ in test], [t for _, t in test]
+    print("| beam | length penalty | min length | score | words | s |\n|---|---|---|---|---|---|")
+    for kw in SWEEP:
+        t0 = time.time()
+        hyps = model.generate_text(src, strategy="beam", no_repeat_ngram_size=3 if
+                                   model.task == "summarization" else 0, **kw)
+        if model.task == "summarization":
+            r = metrics.rouge(hyps, ref)
+            score = f"{r['rouge1']:.2f} / {r['rouge2']:.2f} / {r['rougeLsum']:.2f}"
+        else:
+            score = f"BLEU {metrics.bleu(hyps, ref):.2f}"
+        words = sum(len(h.split()) for h in hyps) / len(hyps)
+        print(f"| {kw['beam_size']} | {kw['length_penalty']} | {kw.get('min_length', 0)} | "
+              f"{score} | {words:.1f} | {time.time() - t0:.0f} |", flush=True)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("name", choices=sorted(CHECKPOINTS))
     p.add_argument("--runs", default=os.path.join(ROOT, "runs"))
     p.add_argument("--resume", action="store_true", help="continue the run in runs/NAME")
     p.add_argument("--pack-only", action="store_true", help="score and pack a finished run")
+    p.add_argument("--sweep", action="store_true",
+                   help="compare beam settings of the packed checkpoint on its held-out set")
     p.add_argument("--out", default=os.path.join(ROOT, "zoo", "checkpoints"),
                    help="where the packed checkpoint goes")
     p.add_argument("--threads", type=int, default=None,
@@ -93,6 +126,8 @@ def main(argv=None):
 
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    if args.sweep:
+        return sweep(args.name)
     run_dir = os.path.join(args.runs, args.name)
     if not args.pack_only:
         train(args.name, run_dir, args.resume)
