@@ -550,6 +550,9 @@ def _cmd_export(args) -> int:
     for name in ("min_length", "no_repeat_ngram_size"):
         value = getattr(args, name)
         kwargs[name] = task_decoding.get(name, 0) if value is None else value
+    if args.min_length is None:  # the task's default minimum yields to a shorter maximum
+        kwargs["min_length"] = min(kwargs["min_length"],
+                                   args.max_length or model.max_target_length)
     if args.format != "litert" and "length_penalty" in task_decoding:
         kwargs["length_penalty"] = task_decoding["length_penalty"]
     manifest = get_exporter(args.format)(model, args.out, **kwargs)

@@ -49,7 +49,7 @@ def test_from_preset_gives_the_trained_model_and_refuses_a_new_tokenizer():
     model = Translator.from_preset("anki_es_en")
     assert model.preset == "anki_es_en" and model.source_tokenizer is not None
     assert model.translate(["Tengo hambre."]) == ["I'm hungry."]
-    tok = SentencePieceTokenizer.train(["hola mundo"] * 20, vocab_size=12)
+    tok = SentencePieceTokenizer.train(["hola mundo"] * 20, vocab_size=20)
     with pytest.raises(ValueError, match="trained checkpoint"):
         Translator.from_preset("anki_es_en", tokenizer=tok)
     with pytest.raises(ValueError, match="not a Summarizer"):

@@ -21,7 +21,7 @@ SPEAKER_TAG = re.compile(r"#[A-Za-z]+\d*#")
 
 
 def speaker_tags(texts: Iterable[str], min_count: int = 2, limit: int = 64) -> List[str]:
-    """The ``#Tag#`` markers of a corpus, most frequent first: what must stay one piece.
+    r"""The ``#Tag#`` markers of a corpus, most frequent first: what must stay one piece.
 
     Args:
         texts: The corpus's texts.

@@ -431,9 +431,14 @@ class Seq2Seq(keras.Model):
         texts = check_texts(texts)
         batch_size = check_positive_int("batch_size", batch_size)
         if strategy is None or isinstance(strategy, str):
+            given_min = strategy_kwargs.get("min_length")
             strategy_kwargs = self.task_spec.decoding_options(strategy=strategy,
                                                               **strategy_kwargs)
             strategy = strategy_kwargs.pop("strategy")
+            if given_min is None and max_length is not None and "min_length" in \
+                    strategy_kwargs and isinstance(max_length, int):
+                # The task's default minimum yields to a shorter maximum the caller asks for.
+                strategy_kwargs["min_length"] = min(strategy_kwargs["min_length"], max_length)
             strategy_kwargs = check_decoding(strategy, {"max_length": max_length,
                                                         **strategy_kwargs})
             max_length = strategy_kwargs.pop("max_length", None)
