@@ -166,23 +166,18 @@ PRESETS.update({
 # Trained checkpoints: presets with ``weights`` (a folder of zoo/checkpoints, or a ``url`` with
 # its ``sha256``), the scores their model cards report, and fine-tuning defaults. Their
 # architecture and tokenizer come with the weights. bench/checkpoints.py trains each.
+def _anki_checkpoint(source, target, name):
+    return {"class": "Translator",
+            "description": f"trained {source} -> {target} translator (Anki/Tatoeba, CC-BY 2.0 "
+                           f"FR): Transformer 3+3, d=256; recipe {name}",
+            "weights": {"path": name},
+            "train": {"learning_rate": 3e-4, "warmup_steps": 100, "label_smoothing": 0.1,
+                      "batch_size": 64, "epochs": 3, "schedule": "linear"}}
+
+
 CHECKPOINTS = {
-    "anki_es_en": {
-        "class": "Translator",
-        "description": "trained Spanish -> English translator (Anki/Tatoeba, CC-BY 2.0 FR): "
-                       "Transformer 3+3, d=256; recipe anki_es_en",
-        "weights": {"path": "anki_es_en"},
-        "train": {"learning_rate": 3e-4, "warmup_steps": 100, "label_smoothing": 0.1,
-                  "batch_size": 64, "epochs": 3, "schedule": "linear"},
-    },
-    "anki_en_es": {
-        "class": "Translator",
-        "description": "trained English -> Spanish translator (Anki/Tatoeba, CC-BY 2.0 FR): "
-                       "Transformer 3+3, d=256; recipe anki_en_es",
-        "weights": {"path": "anki_en_es"},
-        "train": {"learning_rate": 3e-4, "warmup_steps": 100, "label_smoothing": 0.1,
-                  "batch_size": 64, "epochs": 3, "schedule": "linear"},
-    },
+    "anki_es_en": _anki_checkpoint("Spanish", "English", "anki_es_en"),
+    "anki_en_es": _anki_checkpoint("English", "Spanish", "anki_en_es"),
     "dialogsum_summarizer": {
         "class": "Summarizer",
         "description": "trained dialogue summarizer (DialogSum 2021 release, MIT): "
