@@ -94,3 +94,43 @@ def test_messages_say_what_happened(tiny_exports, tmp_path):
     unsafe.save(str(tmp_path / "m" / "model.keras"))
     with pytest.raises(ModelFileError, match="refused by Keras safe mode"):
         zoo.models.load(str(tmp_path / "m"))
+
+
+def test_closed_stdin_and_an_empty_verify_file_are_messages(tiny_exports, tmp_path):
+    import subprocess
+    import sys
+
+    model, _ = tiny_exports
+    model.save(str(tmp_path / "m"))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    run = subprocess.run(f"{sys.executable} -m zoo.cli translate --model {tmp_path / 'm'} "
+                         f"0<&-", shell=True, capture_output=True, text=True, env=env)
+    assert run.returncode == 2 and "stdin is closed" in run.stderr, run.stderr[-500:]
+    assert "Traceback" not in run.stderr
+    (tmp_path / "v.txt").write_text("Hola.\n\n")
+    run = subprocess.run([sys.executable, "-m", "zoo.cli", "export", "--model",
+                          str(tmp_path / "m"), "--format", "onnx", "--out",
+                          str(tmp_path / "o"), "--verify", str(tmp_path / "v.txt")],
+                         capture_output=True, text=True, env=env)
+    assert run.returncode == 2 and "--verify" in run.stderr and "line 2 is empty" in run.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_debris_of_killed_writers_and_failed_starts_do_not_stick(tiny_exports, tmp_path,
+                                                                   capsys):
+    model, _ = tiny_exports
+    # A killed export left its staging directory beside the destination.
+    (tmp_path / ".out.tmp-abc123").mkdir()
+    (tmp_path / ".out.tmp-abc123" / "half.onnx").write_text("x")
+    model.save(str(tmp_path / "out"))
+    assert sorted(os.listdir(tmp_path)) == ["out"]
+    # A run that failed before its first checkpoint: no "resume it", no --overwrite needed.
+    run = tmp_path / "run"
+    argv = ["train", "translator", "--limit", "60", "--epochs", "1", "--vocab-size", "100",
+            "--out", str(run)]
+    (run / "checkpoints").mkdir(parents=True)  # what a run leaves when it fails at start
+    (run / "checkpoints" / "run.json").write_text('{"vocab_size": 999}')
+    (run / "checkpoints" / "source.model").write_bytes(b"x")
+    assert cli.main(argv + ["--resume"]) == 2
+    assert "stopped before its first checkpoint" in capsys.readouterr().err
+    assert cli.main(argv) == 0

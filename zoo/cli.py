@@ -156,6 +156,12 @@ def _cmd_train(args) -> int:
         if not os.path.isfile(os.path.join(args.out, RUN_MARKER)):
             raise FileNotFoundError(f"--resume: {args.out} holds no training run to resume "
                                     f"(no {os.path.join(args.out, RUN_MARKER)})")
+        from zoo.files import failed_start
+
+        if failed_start(args.out):
+            raise ValueError(f"--resume: the run in {args.out} stopped before its first "
+                             f"checkpoint; there is nothing to resume: run the command "
+                             f"again without --resume")
     elif chief:
         check_destination(args.out, args.overwrite, "--out")  # before any work
     if args.attention:
@@ -419,6 +425,7 @@ def _read_dialogues(args):
         return list(args.text), "arguments", "argument"
     if args.input:
         return read_jsonl_texts(args.input, field=args.field), args.input, "line"
+    _require_stdin()
     if sys.stdin.isatty():
         print("reading one dialogue from stdin (or JSON lines with a "
               f"{args.field!r} field); Ctrl-D to end", file=sys.stderr)
@@ -439,6 +446,12 @@ def _read_dialogues(args):
     return ([data.strip("\n")] if data.strip() else []), "stdin", "text"
 
 
+def _require_stdin():
+    """stdin, or a message when it is closed (``0<&-``) and there is nothing to read."""
+    if sys.stdin is None or sys.stdin.closed:
+        raise ValueError("stdin is closed: give the texts as arguments or with --input FILE")
+
+
 def _cmd_generate(args, task) -> int:
     """`zoo translate` and `zoo summarize`: texts in, one output line per text."""
     if task == "summarization":
@@ -448,6 +461,7 @@ def _cmd_generate(args, task) -> int:
     elif args.input:
         texts, origin, unit = _read_lines(args.input), args.input, "line"
     else:
+        _require_stdin()
         if sys.stdin.isatty():
             print("reading sentences from stdin, one per line (Ctrl-D to end)",
                   file=sys.stderr)
@@ -534,6 +548,12 @@ def _cmd_export(args) -> int:
         raise ValueError(f"--out {args.out} is the model directory; write the export elsewhere")
     check_destination(args.out, args.overwrite, "--out", kind="export")  # before any work
     texts = _read_lines(args.verify) if args.verify else None  # fail early on a bad file
+    if texts is not None:
+        empty = [i + 1 for i, t in enumerate(texts) if not t.strip()]
+        if empty or not texts:
+            raise ValueError(f"--verify {args.verify}: " + (
+                f"line {empty[0]} is empty or whitespace only ({len(empty)} such); give one "
+                f"sentence per line" if empty else "no sentences"))
     model = _load_model(args.model)
     from zoo.export import get_exporter
 

@@ -71,6 +71,16 @@ def unfinished_run(path: str) -> bool:
         os.path.exists(os.path.join(path, m)) for m in MARKERS)
 
 
+def failed_start(path: str) -> bool:
+    """True when ``path`` holds only what a training run writes when it starts (its settings
+    and tokenizer, maybe logs) and no checkpoint: it failed before its first one, so there
+    is nothing to resume and nothing to keep."""
+    ckpt = os.path.join(path, "checkpoints")
+    return unfinished_run(path) and not any(
+        f.startswith("ckpt-") for f in os.listdir(ckpt)) and set(os.listdir(path)) <= {
+        "checkpoints", "logs", WRITTEN}
+
+
 def write_atomically(path: str, write) -> str:
     """Calls ``write(fileobj)`` on a temporary file beside ``path``, flushes it to disk and
     renames it to ``path``: a crash leaves the old file or the new one, never a part (and a
@@ -127,7 +137,7 @@ def check_destination(path: str, overwrite: bool = False, what: str = "output",
     if not os.path.isdir(path):
         raise OutputExistsError(f"{what} {path} exists and is not a directory")
     entries = os.listdir(path)
-    if not entries:
+    if not entries or (kind == "model" and failed_start(path)):
         return
     if not overwrite:
         if unfinished_run(path):
@@ -179,6 +189,7 @@ def staged_directory(path: str, overwrite: bool = False, what: str = "output",
 def _staged(path, overwrite, what, carry, kind):
     check_destination(path, overwrite, what, kind)
     parent, name = os.path.split(path)
+    _remove_debris(parent, name)
     try:
         os.makedirs(parent, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
@@ -300,3 +311,14 @@ def _make_parent(parent: str, path: str, what: str) -> None:
                                 f"directory") from None
     except OSError as err:
         raise OutputExistsError(f"{what} {path}: cannot create it ({err.strerror})") from None
+
+
+def _remove_debris(parent: str, name: str) -> None:
+    """Removes the staging and set-aside directories that a killed writer of ``name`` left
+    beside it (``.NAME.tmp-*``, ``.NAME.old-*``). Called under the directory's lock: no live
+    zoo process is writing them."""
+    import glob
+
+    for debris in glob.glob(os.path.join(glob.escape(parent), f".{glob.escape(name)}.tmp-*")) \
+            + glob.glob(os.path.join(glob.escape(parent), f".{glob.escape(name)}.old-*")):
+        shutil.rmtree(debris, ignore_errors=True)
