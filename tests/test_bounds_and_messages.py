@@ -22,9 +22,12 @@ from zoo.inputs import InputError
      "--beam-size does not apply with --sample"),
     (["export", "--model", "M", "--format", "litert", "--max-length", "99999", "--out", "O"],
      "--max-length: max_length must be in [1, 1024]"),
-    (["train", "translator", "--learning-rate", "nan"], "--learning-rate must be in (0, 1]"),
-    (["train", "translator", "--learning-rate", "-1"], "--learning-rate must be in (0, 1]"),
-    (["train", "translator", "--learning-rate", "inf"], "--learning-rate must be in (0, 1]"),
+    (["train", "translator", "--learning-rate", "nan"],
+     "--learning-rate: learning_rate must be finite, got nan"),
+    (["train", "translator", "--learning-rate", "-1"],
+     "--learning-rate: learning_rate must be in (0, 1], got -1.0"),
+    (["train", "translator", "--learning-rate", "inf"],
+     "--learning-rate: learning_rate must be finite, got inf"),
 ])
 def test_out_of_range_numbers_are_refused_before_any_work(tmp_path, capsys, monkeypatch,
                                                           argv, message):

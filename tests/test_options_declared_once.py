@@ -50,8 +50,23 @@ def test_manifest_decoding_keys_come_from_the_declaration(tiny_exports):
             inputs.OPTION[name].check(decoding[name])  # in range
 
 
-def test_docs_table_is_generated_from_the_declaration():
-    assert inputs.options_table() in open(os.path.join(ROOT, "docs", "inputs.md")).read()
+def test_docs_tables_are_generated_from_the_declarations():
+    doc = open(os.path.join(ROOT, "docs", "inputs.md")).read()
+    assert inputs.options_table() in doc and inputs.numbers_table() in doc
+
+
+@pytest.mark.parametrize("option", inputs.NUMBERS, ids=lambda o: o.name)
+def test_every_cli_number_is_checked_against_its_range(option, capsys):
+    command = option.strategies[0]
+    argv = {"train": ["train", "summarizer"], "export": ["export", "--model", "M", "--out", "O"],
+            "translate": ["translate", "--model", "M", "x"],
+            "evaluate": ["evaluate"]}[command]
+    too_big = (option.high or 0) * 10 + 1
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv + [f"--{option.name.replace('_', '-')}", str(too_big)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert option.range_text in err and option.name in err, err
 
 
 def test_out_of_range_flag_is_refused_before_any_work(capsys):

@@ -60,7 +60,7 @@ def test_cli_unknown_attention_names_the_known_ones(capsys):
 def test_cli_rejects_non_positive_epochs(capsys):
     with pytest.raises(SystemExit):
         cli.main(["train", "translator", "--epochs", "0"])
-    assert "--epochs must be a positive integer" in capsys.readouterr().err
+    assert "--epochs: epochs must be in [1, 100000], got 0" in capsys.readouterr().err
 
 
 def test_unknown_attention_error_lists_known_names():

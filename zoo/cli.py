@@ -4,7 +4,6 @@ variants and presets."""
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 
@@ -665,6 +664,19 @@ def _add_decoding_args(p):
     p.add_argument("--batch-size", type=int, default=64)
 
 
+def _check_numbers(parser, args):
+    """Every other number given is in its declared range (``zoo.inputs.NUMBERS``)."""
+    from zoo.inputs import NUMBERS, InputError
+
+    for option in NUMBERS:
+        value = getattr(args, option.name, None)
+        if value is not None:
+            try:
+                option.check(value)
+            except InputError as err:
+                parser.error(f"--{option.name.replace('_', '-')}: {err}")
+
+
 def _check_decoding_flags(parser, args):
     """Every decoding flag given is in its declared range, before any work."""
     from zoo.inputs import OPTION, InputError
@@ -672,9 +684,6 @@ def _check_decoding_flags(parser, args):
     if getattr(args, "sample", False) and getattr(args, "beam_size", None) is not None:
         parser.error("--beam-size does not apply with --sample (sampling draws one "
                      "continuation per input)")
-    lr = getattr(args, "learning_rate", None)
-    if lr is not None and not (math.isfinite(lr) and 0 < lr <= 1):
-        parser.error(f"--learning-rate must be in (0, 1], got {lr}")
     sampling = getattr(args, "sample", False)
     for name in CLI_DECODING + ("seed",):
         value = getattr(args, name, None)
@@ -871,10 +880,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_POSITIVE = ("epochs", "batch_size", "vocab_size", "max_length", "limit", "beam_size",
-             "max_source_length", "max_target_length", "keep_checkpoints", "devices")
-
-
 def _cli_field(field):
     """An option name as the CLI spells it (``length_penalty`` -> ``--length-penalty``)."""
     field = field.split("[")[0]
@@ -896,16 +901,7 @@ def main(argv=None) -> int:
          parser._subparsers._group_actions[0].choices["train"]).print_help()
         return 2
     _check_decoding_flags(parser, args)
-    for name in _POSITIVE:
-        value = getattr(args, name, None)
-        if value is not None and value < 1:
-            parser.error(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
-    if (getattr(args, "checkpoint_every", 0) or 0) < 0:
-        parser.error(f"--checkpoint-every must be 0 (epoch ends only) or a positive number of "
-                     f"batches, got {args.checkpoint_every}")
-    dev_fraction = getattr(args, "dev_fraction", 0.1)
-    if not 0 <= dev_fraction < 1:
-        parser.error(f"--dev-fraction must be in [0, 1), got {dev_fraction}")
+    _check_numbers(parser, args)
     if getattr(args, "data", None) and len(args.data) > 2:
         parser.error(f"--data takes one corpus file or two line-aligned files, got "
                      f"{len(args.data)}")

@@ -133,6 +133,40 @@ EXPORT_OPTIONS = ("beam_size", "length_penalty", "coverage_penalty", "min_length
                   "no_repeat_ngram_size")
 
 
+#: The CLI's other numbers (training, export, data), declared the same way: what ``zoo``
+#: checks before any work and docs/inputs.md lists (the decoding ones are :data:`OPTIONS`).
+NUMBERS: Tuple[Option, ...] = (
+    Option("epochs", int, 1, 100_000, ("train",), "epochs to train"),
+    Option("batch_size", int, 1, 65_536, ("train", "translate", "summarize", "evaluate",
+                                          "export"), "pairs (or texts) per batch"),
+    Option("learning_rate", float, 0.0, 1.0, ("train",), "peak learning rate",
+           low_open=True),
+    Option("vocab_size", int, 8, 1_000_000, ("train",), "SentencePiece pieces"),
+    Option("max_source_length", int, 2, 4096, ("train", "export"),
+           "source ids kept per text (eos included)"),
+    Option("max_target_length", int, 2, 4096, ("train",), "summary ids kept"),
+    Option("limit", int, 1, 1_000_000_000, ("train", "evaluate"), "pairs read"),
+    Option("dev_fraction", float, 0.0, 0.99, ("train",), "share held out"),
+    Option("checkpoint_every", int, 0, 10_000_000, ("train",),
+           "batches between checkpoints (0: epoch ends)"),
+    Option("keep_checkpoints", int, 1, 1000, ("train",), "newest checkpoints kept"),
+    Option("devices", int, 1, 1024, ("train",), "data-parallel replicas"),
+    Option("max_steps", int, 1, 100_000_000, ("train",), "update budget"),
+    Option("patience", int, 1, 100_000, ("train",), "epochs without improvement"),
+    Option("average_last", int, 1, 1000, ("train",), "epoch ends averaged"),
+    Option("coverage_epochs", int, 0, 100_000, ("train",), "epochs with the coverage loss"),
+)
+NUMBER = {o.name: o for o in NUMBERS}
+
+
+def numbers_table() -> str:
+    """docs/inputs.md's table of the CLI's other numbers, from :data:`NUMBERS`."""
+    rows = [f"| `--{o.name.replace('_', '-')}` | {o.kind.__name__} | {o.range_text} | "
+            f"{', '.join(o.strategies)} | {o.help} |" for o in NUMBERS]
+    return "\n".join(["| flag | type | valid range | commands | meaning |",
+                      "|---|---|---|---|---|", *rows])
+
+
 def options_table() -> str:
     """docs/inputs.md's table of the decoding options (Markdown), from :data:`OPTIONS`."""
     rows = [f"| `{o.name}` | {o.kind.__name__} | {o.range_text} | {', '.join(o.strategies)} "
