@@ -97,9 +97,11 @@ class ExportCore:
                                        "min_length": min_length,
                                        "no_repeat_ngram_size": no_repeat_ngram_size})
         self.model = model
-        self.max_length = check_positive_int("max_length", max_length or model.max_target_length)
-        self.max_source_length = check_positive_int(
-            "max_source_length", source_length or max_source_length or model.max_source_length)
+        from zoo.inputs import NUMBER, OPTION
+
+        self.max_length = OPTION["max_length"].check(max_length or model.max_target_length)
+        self.max_source_length = NUMBER["max_source_length"].check(
+            source_length or max_source_length or model.max_source_length)
         if self.max_source_length < 2:
             raise ValueError("max_source_length must leave room for one id and eos (>= 2)")
         self.beam_size = opts["beam_size"]

@@ -164,6 +164,15 @@ def _fingerprint(pairs) -> str:
     return f"{len(pairs)}:{h.hexdigest()[:16]}"
 
 
+def _check_numbers(**given):
+    """Each number given is in its declared range (``zoo.inputs.NUMBERS``), before any work."""
+    from zoo.inputs import NUMBER
+
+    for name, value in given.items():
+        if value is not None:
+            NUMBER[name].check(value)
+
+
 #: Fine-tuning defaults for a trained model whose preset records none.
 FINE_TUNE = {"learning_rate": 3e-4, "warmup_steps": 100, "label_smoothing": 0.1,
              "batch_size": 64, "epochs": 3, "schedule": "linear"}
@@ -371,6 +380,11 @@ def _train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional
     from zoo.data import Corpus
     from zoo.training import distribute
 
+    _check_numbers(epochs=epochs, batch_size=batch_size, vocab_size=vocab_size,
+                   learning_rate=learning_rate, max_source_length=max_source_length,
+                   max_target_length=max_target_length, max_steps=max_steps,
+                   patience=patience, average_last=average_last,
+                   keep_checkpoints=keep_checkpoints)
     # First: a CPU can be split into devices only before TensorFlow's first operation.
     strategy = None
     if multi_worker and devices is not None and int(devices) > 1:
