@@ -161,7 +161,10 @@ def resolve(handle: str, sha256_digest: str = None) -> str:
         return _download(handle, sha256_digest)
     if os.path.isdir(handle):
         return handle
-    if os.path.isfile(handle) and handle.endswith(_ARCHIVES):
+    if os.path.isfile(handle):
+        if not handle.endswith(_ARCHIVES):
+            raise FileNotFoundError(f"{handle} is a file, not a model directory or an archive "
+                                    f"({', '.join(_ARCHIVES)})")
         return _unpack(handle, sha256_digest or sha256(handle), sha256_digest)
     from zoo.models import presets
 
