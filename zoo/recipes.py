@@ -626,8 +626,9 @@ def _train(model_class, train_pairs: Sequence[Tuple[str, str]], preset: Optional
             "max_steps": max_steps, "patience": patience, "average_last": average_last,
             "schedule": schedule, "decay_steps": decay_steps,
             "averaged": average.report if average is not None else None,
-            "history": {k: [round(float(x), 4) for x in v]
-                        for k, v in history.history.items()},
+            # A resumed run's earlier epochs come from its checkpoints.
+            "history": {k: [round(float(x), 4) for x in v] for k, v in (
+                ckpt.history if ckpt is not None else history.history).items()},
             "parameters": int(model.count_params()), "tokenizer_seconds": round(tok_time, 1),
             "train_seconds": round(train_time, 1), "mixed_precision": mixed_precision,
             "resumed_from_epoch": (ckpt.initial_epoch if ckpt and resume else None),

@@ -110,3 +110,11 @@ def test_a_truncated_newest_checkpoint_falls_back_to_the_previous(base, tmp_path
     with pytest.warns(UserWarning, match="resuming from the previous checkpoint"):
         _, _, info = _fine_tune(base, out=str(out), epochs=3, resume=True, **kw)
     assert info["epochs_trained"] == 3
+
+
+def test_a_resumed_run_reports_every_epoch(base, tmp_path):
+    kw = {"schedule": "inverse_sqrt", "keep_best": False}
+    _, _, first = _fine_tune(base, out=str(tmp_path / "r"), epochs=1, **kw)
+    _, _, info = _fine_tune(base, out=str(tmp_path / "r"), epochs=3, resume=True, **kw)
+    assert len(info["history"]["loss"]) == 3 and len(info["history"]["val_loss"]) == 3
+    assert info["history"]["loss"][0] == first["history"]["loss"][0]

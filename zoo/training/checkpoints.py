@@ -169,6 +169,8 @@ class Checkpointer(keras.callbacks.Callback):
         self.data_epoch = data_epoch
         self.track = list(track)
         self.run_info = dict(run_info or {})
+        #: Every epoch's logs since the run began, the earlier processes' included.
+        self.history = {}
         self.handle_signals = handle_signals
         self.write = bool(write)
         self.initial_epoch, self.initial_step = 0, 0
@@ -207,6 +209,8 @@ class Checkpointer(keras.callbacks.Callback):
             cb.set_state({k.split("/", 2)[2]: v for k, v in arrays.items()
                           if k.startswith(f"track/{i}/")} | meta["track"][i])
         self.initial_epoch, self.initial_step = int(meta["epoch"]), int(meta["step"])
+        self.history = {k: list(v)[:self.initial_epoch] for k, v in
+                        meta.get("history", {}).items()}
         self.global_step = int(meta["global_step"])
         self.last_saved = path
         return meta
@@ -258,7 +262,7 @@ class Checkpointer(keras.callbacks.Callback):
         meta = {"format": FORMAT_VERSION, "epoch": self._epoch, "step": self._step,
                 "global_step": self.global_step, "time": time.time(),
                 "model": model_index, "optimizer": opt_index, "track": track_meta,
-                "run": self.run_info}
+                "run": self.run_info, "history": self.history}
         arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8)
         path = os.path.join(self.directory, f"ckpt-{self.global_step:09d}.npz")
 
@@ -331,6 +335,10 @@ class Checkpointer(keras.callbacks.Callback):
         if self._skip:  # the checkpoint was at the epoch's last batch
             self.model.train_function, self._skip = self._train_function, 0
         self._epoch, self._step = epoch + 1, 0
+        for key, value in (logs or {}).items():
+            values = self.history.setdefault(key, [])
+            del values[epoch:]  # (a resumed epoch replaces what a killed run logged)
+            values.append(round(float(value), 6))
         path = self.save()
         if self._signal:
             self._stop(path)
