@@ -137,3 +137,22 @@ def test_debris_of_killed_writers_and_failed_starts_do_not_stick(tiny_exports, t
     assert cli.main(argv + ["--resume"]) == 2
     assert "stopped before its first checkpoint" in capsys.readouterr().err
     assert cli.main(argv) == 0
+
+
+@pytest.mark.parametrize("argv", [
+    ["translate", "--model", "/nonexistent/model", "Hola."],
+    ["export", "--model", "/nonexistent/model", "--out", "OUT"],
+    ["summarize", "--model", "anki_es_en", "x"],
+    ["serve", "/nonexistent/export"],
+])
+def test_a_failing_command_prints_one_line_on_stderr(tmp_path, argv):
+    """No TensorFlow or absl start-up line before the error: one line, exit 2."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL",
+                                                            "ZOO_VERBOSE")}
+    run = subprocess.run([sys.executable, "-m", "zoo.cli", *argv], capture_output=True,
+                         text=True, env=env, cwd=tmp_path, timeout=300)
+    assert run.returncode == 2
+    assert run.stderr.count("\n") == 1 and run.stderr.startswith("zoo "), run.stderr
