@@ -17,6 +17,7 @@ Two measurements, each printing a table (and appending a JSON line to bench/resu
 Usage:
     python bench/fine_tune.py terminology
     python bench/fine_tune.py samsum --sizes 1000 4000 --epochs 4
+    python bench/fine_tune.py plot            # docs/img/fine_tune.png from the records
 """
 
 import argparse
@@ -148,6 +149,36 @@ def samsum(args):
                      "seconds": round(secs), "samsum_val": sam, "dialogsum_dev": dia})
 
 
+def plot(args):
+    """ROUGE-1 against the number of SAMSum dialogues, fine-tuned and from scratch, with the
+    fine-tuned model's DialogSum dev score (forgetting), from the newest records."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = {}
+    for line in open(RESULTS):
+        r = json.loads(line)
+        if r.get("bench") == "samsum":
+            rows[(r["dialogues"], r["arm"])] = r
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for arm, style in (("fine-tuned", "o-"), ("from scratch", "s--")):
+        pts = sorted((n, r["samsum_val"][0]) for (n, a), r in rows.items() if a == arm)
+        ax.plot([n for n, _ in pts], [v for _, v in pts], style, label=f"SAMSum val, {arm}")
+    pts = sorted((n, r["dialogsum_dev"][0]) for (n, a), r in rows.items()
+                 if a == "fine-tuned")
+    ax.plot([n for n, _ in pts], [v for _, v in pts], "^:", label="DialogSum dev, fine-tuned")
+    ax.set_xscale("log")
+    ax.set_xlabel("SAMSum training dialogues")
+    ax.set_ylabel("ROUGE-1")
+    ax.set_title("dialogsum_summarizer fine-tuned vs the preset from scratch")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=120)
+    print(f"wrote {args.out}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="bench", required=True)
@@ -156,13 +187,15 @@ def main(argv=None):
     s = sub.add_parser("samsum")
     s.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000, 14731])
     s.add_argument("--epochs", type=int, default=4)
+    g = sub.add_parser("plot")
+    g.add_argument("--out", default=os.path.join(HERE, "..", "docs", "img", "fine_tune.png"))
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
     if args.threads:
         import tensorflow as tf
 
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    {"terminology": terminology, "samsum": samsum}[args.bench](args)
+    {"terminology": terminology, "samsum": samsum, "plot": plot}[args.bench](args)
 
 
 if __name__ == "__main__":
