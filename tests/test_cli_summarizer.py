@@ -94,9 +94,10 @@ def test_summarize_refuses_bad_input_with_the_place_named(trained, tmp_path, cap
         _err(capsys)
     assert cli.main(["translate", "--model", str(out), "Hola."]) == 2
     assert "holds a summarization model (Summarizer)" in _err(capsys)
-    assert cli.main(["summarize", "--model", str(out), "--no-repeat-ngram-size", "-1",
-                     "A: hi"]) == 2
-    assert "--no-repeat-ngram-size" in _err(capsys)
+    with pytest.raises(SystemExit) as exit_:  # refused while parsing, before any work
+        cli.main(["summarize", "--model", str(out), "--no-repeat-ngram-size", "-1", "A: hi"])
+    assert exit_.value.code == 2
+    assert "--no-repeat-ngram-size: no_repeat_ngram_size must be in [0, 16]" in _err(capsys)
 
 
 def test_evaluate_scores_rouge_from_files_and_from_a_model(trained, tmp_path, capsys):

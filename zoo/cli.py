@@ -366,7 +366,12 @@ def _strategy_kwargs(args, task="translation"):
         strategy = "beam" if beam_size > 1 else "greedy"
         if beam_size > 1:
             given.update(beam_size=beam_size, length_penalty=given["length_penalty"] or 0.6)
-    return _task(task).decoding_options(strategy=strategy, **given)
+    options = _task(task).decoding_options(strategy=strategy, **given)
+    max_length = getattr(args, "max_length", None)
+    if given["min_length"] is None and max_length and "min_length" in options:
+        # The task's default minimum yields to a shorter maximum the user asks for.
+        options["min_length"] = min(options["min_length"], max_length)
+    return options
 
 
 def _read_lines(path):

@@ -16,7 +16,7 @@ from zoo.models import presets
 def _config_of(class_name):
     """A preset's config of this network, with every boolean option flipped from its default
     so that a lost argument shows."""
-    for name in presets.names():
+    for name in presets.names(trained=False):
         for net in presets.get_preset(name)["config"].values():
             if net["class_name"] == class_name:  # presets name networks by class
                 return dict(net["config"], vocab_size=20)
@@ -218,7 +218,7 @@ def test_transformer_cache_rolls_a_window_or_grows_and_both_step_alike():
     assert state.structured_outputs["layers"][0]["keys"].shape.as_list() == [2, 2, 4, None]
 
 
-@pytest.mark.parametrize("name", presets.names())
+@pytest.mark.parametrize("name", presets.names(trained=False))
 def test_no_two_weights_of_a_preset_start_equal(name):
     """Every preset's random weights are drawn independently (a shared initializer instance
     once gave each attention's q, k, v and output projections the same start). Weights with

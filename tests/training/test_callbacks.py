@@ -100,7 +100,10 @@ def test_stop_after_steps_ends_fit_at_the_update_budget():
 def test_every_recipe_builds_its_model(name):
     recipe = presets.get_recipe(name)
     assert recipe["task"] == presets.task_of(recipe["preset"])
-    model = Translator.from_preset(recipe["preset"], vocab_size=40,
+    from zoo.models import REGISTRY
+
+    task_class = REGISTRY.get_class(presets.get_preset(recipe["preset"])["class"])
+    model = task_class.from_preset(recipe["preset"], vocab_size=40,
                                    **recipe.get("overrides", {}))
     model.build()
     for key, value in recipe.get("overrides", {}).items():

@@ -224,6 +224,7 @@ def test_an_unfinished_run_is_named_and_only_replaced_on_request(tmp_path):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "run.json").write_text("{}")
+    (run / "checkpoints" / "ckpt-000000001.npz").write_bytes(b"")  # it got that far
     with pytest.raises(OutputExistsError, match="unfinished training run; resume it"):
         check_destination(str(run))
     check_destination(str(run), overwrite=True)  # zoo's own: may be replaced

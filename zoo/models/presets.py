@@ -232,7 +232,7 @@ def trained_scores(name: str) -> str:
 
 def checkpoint_names(task: str = None):
     """The presets that carry trained weights, of one task or of all."""
-    return [n for n in names(task) if PRESETS[n].get("weights")]
+    return names(task, trained=True)
 
 
 def register(name: str, preset: dict, task: str = None) -> None:
@@ -255,10 +255,17 @@ def register(name: str, preset: dict, task: str = None) -> None:
         tasks.register(tasks.Task(task, preset["class"]))
 
 
-def names(task: str = None):
-    """The preset names, of one task (``"translation"``...) or of all."""
+def names(task: str = None, trained: bool = None):
+    """The preset names, of one task (``"translation"``...) or of all.
+
+    Args:
+        task: Only this task's.
+        trained: True: only the trained checkpoints; False: only the architectures (what
+            ``from_preset(name, tokenizer=...)`` builds untrained); None: both.
+    """
     return sorted(n for n, p in PRESETS.items()
-                  if task is None or _task_of_class(p["class"]) == task)
+                  if (task is None or _task_of_class(p["class"]) == task)
+                  and (trained is None or bool(p.get("weights")) == trained))
 
 
 def task_of(name: str) -> str:
