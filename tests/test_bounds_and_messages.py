@@ -139,6 +139,7 @@ def test_debris_of_killed_writers_and_failed_starts_do_not_stick(tiny_exports, t
     assert cli.main(argv) == 0
 
 
+@pytest.mark.slow  # CI time on 2 cores (docs/RESULTS.md, Test suite)
 @pytest.mark.parametrize("argv", [
     ["translate", "--model", "/nonexistent/model", "Hola."],
     ["export", "--model", "/nonexistent/model", "--out", "OUT"],

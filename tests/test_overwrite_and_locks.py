@@ -120,6 +120,7 @@ def test_a_second_writer_is_refused_and_a_killed_holder_does_not_block(tmp_path,
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".zoo-lock")]
 
 
+@pytest.mark.slow  # CI time on 2 cores (docs/RESULTS.md, Test suite)
 # ---------------------------------------------------------------- crash during --overwrite
 def test_killed_overwrite_run_leaves_the_old_model_loadable(tmp_path):
     import zoo.models

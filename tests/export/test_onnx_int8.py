@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from zoo.export import export
 from zoo.serving import load
 
@@ -20,6 +22,7 @@ print(json.dumps([r.generate_text(json.loads(sys.argv[2])),
 """
 
 
+@pytest.mark.slow  # CI time on 2 cores (docs/RESULTS.md, Test suite)
 def test_int8_onnx_export_loads_without_tensorflow_and_matches(tiny_exports, tmp_path):
     model, root = tiny_exports
     manifest = export(model, str(tmp_path / "int8"), "onnx", beam_size=2,

@@ -97,6 +97,7 @@ def test_fine_tuning_run_resumes(base, tmp_path):
     assert os.path.isfile(tmp_path / "b" / "zoo.json")
 
 
+@pytest.mark.slow  # CI time on 2 cores (docs/RESULTS.md, Test suite)
 def test_a_truncated_newest_checkpoint_falls_back_to_the_previous(base, tmp_path):
     from zoo.training.checkpoints import list_checkpoints
 
@@ -112,6 +113,7 @@ def test_a_truncated_newest_checkpoint_falls_back_to_the_previous(base, tmp_path
     assert info["epochs_trained"] == 3
 
 
+@pytest.mark.slow  # CI time on 2 cores (docs/RESULTS.md, Test suite)
 def test_a_resumed_run_reports_every_epoch(base, tmp_path):
     kw = {"schedule": "inverse_sqrt", "keep_best": False}
     _, _, first = _fine_tune(base, out=str(tmp_path / "r"), epochs=1, **kw)
