@@ -366,12 +366,8 @@ def _strategy_kwargs(args, task="translation"):
         strategy = "beam" if beam_size > 1 else "greedy"
         if beam_size > 1:
             given.update(beam_size=beam_size, length_penalty=given["length_penalty"] or 0.6)
-    options = _task(task).decoding_options(strategy=strategy, **given)
-    max_length = getattr(args, "max_length", None)
-    if given["min_length"] is None and max_length and "min_length" in options:
-        # The task's default minimum yields to a shorter maximum the user asks for.
-        options["min_length"] = min(options["min_length"], max_length)
-    return options
+    return _task(task).decoding_options(strategy=strategy,
+                                        max_length=getattr(args, "max_length", None), **given)
 
 
 def _read_lines(path):
@@ -570,13 +566,11 @@ def _cmd_export(args) -> int:
     if onnx_int8:
         kwargs["quantization"] = args.quantize[0]
     # What the flags leave open is the task's default decoding, as `zoo summarize` uses.
-    task_decoding = model.task_spec.decoding
+    task_decoding = model.task_spec.decoding_options(
+        max_length=args.max_length or model.max_target_length,
+        min_length=args.min_length, no_repeat_ngram_size=args.no_repeat_ngram_size)
     for name in ("min_length", "no_repeat_ngram_size"):
-        value = getattr(args, name)
-        kwargs[name] = task_decoding.get(name, 0) if value is None else value
-    if args.min_length is None:  # the task's default minimum yields to a shorter maximum
-        kwargs["min_length"] = min(kwargs["min_length"],
-                                   args.max_length or model.max_target_length)
+        kwargs[name] = task_decoding.get(name, 0)
     if args.format != "litert" and "length_penalty" in task_decoding:
         kwargs["length_penalty"] = task_decoding["length_penalty"]
     manifest = get_exporter(args.format)(model, args.out, **kwargs)

@@ -85,8 +85,7 @@ def train_summarizer(train_pairs: Sequence[Tuple[str, str]],
     from zoo.training import CoveragePhase
 
     if kwargs.get("init_from") is not None:  # fine-tuning: the trained model's defaults
-        defaults = {**FINE_TUNE, **(presets.PRESETS.get(kwargs["init_from"]) or {}).get(
-            "train", {})}
+        defaults = fine_tune_defaults(kwargs["init_from"])
     else:
         if preset is None:
             preset = (presets.get_recipe(kwargs["recipe"])["preset"]
@@ -181,14 +180,21 @@ FREEZABLE = ("encoder", "embeddings")
 
 def _base_model(model_class, handle):
     """``(model, training defaults)`` of the trained model a fine-tuning run starts from."""
-    from zoo.models import load, presets
+    from zoo.models import load
 
     model = load(handle)
     if not isinstance(model, model_class):
         raise ValueError(f"init_from {handle!r} holds a {type(model).__name__} ({model.task}), "
                          f"not a {model_class.__name__}")
-    preset = presets.PRESETS.get(handle) or {}
-    return model, {**FINE_TUNE, **preset.get("train", {})}
+    return model, fine_tune_defaults(handle)
+
+
+def fine_tune_defaults(handle) -> dict:
+    """The training defaults of a fine-tuning run: its checkpoint preset's, over
+    :data:`FINE_TUNE`."""
+    from zoo.models import presets
+
+    return {**FINE_TUNE, **(presets.PRESETS.get(handle) or {}).get("train", {})}
 
 
 def _freeze(model, parts):

@@ -41,10 +41,11 @@ class Task:
     decoding: Mapping[str, object] = dataclasses.field(
         default_factory=lambda: {"strategy": "greedy"})
 
-    def decoding_options(self, **given) -> Dict[str, object]:
+    def decoding_options(self, max_length=None, **given) -> Dict[str, object]:
         """The task's default decoding with the options ``given`` (None: not given) over it.
 
-        A strategy given without its options takes none of the default strategy's.
+        A strategy given without its options takes none of the default strategy's. A default
+        ``min_length`` yields to a shorter ``max_length`` (which is not returned).
         """
         from zoo.inputs import strategy_name
 
@@ -57,7 +58,11 @@ class Task:
             # Trigram blocking suits every strategy of a task that asks for it.
             if "no_repeat_ngram_size" in self.decoding:
                 base["no_repeat_ngram_size"] = self.decoding["no_repeat_ngram_size"]
-        return {**base, **given}
+        options = {**base, **given}
+        if "min_length" not in given and "min_length" in options and \
+                isinstance(max_length, int):
+            options["min_length"] = min(options["min_length"], max_length)
+        return options
 
 
 TASKS: Dict[str, Task] = {}

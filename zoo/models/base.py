@@ -410,8 +410,7 @@ class Seq2Seq(keras.Model):
         Args:
             texts: Input strings; an empty list gives an empty list.
             strategy: As in ``generate``; None: the task's default decoding
-                (``self.task_spec.decoding``: greedy for a translator; beam 4, length
-                penalty 0.6 and no repeated trigram for a summarizer), with the options
+                (``self.task_spec.decoding``, declared in ``zoo.tasks``), with the options
                 given here over it.
             batch_size: Texts per decoding batch (sorted by length to cut padding).
             max_length: As in ``generate``.
@@ -431,14 +430,9 @@ class Seq2Seq(keras.Model):
         texts = check_texts(texts)
         batch_size = check_positive_int("batch_size", batch_size)
         if strategy is None or isinstance(strategy, str):
-            given_min = strategy_kwargs.get("min_length")
-            strategy_kwargs = self.task_spec.decoding_options(strategy=strategy,
-                                                              **strategy_kwargs)
+            strategy_kwargs = self.task_spec.decoding_options(
+                strategy=strategy, max_length=max_length, **strategy_kwargs)
             strategy = strategy_kwargs.pop("strategy")
-            if given_min is None and max_length is not None and "min_length" in \
-                    strategy_kwargs and isinstance(max_length, int):
-                # The task's default minimum yields to a shorter maximum the caller asks for.
-                strategy_kwargs["min_length"] = min(strategy_kwargs["min_length"], max_length)
             strategy_kwargs = check_decoding(strategy, {"max_length": max_length,
                                                         **strategy_kwargs})
             max_length = strategy_kwargs.pop("max_length", None)
