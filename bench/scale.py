@@ -67,7 +67,7 @@ path = sys.argv[1]
 t0 = time.time()
 import tensorflow as tf
 from zoo.data import Corpus, SentencePieceTokenizer, make_stream_dataset
-from zoo.recipes import _chunks, _reservoir
+from zoo.recipes.run import chunks as _chunks, reservoir as _reservoir
 corpus = Corpus(path)
 sample = _reservoir(corpus, 500_000, 0)
 tok = SentencePieceTokenizer.train([s for p in sample for s in p], vocab_size=8000)

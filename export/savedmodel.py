@@ -62,96 +62,111 @@ def export_savedmodel(model, path: str, max_length: Optional[int] = None,
         >>> sorted(manifest["signatures"])
         ['decode_step', 'encode', 'generate', 'generate_beam', 'tokenize']
     """
-    import keras
-    import tensorflow as tf
-
-    from zoo.data.tokenizer import EOS_ID, PAD_ID
-
     core = ExportCore(model, max_length=max_length, max_source_length=max_source_length,
                       beam_size=beam_size, length_penalty=length_penalty,
                       coverage_penalty=coverage_penalty, min_length=min_length,
                       no_repeat_ngram_size=no_repeat_ngram_size)
-    src_tok = model.source_tokenizer.tf_tokenizer
-    tgt_tok = model.target_tokenizer.tf_tokenizer
-    limit = core.max_source_length
+    return core.write(path, "savedmodel", _Endpoints(model, core).write, overwrite=overwrite)
 
-    def tokenize(text):
-        ids = src_tok.tokenize(text)
+
+_OUTPUTS = ["text", *GENERATE_OUTPUTS, "source_ids_dropped"]
+#: The manifest's description of the signatures.
+SIGNATURES = {
+    "generate": {"inputs": {"text": "string (batch,)"}, "outputs": _OUTPUTS,
+                 "strategy": "greedy"},
+    "generate_beam": {"inputs": {"text": "string (batch,)", "length_penalty": "float32 ()",
+                                 "coverage_penalty": "float32 ()"},
+                      "outputs": _OUTPUTS, "strategy": "beam"},
+    "tokenize": {"inputs": {"text": "string (batch,)"}, "outputs": "int32 (batch, S)"},
+    "encode": {"inputs": {"source_ids": "int32 (batch, S)"}, "outputs": "state and memory"},
+    "decode_step": {"inputs": {"token_ids": "int32 (batch,)", "state": "state and memory"},
+                    "outputs": ["logits", "attention", "next__<state>"]}}
+
+
+def _check_text(text):
+    import tensorflow as tf
+
+    blank = tf.equal(tf.strings.length(tf.strings.strip(text)), 0)
+    return tf.debugging.Assert(tf.logical_not(tf.reduce_any(blank)), [
+        "text is empty or whitespace only at index", tf.where(blank)[:, 0]])
+
+
+def _check_penalty(value, name):
+    import tensorflow as tf
+
+    ok = tf.logical_and(tf.math.is_finite(value), value >= 0.0)
+    return tf.debugging.Assert(ok, [f"{name} must be finite and >= 0, got", value])
+
+
+class _Endpoints:
+    """The SavedModel's functions: strings in, strings out, around the export core."""
+
+    def __init__(self, model, core):
+        self.model, self.core = model, core
+        self.src_tok = model.source_tokenizer.tf_tokenizer
+        self.tgt_tok = model.target_tokenizer.tf_tokenizer
+
+    def tokenize(self, text):
+        """Strings -> ``(ids + eos, padded; ids dropped per text)`` under the source limit."""
+        import tensorflow as tf
+
+        from zoo.data.tokenizer import EOS_ID, PAD_ID
+
+        limit = self.core.max_source_length
+        ids = self.src_tok.tokenize(text)
         dropped = tf.maximum(ids.row_lengths() + 1 - limit, 0)
         ids = ids[:, : limit - 1]
         eos = tf.fill([tf.shape(text)[0], 1], EOS_ID)
         return tf.concat([ids, eos], axis=1).to_tensor(PAD_ID), tf.cast(dropped, tf.int32)
 
-    def check_text(text):
-        blank = tf.equal(tf.strings.length(tf.strings.strip(text)), 0)
-        return tf.debugging.Assert(tf.logical_not(tf.reduce_any(blank)), [
-            "text is empty or whitespace only at index", tf.where(blank)[:, 0]])
+    def run(self, text, generate, checks=()):
+        """Checked strings through ``generate``; a batch of 0 gives outputs of 0 rows."""
+        import tensorflow as tf
 
-    def check_penalty(value, name):
-        ok = tf.logical_and(tf.math.is_finite(value), value >= 0.0)
-        return tf.debugging.Assert(ok, [f"{name} must be finite and >= 0, got", value])
-
-    def run(text, generate, checks=()):
-        with tf.control_dependencies([check_text(text), *checks]):
+        with tf.control_dependencies([_check_text(text), *checks]):
             text = tf.identity(text)
-        batch = tf.shape(text)[0]
 
         def decode():
-            ids, dropped = tokenize(text)
+            ids, dropped = self.tokenize(text)
             out = generate(ids)
-            return {"text": model.target_tokenizer.detokenize(out["tokens"]),
+            return {"text": self.model.target_tokenizer.detokenize(out["tokens"]),
                     **out, "source_ids_dropped": dropped}
 
-        def empty():  # a batch of 0 gives outputs of 0 rows
-            return {"text": tf.zeros([0], tf.string),
-                    "tokens": tf.zeros([0, core.max_length], tf.int32),
-                    "lengths": tf.zeros([0], tf.int32), "scores": tf.zeros([0], tf.float32),
-                    "attention": tf.zeros([0, core.max_length, 0], tf.float32),
-                    "source_ids_dropped": tf.zeros([0], tf.int32)}
+        n = self.core.max_length
+        empty = {"text": tf.zeros([0], tf.string), "tokens": tf.zeros([0, n], tf.int32),
+                 "lengths": tf.zeros([0], tf.int32), "scores": tf.zeros([0], tf.float32),
+                 "attention": tf.zeros([0, n, 0], tf.float32),
+                 "source_ids_dropped": tf.zeros([0], tf.int32)}
+        return tf.cond(tf.shape(text)[0] > 0, decode, lambda: empty)
 
-        return tf.cond(batch > 0, decode, empty)
+    def generate_beam(self, text, length_penalty, coverage_penalty):
+        checks = (_check_penalty(length_penalty, "length_penalty"),
+                  _check_penalty(coverage_penalty, "coverage_penalty"))
+        return self.run(text, lambda ids: self.core.beam(ids, length_penalty,
+                                                         coverage_penalty), checks)
 
-    def generate_beam(text, length_penalty, coverage_penalty):
-        checks = (check_penalty(length_penalty, "length_penalty"),
-                  check_penalty(coverage_penalty, "coverage_penalty"))
-        return run(text, lambda ids: core.beam(ids, length_penalty, coverage_penalty), checks)
+    def write(self, tmp) -> dict:
+        """Writes the archive into ``tmp``: the manifest's part."""
+        import keras
+        import tensorflow as tf
 
-    text_spec = tf.TensorSpec([None], tf.string, name="text")
-    penalty = {n: tf.TensorSpec([], tf.float32, name=n)
-               for n in ("length_penalty", "coverage_penalty")}
-
-    def write(tmp):
+        text_spec = tf.TensorSpec([None], tf.string, name="text")
+        penalties = [tf.TensorSpec([], tf.float32, name=n)
+                     for n in ("length_penalty", "coverage_penalty")]
         archive = keras.export.ExportArchive()
-        archive.track(model)
-        archive.track(src_tok)
-        archive.track(tgt_tok)
-        archive.add_endpoint("generate", lambda text: run(text, core.greedy),
+        for tracked in (self.model, self.src_tok, self.tgt_tok):
+            archive.track(tracked)
+        archive.add_endpoint("generate", lambda text: self.run(text, self.core.greedy),
                              input_signature=[text_spec])
-        archive.add_endpoint("generate_beam", generate_beam, input_signature=[
-            text_spec, penalty["length_penalty"], penalty["coverage_penalty"]])
-        archive.add_endpoint("tokenize", lambda text: tokenize(text)[0],
+        archive.add_endpoint("generate_beam", self.generate_beam,
+                             input_signature=[text_spec, *penalties])
+        archive.add_endpoint("tokenize", lambda text: self.tokenize(text)[0],
                              input_signature=[text_spec])
-        archive.add_endpoint("encode", core.encode, input_signature=[core.source_spec()])
-        archive.add_endpoint("decode_step", core.step, input_signature=[
-            tf.TensorSpec([None], tf.int32, name="token_ids"), core.specs])
+        archive.add_endpoint("encode", self.core.encode,
+                             input_signature=[self.core.source_spec()])
+        archive.add_endpoint("decode_step", self.core.step, input_signature=[
+            tf.TensorSpec([None], tf.int32, name="token_ids"), self.core.specs])
         archive.write_out(tmp, verbose=False)
-        outputs = ["text", *GENERATE_OUTPUTS, "source_ids_dropped"]
-        return {
-            "files": {"savedmodel": "."}, "strategies": ["greedy", "beam"],
-            "quantization": ["float32"], "requires": ["tensorflow", "tensorflow_text"],
-            "signatures": {
-                "generate": {"inputs": {"text": "string (batch,)"}, "outputs": outputs,
-                             "strategy": "greedy"},
-                "generate_beam": {"inputs": {"text": "string (batch,)",
-                                             "length_penalty": "float32 ()",
-                                             "coverage_penalty": "float32 ()"},
-                                  "outputs": outputs, "strategy": "beam"},
-                "tokenize": {"inputs": {"text": "string (batch,)"},
-                             "outputs": "int32 (batch, S)"},
-                "encode": {"inputs": {"source_ids": "int32 (batch, S)"},
-                           "outputs": "state and memory"},
-                "decode_step": {"inputs": {"token_ids": "int32 (batch,)",
-                                           "state": "state and memory"},
-                                "outputs": ["logits", "attention", "next__<state>"]}}}
-
-    return core.write(path, "savedmodel", write, overwrite=overwrite)
+        return {"files": {"savedmodel": "."}, "strategies": ["greedy", "beam"],
+                "quantization": ["float32"], "requires": ["tensorflow", "tensorflow_text"],
+                "signatures": SIGNATURES}

@@ -59,8 +59,6 @@ def verify(model, path: str, texts: Sequence[str], references: Optional[Sequence
     """
     import numpy as np
 
-    from zoo.data.tokenizer import BOS_ID
-    from zoo.export.core import NEXT_PREFIX, split_encoded
     from zoo.inputs import check_texts
     from zoo.serving import read_manifest
 
@@ -74,18 +72,8 @@ def verify(model, path: str, texts: Sequence[str], references: Optional[Sequence
     keras_out, details = model.generate_text(texts, max_length=max_length, return_result=True)
     src_rows = [np.asarray(d["source_ids"])[None, :limit] for d in details]
     n_logits = min(len(texts), max_sentences_for_logits)
-
-    k_logits = []
-    for i in range(n_logits):
-        encoded = model.encode(src_rows[i])
-        memory = model.prepare_memory(encoded)
-
-        def kstep(tok, st, memory=memory):
-            logits, st, _ = model.decode_step(tok, st, memory)
-            return logits.numpy(), st
-        k_logits.append(_step_logits(kstep, model.initial_state(encoded, max_length),
-                                     details[i]["tokens"], BOS_ID))
-
+    k_logits = [_keras_logits(model, src_rows[i], details[i]["tokens"], max_length)
+                for i in range(n_logits)]
     report = {}
     if references is not None:
         from zoo.metrics import bleu
@@ -93,23 +81,9 @@ def verify(model, path: str, texts: Sequence[str], references: Optional[Sequence
         report["keras"] = {"bleu": bleu(keras_out, references)}
     for name, runner in runners.items():
         outs = runner.generate_text(texts)
-        diffs = []
-        if manifest["format"] == "ctranslate2":  # its own loop: compare log-probabilities
-            for i in range(n_logits):
-                tokens = np.asarray(details[i]["tokens"])
-                got = runner.score(src_rows[i], [tokens])[0][:len(tokens)]
-                z = k_logits[i] - k_logits[i].max(-1, keepdims=True)
-                logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
-                want = logp[np.arange(len(tokens)), tokens][:len(got)]
-                diffs.append(float(np.abs(got - want).max()) if len(got) else 0.0)
-        for i in range(n_logits if manifest["format"] != "ctranslate2" else 0):
-            state, memory = split_encoded(runner.encode(src_rows[i]), manifest)
-
-            def step(tok, st, runner=runner, memory=memory):
-                r = runner.decode_step(tok, {**st, **memory})
-                return r["logits"], {n: r[NEXT_PREFIX + n] for n in runner.state_names}
-            diffs.append(float(np.abs(_step_logits(step, state, details[i]["tokens"], BOS_ID)
-                                      - k_logits[i]).max()))
+        score = _score_diff if manifest["format"] == "ctranslate2" else _step_diff
+        diffs = [score(runner, manifest, src_rows[i], details[i]["tokens"], k_logits[i])
+                 for i in range(n_logits)]
         entry = {"sentences": len(texts),
                  "token_agreement": float(np.mean([a == b for a, b in zip(outs, keras_out)])),
                  "max_logit_diff": max(diffs) if diffs else None}
@@ -118,3 +92,46 @@ def verify(model, path: str, texts: Sequence[str], references: Optional[Sequence
             entry["bleu_diff"] = entry["bleu"] - report["keras"]["bleu"]
         report[name] = entry
     return report
+
+
+def _keras_logits(model, source_ids, tokens, max_length):
+    """Keras's logits along its own output ``tokens``, step by step."""
+    from zoo.data.tokenizer import BOS_ID
+
+    encoded = model.encode(source_ids)
+    memory = model.prepare_memory(encoded)
+
+    def step(tok, st):
+        logits, st, _ = model.decode_step(tok, st, memory)
+        return logits.numpy(), st
+
+    return _step_logits(step, model.initial_state(encoded, max_length), tokens, BOS_ID)
+
+
+def _step_diff(runner, manifest, source_ids, tokens, k_logits) -> float:
+    """The largest logit difference of the artifact's ``decode_step`` along Keras's tokens."""
+    import numpy as np
+
+    from zoo.data.tokenizer import BOS_ID
+    from zoo.export.core import NEXT_PREFIX, split_encoded
+
+    state, memory = split_encoded(runner.encode(source_ids), manifest)
+
+    def step(tok, st):
+        r = runner.decode_step(tok, {**st, **memory})
+        return r["logits"], {n: r[NEXT_PREFIX + n] for n in runner.state_names}
+
+    return float(np.abs(_step_logits(step, state, tokens, BOS_ID) - k_logits).max())
+
+
+def _score_diff(runner, manifest, source_ids, tokens, k_logits) -> float:
+    """CTranslate2 has no step function: the largest difference of the log-probabilities of
+    Keras's tokens (its ``score_batch``) from Keras's."""
+    import numpy as np
+
+    tokens = np.asarray(tokens)
+    got = runner.score(source_ids, [tokens])[0][:len(tokens)]
+    z = k_logits - k_logits.max(-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    want = logp[np.arange(len(tokens)), tokens][:len(got)]
+    return float(np.abs(got - want).max()) if len(got) else 0.0

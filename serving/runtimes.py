@@ -146,12 +146,18 @@ class Runner:
         """
         texts = check_texts(texts)
         options = self.check_options(strategy, options)
+        return self.run_checked(texts, strategy_name(strategy), options, return_attention)
+
+    def run_checked(self, texts, strategy: str, options: dict,
+                    return_attention: bool = False) -> dict:
+        """:meth:`run_texts` for inputs already checked (``check_texts``, the strategy's
+        name, :meth:`check_options`): the server checks each request once, in its handler."""
         if not texts:
             empty = {"text": [], "scores": [], "source_ids_dropped": []}
             if return_attention:
                 empty.update(attention=[], source_tokens=[], output_tokens=[])
             return empty
-        out = self._generate_texts(texts, strategy_name(strategy), options)
+        out = self._generate_texts(texts, strategy, options)
         result = {"text": out["text"], "scores": [float(x) for x in out["scores"]],
                   "source_ids_dropped": [int(d) for d in out["source_ids_dropped"]]}
         if return_attention:

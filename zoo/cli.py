@@ -141,34 +141,55 @@ def _score(metric, hyps, refs):
 
 
 def _cmd_train(args) -> int:
-    import random
-
-    from zoo import plot, recipes
-    from zoo.files import check_destination
+    from zoo import recipes
 
     spec = _task(args.task)
     # In a cluster, worker 0 writes --out; the others train and write nothing.
     chief = not args.multi_worker or _tf_config_index() == 0
-    if args.resume:
-        from zoo.files import RUN_MARKER
+    _check_train_flags(args, chief)
+    kwargs = _train_settings(args)
+    recipes.resolve(_model_class(spec), kwargs)  # every setting checked before reading data
+    train, dev, examples = _training_data(args, spec)
+    extra = {"max_length": args.max_length} if args.task == "translator" else {
+        "max_source_length": args.max_source_length,
+        "max_target_length": args.max_target_length, "coverage_epochs": args.coverage_epochs}
+    trainer = recipes.train_translator if args.task == "translator" else \
+        recipes.train_summarizer
+    model, history, info = trainer(train, dev_pairs=dev or None, **_run_options(args),
+                                   **kwargs, **extra)
+    _print_training(args, info, history, len(train), dev)
+    if not chief:
+        print(f"worker {_tf_config_index()} done; worker 0 writes {args.out}")
+        return 0
+    _show_trained(args, spec, model, dev, examples)
+    return 0
 
+
+def _model_class(spec):
+    import zoo.models
+
+    return getattr(zoo.models, spec.model_class)
+
+
+def _check_train_flags(args, chief) -> None:
+    """What the flags alone show, before any work: the run to resume or the destination,
+    the attention name, what fine-tuning fixes."""
+    from zoo.files import RUN_MARKER, check_destination, failed_start
+
+    if args.resume:
         if not os.path.isfile(os.path.join(args.out, RUN_MARKER)):
             raise FileNotFoundError(f"--resume: {args.out} holds no training run to resume "
                                     f"(no {os.path.join(args.out, RUN_MARKER)})")
-        from zoo.files import failed_start
-
         if failed_start(args.out):
             raise ValueError(f"--resume: the run in {args.out} stopped before its first "
                              f"checkpoint; there is nothing to resume: run the command "
                              f"again without --resume")
     elif chief:
-        check_destination(args.out, args.overwrite, "--out")  # before any work
+        check_destination(args.out, args.overwrite, "--out")
     if args.attention:
         import zoo.attention
 
         zoo.attention.REGISTRY.get_class(args.attention)  # unknown name: fail before training
-    from zoo.models import presets
-
     if args.init_from is not None:  # fine-tuning: the trained model fixes all of these
         given = [f for f, v in (("--preset", args.preset), ("--recipe", args.recipe),
                                 ("--vocab-size", args.vocab_size),
@@ -176,98 +197,107 @@ def _cmd_train(args) -> int:
         if given:
             raise ValueError(f"--from {args.init_from} fine-tunes a trained model with its own "
                              f"architecture and tokenizer: {given[0]} does not apply")
-        args.preset = args.init_from
     elif args.freeze:
         raise ValueError("--freeze applies to fine-tuning: give --from")
-    # No --preset and no --recipe: the task's default recipe (or preset). A --preset alone
-    # trains that preset with its own defaults, not the default recipe's.
-    if args.recipe is None and args.preset is None:
-        args.recipe = args.default_recipe
-    if args.recipe is not None:
-        recipe = presets.get_recipe(args.recipe)
-        if recipe["task"] != spec.name:
-            raise ValueError(f"--recipe {args.recipe} is a {recipe['task']} recipe; "
-                             f"{spec.name} recipes: "
-                             f"{', '.join(presets.recipe_names(spec.name)) or 'none'}")
-        args.preset = args.preset or recipe["preset"]
-    args.preset = args.preset or args.default_preset
-    if args.vocab_size is None and args.recipe is None and args.init_from is None:
-        args.vocab_size = args.default_vocab_size
-    if args.init_from is None:
-        _check_preset(args.preset, spec)
-    dev = None
+
+
+def _train_settings(args) -> dict:
+    """The settings the flags give (None: not given), for ``zoo.recipes.resolve``. The main
+    job's defaults: with no --preset, --recipe or --from, the command's default recipe; with
+    no recipe, its vocabulary size."""
+    recipe = args.recipe
+    if recipe is None and args.preset is None and args.init_from is None:
+        recipe = args.default_recipe
+    preset = args.preset
+    if preset is None and recipe is None and args.init_from is None:
+        preset = args.default_preset
+    vocab = args.vocab_size
+    if vocab is None and recipe is None and args.init_from is None:
+        vocab = args.default_vocab_size
+    args.recipe, args.preset = recipe, preset  # (what the report lines name)
+    return dict(preset=preset, recipe=recipe, init_from=args.init_from,
+                freeze=args.freeze or None, vocab_size=vocab, epochs=args.epochs,
+                batch_size=args.batch_size, learning_rate=args.learning_rate,
+                mixed_precision=args.mixed_precision, seed=args.seed,
+                overrides={"attention": args.attention} if args.attention else None,
+                max_steps=args.max_steps, patience=args.patience,
+                average_last=args.average_last, schedule=args.schedule)
+
+
+def _run_options(args) -> dict:
+    return dict(out_dir=args.out, jit_compile=args.xla, verbose=_progress(args.progress),
+                overwrite=args.overwrite, resume=args.resume,
+                checkpoint_every=args.checkpoint_every or None,
+                keep_checkpoints=args.keep_checkpoints, devices=args.devices,
+                multi_worker=args.multi_worker)
+
+
+def _training_data(args, spec):
+    """``(train, dev, examples)``: from --data (or the embedded corpus), held-out pairs from
+    --dev-data or a --dev-fraction of the data."""
     if args.stream:
-        # Nothing is loaded: the files are read on every epoch; held-out pairs come from
-        # --dev-data (a shuffle-and-split would need the corpus in memory).
-        from zoo.data import Corpus, read_pairs
+        return _streamed_data(args, spec)
+    import random
 
-        if not args.data:
-            raise ValueError("--stream reads the --data files as a stream; give --data")
-        if args.limit:
-            raise ValueError("--limit loads pairs into memory; with --stream the whole "
-                             "--data files are read")
+    dev = examples = None
+    if args.data:
         _summary_fields(args, spec.name)
-        kw = _reader_kwargs(args)
-        train = Corpus(args.data if len(args.data) == 2 else args.data[0], fmt=args.format,
-                       skip_invalid=args.skip_invalid, **kw)
-        dev = list(read_pairs(args.dev_data, skip_invalid=args.skip_invalid, limit=2000,
-                              **kw)) if args.dev_data else []
-        examples = args.example or [s for s, _ in dev[:1 if args.task == "summarizer" else 3]]
-        if not examples:
-            examples = [next(iter(train))[0]]
-        print(f"zoo train {args.task}: streaming training pairs from {' '.join(args.data)}, "
-              f"{len(dev):,} held-out pairs; {_trained(args)}")
+        pairs, origin = _read_corpus(args), " ".join(args.data)
     else:
-        if args.data:
-            _summary_fields(args, spec.name)
-            pairs = _read_corpus(args)
-            origin = " ".join(args.data)
-            examples = None
-        else:
-            pairs, dev, examples = _embedded(args.task, args.limit)
-            origin = ORIGINS[args.task]
-        pairs = list(pairs)
-        if args.dev_data:
-            from zoo.data import read_pairs
+        pairs, dev, examples = _embedded(args.task, args.limit)
+        origin = ORIGINS[args.task]
+    pairs = list(pairs)
+    if args.dev_data:
+        from zoo.data import read_pairs
 
-            dev = read_pairs(args.dev_data, skip_invalid=args.skip_invalid,
-                             **_reader_kwargs(args))
-        if dev is None:
-            random.Random(args.seed).shuffle(pairs)
-            n_dev = min(max(1, int(len(pairs) * args.dev_fraction)), 2000) \
-                if len(pairs) > 20 and args.dev_fraction else 0
-            dev, train = pairs[:n_dev], pairs[n_dev:]
-        else:
-            train, dev = pairs, list(dev)
-        examples = args.example or examples or [
-            s for s, _ in (dev or train)[:1 if args.task == "summarizer" else 3]]
-        print(f"zoo train {args.task}: {len(train):,} training and {len(dev):,} held-out "
-              f"pairs from {origin}; {_trained(args)}")
-    overrides = {"attention": args.attention} if args.attention else None
-    fine_tune = {"init_from": args.init_from, "freeze": args.freeze or ()} \
-        if args.init_from else {"preset": args.preset}
-    common = dict(**fine_tune, out_dir=args.out, dev_pairs=dev or None,
-                  vocab_size=args.vocab_size, epochs=args.epochs, batch_size=args.batch_size,
-                  learning_rate=args.learning_rate, mixed_precision=args.mixed_precision,
-                  jit_compile=args.xla, seed=args.seed, overrides=overrides,
-                  verbose=_progress(args.progress), overwrite=args.overwrite,
-                  resume=args.resume, checkpoint_every=args.checkpoint_every or None,
-                  keep_checkpoints=args.keep_checkpoints, devices=args.devices,
-                  multi_worker=args.multi_worker, recipe=args.recipe,
-                  max_steps=args.max_steps, patience=args.patience,
-                  average_last=args.average_last, schedule=args.schedule)
-    if args.task == "translator":
-        model, history, info = recipes.train_translator(train, max_length=args.max_length,
-                                                        **common)
-        if info["truncated_pairs"]:
-            print(f"{info['truncated_pairs']:,} of {len(train):,} training pairs were longer "
-                  f"than --max-length {args.max_length} ids and were truncated")
+        dev = read_pairs(args.dev_data, skip_invalid=args.skip_invalid,
+                         **_reader_kwargs(args))
+    if dev is None:
+        random.Random(args.seed).shuffle(pairs)
+        n_dev = min(max(1, int(len(pairs) * args.dev_fraction)), 2000) \
+            if len(pairs) > 20 and args.dev_fraction else 0
+        dev, train = pairs[:n_dev], pairs[n_dev:]
     else:
-        model, history, info = recipes.train_summarizer(
-            train, max_source_length=args.max_source_length,
-            max_target_length=args.max_target_length, coverage_epochs=args.coverage_epochs,
-            **common)
-        print(f"{info['truncated_sources']:,} of {len(train):,} training dialogues were longer "
+        train, dev = pairs, list(dev)
+    examples = args.example or examples or [
+        s for s, _ in (dev or train)[:1 if args.task == "summarizer" else 3]]
+    print(f"zoo train {args.task}: {len(train):,} training and {len(dev):,} held-out "
+          f"pairs from {origin}; {_trained(args)}")
+    return train, dev, examples
+
+
+def _streamed_data(args, spec):
+    """Nothing is loaded: the files are read on every epoch; held-out pairs come from
+    --dev-data (a shuffle-and-split would need the corpus in memory)."""
+    from zoo.data import Corpus, read_pairs
+
+    if not args.data:
+        raise ValueError("--stream reads the --data files as a stream; give --data")
+    if args.limit:
+        raise ValueError("--limit loads pairs into memory; with --stream the whole "
+                         "--data files are read")
+    _summary_fields(args, spec.name)
+    kw = _reader_kwargs(args)
+    train = Corpus(args.data if len(args.data) == 2 else args.data[0], fmt=args.format,
+                   skip_invalid=args.skip_invalid, **kw)
+    dev = list(read_pairs(args.dev_data, skip_invalid=args.skip_invalid, limit=2000,
+                          **kw)) if args.dev_data else []
+    examples = args.example or [s for s, _ in dev[:1 if args.task == "summarizer" else 3]]
+    if not examples:
+        examples = [next(iter(train))[0]]
+    print(f"zoo train {args.task}: streaming training pairs from {' '.join(args.data)}, "
+          f"{len(dev):,} held-out pairs; {_trained(args)}")
+    return train, dev, examples
+
+
+def _print_training(args, info, history, n_train, dev) -> None:
+    """What the run did: truncation, unknown pieces, loss, the kept weights."""
+    if args.task == "translator":
+        if info["truncated_pairs"]:
+            print(f"{info['truncated_pairs']:,} of {n_train:,} training pairs were longer "
+                  f"than --max-length {info['max_source_length']} ids and were truncated")
+    else:
+        print(f"{info['truncated_sources']:,} of {n_train:,} training dialogues were longer "
               f"than {info['max_source_length']} tokens and were truncated (the SAMSum "
               f"baselines' limit: 400); coverage loss in the last {info['coverage_epochs']} "
               f"epoch(s)")
@@ -291,9 +321,12 @@ def _cmd_train(args) -> int:
         val = history.history["val_loss"]
         print(f"kept the weights of epoch {info['kept_epoch']} (validation loss "
               f"{val[info['kept_epoch'] - 1]:.2f}; the last epoch's was {val[-1]:.2f})")
-    if not chief:
-        print(f"worker {_tf_config_index()} done; worker 0 writes {args.out}")
-        return 0
+
+
+def _show_trained(args, spec, model, dev, examples) -> None:
+    """The held-out score, the examples' outputs and the first one's attention heat map."""
+    from zoo import plot
+
     decoding = _strategy_kwargs(args, spec.name)
     label = ", ".join(f"{k} {v}" for k, v in decoding.items())
     if dev:
@@ -307,34 +340,16 @@ def _cmd_train(args) -> int:
         print(f"  {shown}\n  ->  {out}" if args.task == "summarizer" else
               f"  {shown}  ->  {out}")
     first = details[0]
-    tok = model.source_tokenizer
-    p_gen = None
-    if getattr(model.decoder, "copy", False):
-        import numpy as np
-
-        from zoo.data.tokenizer import BOS_ID
-
-        target_in = np.concatenate([[BOS_ID], first["tokens"][:-1]])[None].astype("int32")
-        p_gen = model.forward(first["source_ids"][None].astype("int32"),
-                              target_in)["p_gen"].numpy()[0]
-    heat = plot.attention(first["attention"], tok.id_to_piece(first["source_ids"]),
+    p_gen = model.copy_gate(first["source_ids"], first["tokens"])
+    heat = plot.attention(first["attention"],
+                          model.source_tokenizer.id_to_piece(first["source_ids"]),
                           model.target_tokenizer.id_to_piece(first["tokens"]),
                           os.path.join(args.out, "attention.png"),
-                          title=f"{args.preset}: {examples[0][:60]}", p_gen=p_gen)
+                          title=f"{args.preset or args.init_from}: {examples[0][:60]}",
+                          p_gen=p_gen)
     print(f"model saved to {args.out}/ (load with zoo.models.load); attention heat map "
           f"{heat}{' with p_gen' if p_gen is not None else ''}; TensorBoard logs "
           f"{os.path.join(args.out, 'logs')}")
-    return 0
-
-
-def _check_preset(name, spec):
-    """A preset of the task, or an error naming the task's presets."""
-    from zoo.models import presets
-
-    presets.get_preset(name)
-    if presets.task_of(name) != spec.name:
-        raise ValueError(f"--preset {name} is a {presets.task_of(name)} preset; "
-                         f"{spec.name} presets: {', '.join(presets.names(spec.name))}")
 
 
 def _trained(args):
@@ -779,14 +794,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verbose", action="store_true",
                         help="show TensorFlow's start-up lines and library warnings")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in (_add_train_parsers, _add_text_parsers, _add_evaluate_parser,
+                _add_export_parser, _add_other_parsers):
+        add(sub)
+    return parser
 
+
+def _add_train_parsers(sub):
     tr = sub.add_parser("train", help="train a model (`zoo train translator`, `zoo train "
                                       "summarizer`)")
     tsub = tr.add_subparsers(dest="task", metavar="TASK")
     t = tsub.add_parser("translator", help="train a translator; with no --data, on the "
                                            "embedded Spanish-English pairs")
     _add_train_args(t, "translator", "rnn_small", vocab_size=4000, recipe="anki_translator")
-    t.add_argument("--max-length", type=int, default=64)
+    t.add_argument("--max-length", type=int, default=None,
+                   help="tokens kept per side; longer pairs are cut and counted (default 64)")
     t.add_argument("--example", action="append", default=None,
                    help="sentence to translate after training (repeatable)")
     u = tsub.add_parser("summarizer", help="train a summarizer; with no --data, on the "
@@ -802,6 +824,8 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--example", action="append", default=None,
                    help="dialogue to summarize after training (repeatable)")
 
+
+def _add_text_parsers(sub):
     s = sub.add_parser("translate", help="translate sentences (arguments, --input or stdin)")
     s.add_argument("text", nargs="*", help="sentences (default: --input or stdin)")
     s.add_argument("--model", required=True, help="a directory written by zoo train")
@@ -822,6 +846,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decoding_args(m)
     m.set_defaults(func=_cmd_summarize)
 
+
+def _add_evaluate_parser(sub):
     e = sub.add_parser("evaluate", help="BLEU and chrF (sacreBLEU) or ROUGE (rouge-score) of a "
                                         "model or of files")
     e.add_argument("--model", default=None)
@@ -833,6 +859,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decoding_args(e)
     e.set_defaults(func=_cmd_evaluate)
 
+
+def _add_export_parser(sub):
     x = sub.add_parser("export", help="export a trained model (SavedModel, ONNX, LiteRT, "
                                       "CTranslate2)")
     x.add_argument("--model", required=True, help="a directory written by zoo train")
@@ -865,6 +893,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "go into manifest.json")
     x.set_defaults(func=_cmd_export)
 
+
+def _add_other_parsers(sub):
     v = sub.add_parser("serve", help="serve exported models over HTTP (zoo's :generate, "
                                      "TensorFlow Serving's REST API, /metrics, a demo page)")
     from zoo.serving import cli as serve_cli  # (light: no model code, no TensorFlow)
@@ -876,7 +906,6 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(func=_cmd_attention)
     p = sub.add_parser("presets", help="list the model presets")
     p.set_defaults(func=_cmd_presets)
-    return parser
 
 
 def _cli_field(field):

@@ -30,6 +30,8 @@ class Task:
         metric: ``"bleu"`` or ``"rouge"``.
         unit: What one input is called in messages (``"sentence"``).
         decoding: Default decoding: ``strategy`` and its options.
+        training: Training defaults over zoo's (``zoo.recipes.settings``): the default
+            ``preset`` and lengths; a preset, recipe or caller overrides them.
     """
 
     name: str
@@ -40,6 +42,7 @@ class Task:
     unit: str = "text"
     decoding: Mapping[str, object] = dataclasses.field(
         default_factory=lambda: {"strategy": "greedy"})
+    training: Mapping[str, object] = dataclasses.field(default_factory=dict)
 
     def decoding_options(self, max_length=None, **given) -> Dict[str, object]:
         """The task's default decoding with the options ``given`` (None: not given) over it.
@@ -95,11 +98,15 @@ def by_command(command: str) -> Task:
 
 TRANSLATION = register(Task("translation", "Translator", command="translator",
                             verb="translate", metric="bleu", unit="sentence",
-                            decoding={"strategy": "greedy"}))
+                            decoding={"strategy": "greedy"},
+                            training={"preset": "rnn_tiny"}))
 SUMMARIZATION = register(Task("summarization", "Summarizer", command="summarizer",
                               verb="summarize", metric="rouge", unit="dialogue",
                               # Chosen on DialogSum dev with the dialogsum_summarizer
                               # checkpoint (docs/RESULTS.md): longer summaries score higher.
                               decoding={"strategy": "beam", "beam_size": 4,
                                         "length_penalty": 2.0, "min_length": 10,
-                                        "no_repeat_ngram_size": 3}))
+                                        "no_repeat_ngram_size": 3},
+                              # The SAMSum baselines' source limit.
+                              training={"preset": "pointer_generator_small",
+                                        "max_source_length": 400, "max_target_length": 100}))

@@ -46,7 +46,7 @@ def _check_loops(path, n_state, n_memory):
     because greedy decoding drops finished rows from it."""
     import onnx
 
-    from zoo.export.onnx import fold_selects
+    from zoo.export.onnx_passes import fold_selects
 
     model = onnx.load(path)
     loops = []

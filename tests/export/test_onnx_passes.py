@@ -6,7 +6,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from zoo.export.onnx import (collapse_shape_chains, drop_identity_ops, drop_index_wraps,
+from zoo.export.onnx_passes import (collapse_shape_chains, drop_identity_ops, drop_index_wraps,
                               fold_double_negations, fold_loop_constants,
                               fold_scales_into_weights, fold_selects, fuse_layer_norms,
                               hoist_invariant_nodes, hoist_loop_invariants, merge_duplicates)

@@ -65,39 +65,12 @@ def make_dataset(pairs, source_tokenizer, target_tokenizer=None, batch_size: int
     import tensorflow as tf
 
     target_tokenizer = target_tokenizer or source_tokenizer
-    if len(pairs) == 0:
-        raise ValueError("make_dataset: no sentence pairs")
-    for nm, v in (("batch_size", batch_size), ("max_source_length", max_source_length),
-                  ("max_target_length", max_target_length)):
-        if int(v) < 1:
-            raise ValueError(f"make_dataset: {nm} must be a positive integer, got {v}")
-    if max_target_length < 2 or max_source_length < 2:
-        raise ValueError("make_dataset: max lengths must leave room for bos/eos (>= 2)")
-    sources = [s for s, _ in pairs]
-    targets = [t for _, t in pairs]
-    ds = tf.data.Dataset.from_tensor_slices((sources, targets))
-
+    _check_sizes(len(pairs), batch_size, max_source_length, max_target_length)
+    ds = tf.data.Dataset.from_tensor_slices(([s for s, _ in pairs], [t for _, t in pairs]))
     ds = _tokenized(ds.batch(1024), source_tokenizer, target_tokenizer, max_source_length,
                     max_target_length)
     if shuffle and epoch is not None:
-        # A full permutation that is a function of (seed, epoch) alone: stateless, so a
-        # resumed run in a new process sees the same order. The epoch is read when each
-        # iteration starts (not when the dataset is built), so it follows the trainer.
-        n = len(pairs)
-        # The tokenized corpus, held once in memory (what cache() would hold).
-        src_rows, tgt_rows = next(iter(ds.ragged_batch(n)))  # (n, None) each
-
-        def permuted(_):
-            key = tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
-            order = tf.random.experimental.index_shuffle(tf.range(n, dtype=tf.int64), key,
-                                                         n - 1)
-            return tf.data.Dataset.from_tensor_slices(order)
-
-        # Gathered 1024 rows at a time: one op per chunk, not per sentence.
-        ds = tf.data.Dataset.range(1).flat_map(permuted).batch(1024).map(
-            lambda js: (tf.gather(src_rows, js), tf.gather(tgt_rows, js)),
-            num_parallel_calls=tf.data.AUTOTUNE).unbatch().map(
-            lambda s, t: (tf.identity(s), tf.identity(t)))
+        ds = _permuted_by_epoch(ds, len(pairs), seed, epoch)
     else:
         if cache:
             ds = ds.cache()
@@ -115,6 +88,39 @@ def make_dataset(pairs, source_tokenizer, target_tokenizer=None, batch_size: int
         n = int(ds.reduce(0, lambda count, _: count + 1))
         ds = ds.apply(tf.data.experimental.assert_cardinality(n))
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _check_sizes(n_pairs, batch_size, max_source_length, max_target_length) -> None:
+    if n_pairs == 0:
+        raise ValueError("make_dataset: no sentence pairs")
+    for nm, v in (("batch_size", batch_size), ("max_source_length", max_source_length),
+                  ("max_target_length", max_target_length)):
+        if int(v) < 1:
+            raise ValueError(f"make_dataset: {nm} must be a positive integer, got {v}")
+    if max_target_length < 2 or max_source_length < 2:
+        raise ValueError("make_dataset: max lengths must leave room for bos/eos (>= 2)")
+
+
+def _permuted_by_epoch(ds, n, seed, epoch):
+    """The tokenized pairs in a full permutation that is a function of ``(seed, epoch)``
+    alone: stateless, so a resumed run in a new process sees the same order. The epoch is
+    read when each iteration starts (not when the dataset is built), so it follows the
+    trainer."""
+    import tensorflow as tf
+
+    # The tokenized corpus, held once in memory (what cache() would hold).
+    src_rows, tgt_rows = next(iter(ds.ragged_batch(n)))  # (n, None) each
+
+    def permuted(_):
+        key = tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
+        order = tf.random.experimental.index_shuffle(tf.range(n, dtype=tf.int64), key, n - 1)
+        return tf.data.Dataset.from_tensor_slices(order)
+
+    # Gathered 1024 rows at a time: one op per chunk, not per sentence.
+    return tf.data.Dataset.range(1).flat_map(permuted).batch(1024).map(
+        lambda js: (tf.gather(src_rows, js), tf.gather(tgt_rows, js)),
+        num_parallel_calls=tf.data.AUTOTUNE).unbatch().map(
+        lambda s, t: (tf.identity(s), tf.identity(t)))
 
 
 def _tokenized(chunks, source_tokenizer, target_tokenizer, max_source_length,

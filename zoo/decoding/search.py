@@ -16,11 +16,9 @@ from typing import Any, NamedTuple
 import keras
 from keras import ops
 
+from zoo.decoding.processors import (NEG, NoRepeatNgram, SpecialTokens, Temperature, TopK,
+                                     TopP, apply)
 from zoo.registry import Registry
-
-# Large negative instead of -inf: finite arithmetic (no inf - inf = NaN) in every dtype we use
-# for scores (float32).
-NEG = -1e9
 
 
 class DecodingResult(NamedTuple):
@@ -74,6 +72,14 @@ class Strategy:
         """
         raise NotImplementedError
 
+    def processors(self, bos_id, eos_id, pad_id, min_length=0) -> list:
+        """The score adjustments of every step (:mod:`zoo.decoding.processors`): special
+        tokens and min length, then n-gram blocking when asked."""
+        out = [SpecialTokens(bos_id, eos_id, pad_id, min_length)]
+        if getattr(self, "no_repeat_ngram_size", 0):
+            out.append(NoRepeatNgram(self.no_repeat_ngram_size))
+        return out
+
     def with_static_shapes(self) -> "Strategy":
         """A copy of this strategy with every loop tensor of constant shape (for XLA and for
         graphs with a fixed batch, such as LiteRT's): the strategies that can shrink their
@@ -115,28 +121,9 @@ def _check_lengths(max_length, min_length):
         raise ValueError(f"min_length must be in [0, max_length={max_length}], got {min_length}")
 
 
-def _log_probs(logits, step, min_length, eos_id, bos_id, pad_id, tokens=None,
-               no_repeat_ngram_size=0):
-    """Log-softmax in float32; padding and bos are never generated, eos not before
-    ``min_length``, and no token that would repeat an n-gram of ``tokens`` (the other tokens
-    keep their unrenormalised log-probabilities)."""
-    logp = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
-    ids = ops.arange(ops.shape(logp)[-1])
-    never = ops.logical_or(ops.equal(ids, pad_id), ops.equal(ids, bos_id))
-    # The same tokens for every row: a (1, V) bias, added (onnxruntime broadcasts an add
-    # faster than a select). NEG + logp rounds to NEG in float32 for logp > -32.
-    bias = ops.expand_dims(ops.where(never, NEG, 0.0), 0)  # (1, V), a constant in a graph
-    if min_length:
-        # Two constant biases and a select by the step, rather than the eos ban rebuilt
-        # (compare, and, or, select over V) at every step.
-        early = ops.expand_dims(ops.where(ops.logical_or(never, ops.equal(ids, eos_id)),
-                                          NEG, 0.0), 0)
-        bias = ops.where(step < min_length, early, bias)
-    logp = logp + bias
-    if no_repeat_ngram_size:
-        logp = ops.where(repeated_ngram_mask(tokens, step, no_repeat_ngram_size,
-                                             ops.shape(logp)[-1]), NEG, logp)
-    return logp
+def _log_probs(logits, step, processors, tokens=None):
+    """Log-softmax in float32, then the strategy's score adjustments."""
+    return apply(processors, ops.log_softmax(ops.cast(logits, "float32"), axis=-1), step, tokens)
 
 
 def repeated_ngram_mask(tokens, step, n, vocab_size):
@@ -201,8 +188,8 @@ def _best(logp):
 def _best_by_reduction(logp):
     """:func:`_best` as two reductions, for XLA: the largest log-probability, and the first
     token that reaches it (ties to the lowest index, as ``top_k``). XLA on CPU runs ``top_k``
-    as a sort custom call and fuses reductions: a compiled greedy step at batch 64 is 6%
-    faster. onnxruntime's ``TopK`` is the faster there (75 against 235 us on (64, 8000)).
+    as a sort custom call and fuses reductions, so this is faster there; onnxruntime's
+    ``TopK`` is the faster in exports (figures: docs/RESULTS.md, "Decoding loop design").
     Keras's float ``argmax`` is avoided for ``_argmax``'s reason; this one reads booleans."""
     values = ops.max(logp, -1, keepdims=True)  # (b, 1)
     tok = ops.argmax(ops.cast(ops.equal(logp, values), "int32"), -1)
@@ -266,15 +253,14 @@ class Greedy(Strategy):
         # Constant shapes are XLA's (and fixed-shape LiteRT's) loops: reductions fuse there.
         choose = _best_by_reduction if self.static_shapes else _best
         tokens, scores, lengths, attn = path(
-            choose, step_fn, state, memory, batch_size,
-            memory_length, max_length, bos_id, eos_id, pad_id, min_length,
-            self.no_repeat_ngram_size)
+            choose, step_fn, state, memory, batch_size, memory_length, max_length, bos_id,
+            eos_id, pad_id, self.processors(bos_id, eos_id, pad_id, min_length))
         return DecodingResult(tokens[:, None], scores[:, None], lengths[:, None],
                               attn[:, None])
 
 
 def _single_path(choose, step_fn, state, memory, b, memory_length, max_length, bos_id, eos_id,
-                 pad_id, min_length, no_repeat_ngram_size=0):
+                 pad_id, processors):
     """The loop of greedy decoding and sampling: one hypothesis per row, ``choose(logp) ->
     (tokens, their log-probabilities)`` picks its next token. Returns tokens (b, L), scores
     (b,), lengths (b,) and attention (b, L, S)."""
@@ -288,8 +274,7 @@ def _single_path(choose, step_fn, state, memory, b, memory_length, max_length, b
 
     def body(t, prev, st, tokens, scores, lengths, finished, attn):
         logits, st, w = step_fn(prev, st, memory)
-        logp = _log_probs(logits, t, min_length, eos_id, bos_id, pad_id, tokens,
-                          no_repeat_ngram_size)  # (b, V)
+        logp = _log_probs(logits, t, processors, tokens)  # (b, V)
         tok, gained = choose(logp)
         tok = ops.where(finished, pad_id, tok)
         alive = ops.logical_not(finished)
@@ -306,14 +291,14 @@ def _single_path(choose, step_fn, state, memory, b, memory_length, max_length, b
 
 
 def _one_row_path(choose, step_fn, state, memory, b, memory_length, max_length, bos_id,
-                  eos_id, pad_id, min_length, no_repeat_ngram_size=0, run=None):
+                  eos_id, pad_id, processors, run=None):
     """``_single_path`` for a batch of one (``run`` tells, where the batch size is known only
     when the graph runs; a loop told not to run may see any batch size, empty included).
 
     The row is unfinished at every step the loop takes (the loop stops when it ends), so the
     step masks nothing, the last token tells whether to go on, and the length is the number
-    of steps: thirteen kernels fewer per step in an exported Transformer loop (about 1% of an
-    onnxruntime step at batch 1).
+    of steps: fewer kernels per step in an exported loop (docs/RESULTS.md, "Decoding loop
+    design").
     """
     # ``going`` is whether the row's last token is not eos, taken from the token in the step
     # (the condition may see an empty batch, where ``run`` is False).
@@ -327,8 +312,7 @@ def _one_row_path(choose, step_fn, state, memory, b, memory_length, max_length, 
 
     def body(t, going, prev, st, tokens, scores, attn):
         logits, st, w = step_fn(prev, st, memory)
-        logp = _log_probs(logits, t, min_length, eos_id, bos_id, pad_id, tokens,
-                          no_repeat_ngram_size)  # (1, V)
+        logp = _log_probs(logits, t, processors, tokens)  # (1, V)
         tok, gained = choose(logp)
         tokens = _write(tokens, t, tok)
         attn = _write(attn, t, ops.cast(w, "float32"))
@@ -343,11 +327,12 @@ def _compacting_unless_one(choose, step_fn, state, memory, b, *args):
     """``_compacting_path``, except that a batch of one takes ``_one_row_path``.
 
     One row finishing ends the loop, so compacting a batch of one only gathers every cache
-    and memory tensor at every step for nothing: 6-7% of an onnxruntime step. Where the batch
+    and memory tensor at every step for nothing (a measured share of an onnxruntime step:
+    docs/RESULTS.md, "Decoding loop design"). Where the batch
     size is known only when the graph runs (an export), both loops are in the graph side by
     side, each told by ``run`` whether to take any step, and ``where`` picks the outputs of
     the one that ran: the loop not taken costs its empty buffers. (Inside the branches of a
-    conditional, onnxruntime ran the compacting loop 11% slower at batch 64.)
+    conditional, onnxruntime ran the compacting loop slower at batch 64.)
     """
     if isinstance(b, numbers.Integral):
         path = _one_row_path if b == 1 else _compacting_path
@@ -360,7 +345,7 @@ def _compacting_unless_one(choose, step_fn, state, memory, b, *args):
 
 
 def _compacting_path(choose, step_fn, state, memory, b, memory_length, max_length, bos_id,
-                     eos_id, pad_id, min_length, no_repeat_ngram_size=0, run=None):
+                     eos_id, pad_id, processors, run=None):
     """``_single_path`` that drops finished rows from the step's batch.
 
     The loop carries the live rows only (their state, memory, last token and original row
@@ -391,9 +376,9 @@ def _compacting_path(choose, step_fn, state, memory, b, memory_length, max_lengt
     def body(t, live, tokens, scores, lengths, attn):
         rows, prev, st, mem = live
         logits, st, w = step_fn(prev, st, None if no_memory else mem)  # (a, V), a = live rows
-        history = ops.take(tokens, rows, axis=0) if no_repeat_ngram_size else None
-        logp = _log_probs(logits, t, min_length, eos_id, bos_id, pad_id, history,
-                          no_repeat_ngram_size)
+        needs_tokens = any(p.needs_tokens for p in processors)
+        history = ops.take(tokens, rows, axis=0) if needs_tokens else None
+        logp = _log_probs(logits, t, processors, history)
         tok, gained = choose(logp)  # (a,), (a,)
         at = ops.expand_dims(rows, -1)  # (a, 1) scatter indices
         # Rows that finished earlier are absent: their slots get pad (0 from the scatter).
@@ -503,6 +488,27 @@ class BeamSearch(Strategy):
             score = score + ops.cast(self.coverage_penalty, "float32") * cov
         return score
 
+    def _continuations(self, logp, fin, b, kk, pad_id):
+        """Each hypothesis's ``kk`` best next tokens and their log-probabilities, ``(b, k,
+        kk)``.
+
+        A hypothesis's candidates differ only in the token's log-probability (its length and
+        coverage are the same for all), and the rank grows with it, so the k best of each
+        hypothesis hold the k best of the sentence: rank k * k candidates, not k * V (see
+        docs/RESULTS.md for what ranking every token cost). Ties fall as over the full
+        table: lower beam, then lower token id.
+        """
+        k = self.beam_size
+        top_logp, top_tok = ops.top_k(logp, kk)  # (bk, kk)
+        top_logp = ops.reshape(top_logp, (b, k, kk))
+        top_tok = ops.reshape(ops.cast(top_tok, "int32"), (b, k, kk))
+        # A finished (or frozen) hypothesis has one continuation, pad, at no cost; its other
+        # candidates are the lowest other ids at NEG, as the full table ranks them.
+        frozen_tok = [pad_id] + [i for i in range(kk + 1) if i != pad_id][:kk - 1]
+        step_logp = ops.where(fin, ops.convert_to_tensor([0.0] + [NEG] * (kk - 1), "float32"),
+                              top_logp)
+        return step_logp, ops.where(fin, ops.convert_to_tensor(frozen_tok, "int32"), top_tok)
+
     def __call__(self, step_fn, state, memory, batch_size, memory_length, max_length, bos_id,
                  eos_id, pad_id=0, min_length=0, memory_mask=None):
         _check_lengths(max_length, min_length)
@@ -525,6 +531,8 @@ class BeamSearch(Strategy):
                 ops.zeros((b, k, memory_length), "float32"),  # coverage
                 ops.zeros((b, k), "float32"))  # ranking scores
 
+        processors = self.processors(bos_id, eos_id, pad_id, min_length)
+
         def cond(t, prev, st, tokens, logprob, lengths, finished, attn, cov, score):
             if self.early_stop:
                 done = ops.all(finished[:, 0])  # beams are sorted by score
@@ -534,8 +542,7 @@ class BeamSearch(Strategy):
 
         def body(t, prev, st, tokens, logprob, lengths, finished, attn, cov, score):
             logits, st, w = step_fn(prev, st, memory)
-            logp = _log_probs(logits, t, min_length, eos_id, bos_id, pad_id, tokens,
-                              self.no_repeat_ngram_size)
+            logp = _log_probs(logits, t, processors, tokens)
             w = ops.reshape(ops.cast(w, "float32"), (b, k, -1))
             # A sentence whose search is over (its best hypothesis finished, with early_stop;
             # every hypothesis finished, without) is frozen, so a sentence decodes the same
@@ -543,22 +550,8 @@ class BeamSearch(Strategy):
             row_done = finished[:, 0] if self.early_stop else ops.all(finished, axis=1)
             frozen = ops.logical_or(finished, ops.expand_dims(row_done, -1))  # (b, k)
             fin = ops.expand_dims(frozen, -1)  # (b, k, 1)
-            # A hypothesis's candidates differ only in the token's log-probability (its
-            # length and coverage are the same for all), and the rank grows with it, so the
-            # k best of each hypothesis hold the k best of the sentence: rank k * k
-            # candidates, not k * V. The (b * k, V) passes of ranking every token were most
-            # of an exported step at batch 64 (memory traffic, not arithmetic). Ties fall as
-            # over the full table: lower beam, then lower token id.
             kk = k if self._vocab(logits) is None else min(k, self._vocab(logits))
-            top_logp, top_tok = ops.top_k(logp, kk)  # (bk, kk)
-            top_logp = ops.reshape(top_logp, (b, k, kk))
-            top_tok = ops.reshape(ops.cast(top_tok, "int32"), (b, k, kk))
-            # A finished (or frozen) hypothesis has one continuation, pad, at no cost; its
-            # other candidates are the lowest other ids at NEG, as the full table ranks them.
-            frozen_tok = [pad_id] + [i for i in range(kk + 1) if i != pad_id][:kk - 1]
-            step_logp = ops.where(fin, ops.convert_to_tensor(
-                [0.0] + [NEG] * (kk - 1), "float32"), top_logp)
-            top_tok = ops.where(fin, ops.convert_to_tensor(frozen_tok, "int32"), top_tok)
+            step_logp, top_tok = self._continuations(logp, fin, b, kk, pad_id)
             cand_logprob = ops.expand_dims(logprob, -1) + step_logp  # (b, k, kk)
             cand_len = lengths + ops.cast(ops.logical_not(frozen), "int32")  # (b, k)
             new_cov = cov + ops.where(fin, 0.0, w)  # (b, k, S)
@@ -633,21 +626,19 @@ class Sampling(Strategy):
                 "num_samples": self.num_samples, "seed": self.seed,
                 "no_repeat_ngram_size": self.no_repeat_ngram_size}
 
+    def warpers(self) -> list:
+        """What reshapes the distribution a sample is drawn from (not the scores):
+        temperature, then top-k, then top-p."""
+        out = [Temperature(self.temperature)]
+        if self.top_k:
+            out.append(TopK(self.top_k))
+        if self.top_p < 1.0:
+            out.append(TopP(self.top_p))
+        return out
+
     def filter_logits(self, logits):
         """Temperature, then top-k, then top-p; filtered entries get a large negative value."""
-        logits = ops.cast(logits, "float32") / self.temperature
-        if self.top_k:
-            kth = ops.top_k(logits, min(self.top_k, logits.shape[-1] or self.top_k))[0][:, -1:]
-            logits = ops.where(logits < kth, NEG, logits)
-        if self.top_p < 1.0:
-            sorted_logits = ops.flip(ops.sort(logits, axis=-1), axis=-1)  # descending
-            probs = ops.softmax(sorted_logits, axis=-1)
-            before = ops.cumsum(probs, axis=-1) - probs  # mass of strictly better tokens
-            # The smallest logit still kept: the last sorted one whose preceding mass < p.
-            keep = before < self.top_p
-            threshold = ops.min(ops.where(keep, sorted_logits, 1e9), axis=-1, keepdims=True)
-            logits = ops.where(logits < threshold, NEG, logits)
-        return logits
+        return apply(self.warpers(), logits, None)
 
     def __call__(self, step_fn, state, memory, batch_size, memory_length, max_length, bos_id,
                  eos_id, pad_id=0, min_length=0, memory_mask=None):
@@ -664,7 +655,8 @@ class Sampling(Strategy):
 
         tokens, scores, lengths, attn = _single_path(
             choose, step_fn, _tile(state, n), _tile(memory, n), batch_size * n, memory_length,
-            max_length, bos_id, eos_id, pad_id, min_length, self.no_repeat_ngram_size)
+            max_length, bos_id, eos_id, pad_id,
+            self.processors(bos_id, eos_id, pad_id, min_length))
         return DecodingResult(ops.reshape(tokens, (batch_size, n, max_length)),
                               ops.reshape(scores, (batch_size, n)),
                               ops.reshape(lengths, (batch_size, n)),

@@ -13,6 +13,7 @@ import json
 import os
 from typing import List, Optional, Sequence
 
+import numpy as np
 import keras
 from keras import ops
 
@@ -247,6 +248,15 @@ class Seq2Seq(keras.Model):
             self.build()
         encoded = self._encode(source_ids, training)
         return self.decoder.forward(target_ids, encoded, training=training)
+
+    def copy_gate(self, source_ids, tokens):
+        """The generation probability ``p_gen`` at each of ``tokens`` (one output, its
+        source ids), teacher-forced; None for a model that does not copy."""
+        if not getattr(self.decoder, "copy", False):
+            return None
+        target_in = np.concatenate([[BOS_ID], np.asarray(tokens)[:-1]])[None].astype("int32")
+        source = np.asarray(source_ids)[None].astype("int32")
+        return ops.convert_to_numpy(self.forward(source, target_in)["p_gen"])[0]
 
     def forward_rows(self, source_ids, target_ids, rows, training=False):
         """Teacher forcing, the logits at ``rows`` only: ``(N, V)`` float32 (see
