@@ -39,7 +39,9 @@ def export_all(model, work, code):
     out = {}
     for fmt in FORMATS:
         path = os.path.join(work, fmt)
-        extra = ["--quantize", "float32"] if fmt in ("litert", "ctranslate2") else []
+        # (Before the redesign, ctranslate2 took --quantize float32 too; now it refuses it.)
+        extra = ["--quantize", "float32"] if fmt == "litert" or (
+            fmt == "ctranslate2" and code != ROOT) else []
         subprocess.run(cli + ["export", "--model", model, "--format", fmt, "--out", path]
                        + extra, check=True, env=env, cwd=code)
         out[fmt] = path

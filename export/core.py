@@ -5,7 +5,8 @@ and write their format.
 The decoding graph itself is the model's: ``model.decode(source_ids, strategy, max_length)``
 (encode -> memory and state -> strategy), the same call ``model.generate`` makes.
 
-The manifest schema (``manifest.json`` in every export; docs/export.md describes each field):
+The manifest schema (``manifest.json`` in every export; declared in
+:mod:`zoo.serving.manifest`, docs/export.md describes each field):
 ``format_version``, ``format``, ``task``, ``model``, ``preset``, ``zoo_version``,
 ``tensorflow``, ``tokenizers`` (files), ``vocab``, ``shapes`` (``batch_size``,
 ``source_length``: null where dynamic; ``max_source_length``, ``max_length``), ``state`` and
@@ -21,7 +22,6 @@ from typing import Callable, Optional
 
 from zoo.inputs import EXPORT_OPTIONS
 
-MANIFEST_VERSION = 1
 #: Prefix of the memory tensors' names: keeps them apart from the state's in one flat dict.
 MEMORY_PREFIX = "memory__"
 #: Prefix of the next state's names in ``decode_step``'s outputs.
@@ -184,18 +184,18 @@ class ExportCore:
         import tensorflow as tf
 
         import zoo
-        from zoo.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+        from zoo.inputs import SPECIAL_IDS
+        from zoo.serving import manifest as manifest_io
 
         model = self.model
         return {
-            "format_version": MANIFEST_VERSION, "format": fmt, "task": model.task,
+            "format_version": manifest_io.VERSION, "format": fmt, "task": model.task,
             "model": type(model).__name__, "preset": model.preset,
             "zoo_version": zoo.__version__, "tensorflow": tf.__version__,
             "tokenizers": dict(self._tokenizer_files),
             "vocab": {"source_size": model.source_tokenizer.vocab_size,
                       "target_size": model.target_tokenizer.vocab_size,
-                      "special_ids": {"pad": PAD_ID, "unk": UNK_ID, "bos": BOS_ID,
-                                      "eos": EOS_ID}},
+                      "special_ids": dict(SPECIAL_IDS)},
             "shapes": {"batch_size": self.batch_size, "source_length": self.source_length,
                        "max_source_length": self.max_source_length,
                        "max_length": self.max_length},
@@ -240,11 +240,10 @@ class ExportCore:
 
 
 def write_manifest(path: str, manifest: dict) -> None:
-    """Writes ``manifest.json`` through a temporary file and a rename."""
-    final = os.path.join(path, "manifest.json")
-    with open(final + ".tmp", "w") as f:
-        json.dump(manifest, f, indent=2)
-    os.replace(final + ".tmp", final)
+    """Writes ``manifest.json``, checked against its declaration (:mod:`zoo.serving.manifest`)."""
+    from zoo.serving import manifest as manifest_io
+
+    manifest_io.write(path, manifest)
 
 
 def split_encoded(encoded: dict, manifest: dict):

@@ -18,7 +18,6 @@ Overlong inputs are truncated to the export's ``max_source_length`` with a
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Dict, List, Optional, Sequence
 
@@ -26,34 +25,13 @@ import numpy as np
 
 from zoo.inputs import InputError, check_decoding, check_texts, strategy_name, warn_truncated
 from zoo.serving.tokenizer import HostTokenizer
-
-
-class ExportFileError(ValueError):
-    """An export directory that cannot be read; the message names the file."""
+from zoo.serving import manifest as manifest_io
+from zoo.serving.manifest import ExportFileError
 
 
 def read_manifest(path: str) -> dict:
-    """The ``manifest.json`` of an export directory, checked."""
-    manifest_path = os.path.join(path, "manifest.json")
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"{path}: no such export directory")
-    if not os.path.exists(manifest_path):
-        raise FileNotFoundError(f"{path} is not a zoo export (no manifest.json; write one with "
-                                f"zoo export)")
-    try:
-        with open(manifest_path, encoding="utf-8") as f:
-            manifest = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ExportFileError(f"{manifest_path}:{e.lineno}: invalid JSON: {e.msg}") from None
-    except UnicodeDecodeError:
-        raise ExportFileError(f"{manifest_path}: not UTF-8 text") from None
-    if not isinstance(manifest, dict) or manifest.get("format_version") != 1:
-        raise ExportFileError(f"{manifest_path}: not a zoo export manifest of format_version 1 "
-                              f"(re-export the model with this zoo)")
-    for key in ("format", "tokenizers", "shapes", "state", "memory", "decoding", "files"):
-        if key not in manifest:
-            raise ExportFileError(f"{manifest_path}: field {key!r} is missing")
-    return manifest
+    """The ``manifest.json`` of an export directory, checked (:mod:`zoo.serving.manifest`)."""
+    return manifest_io.read(path)
 
 
 class Runner:

@@ -32,6 +32,12 @@ import warnings
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 
+#: The special token ids every zoo tokenizer reserves (and every export's manifest records):
+#: what the data pipeline, the decoding loops, the exporters and the serving tokenizer share.
+SPECIAL_IDS = {"pad": 0, "unk": 1, "bos": 2, "eos": 3}
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = (SPECIAL_IDS[k] for k in ("pad", "unk", "bos", "eos"))
+
+
 class InputError(ValueError):
     """A caller's input that breaks the contract; ``field`` names the input or option."""
 

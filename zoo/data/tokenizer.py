@@ -14,7 +14,7 @@ import re
 from collections import Counter
 from typing import Iterable, List, Optional
 
-PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+from zoo.inputs import BOS_ID, EOS_ID, PAD_ID, UNK_ID  # noqa: F401  (the one declaration)
 
 #: A speaker tag as DialogSum writes it (``#Person1#``), or a placeholder (``#PhoneNumber#``).
 SPEAKER_TAG = re.compile(r"#[A-Za-z]+\d*#")

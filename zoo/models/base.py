@@ -20,7 +20,7 @@ from keras import ops
 import zoo.layers  # noqa: F401  (registers the networks for loading)
 import zoo.training  # noqa: F401  (registers the loss, metric and schedule for loading)
 from zoo import decoding
-from zoo.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID
+from zoo.inputs import BOS_ID, EOS_ID, PAD_ID, SPECIAL_IDS
 from zoo.inputs import InputError, check_decoding, check_positive_int, check_texts
 from zoo.models import presets as _presets
 from zoo.registry import Registry
@@ -610,7 +610,7 @@ class Seq2Seq(keras.Model):
                 "preset": self.preset, "zoo_version": __import__("zoo").__version__,
                 "source_tokenizer": "source.model",
                 "target_tokenizer": "source.model" if same else "target.model",
-                "special_ids": {"pad": PAD_ID, "unk": UNK_ID, "bos": BOS_ID, "eos": EOS_ID},
+                "special_ids": dict(SPECIAL_IDS),
                 **({"extra": self._meta} if self._meta else {})}
         with open(os.path.join(directory, META_FILE), "w") as f:
             json.dump(meta, f, indent=2)
