@@ -62,8 +62,9 @@ RNN_UNITS = 256
 # compiled generate at least 2x KerasHub's samplers; zoo's ONNX runner within 1.2x of
 # CTranslate2 float32.
 GOALS = (("zoo keras", "zoo keras xla", "keras_hub", "keras_hub xla"),
-         ("zoo onnx", "zoo ctranslate2 float32"))
-THREADED = ("zoo onnx", "zoo ctranslate2 float32", "zoo ctranslate2 int8")
+         ("zoo onnx", "zoo ctranslate2 float32"),
+         ("zoo onnx int8", "zoo ctranslate2 int8"))
+THREADED = ("zoo onnx", "zoo onnx int8", "zoo ctranslate2 float32", "zoo ctranslate2 int8")
 
 
 # ---------------------------------------------------------------------------- data
@@ -279,6 +280,37 @@ def child_train(name, cache, passes, warmup):
             "peak_rss_mb": peak_rss_mb()}
 
 
+def child_train_fair(names, cache, passes, rounds):
+    """The trainers of one shape in one process, timed fairly (issue 39): each is first
+    warmed on every batch, so it has met every distinct shape before any clock starts (its
+    retracing is then out of the timing); a second warm pass is timed too, to show tracing
+    is done (it matches the rounds). Then ``rounds`` rounds, the trainers in alternating
+    order within each, ``passes`` whole passes each; the median round per trainer."""
+    import numpy as np
+
+    batches, _ = load_batches(cache)
+    tokens = sum(int(np.count_nonzero(t[:, 1:])) for _, t in batches)
+    models = {name: compiled(name) for name in names}
+
+    def one_pass(name):
+        model, make_x = models[name]
+        start = time.perf_counter()
+        for s, t in batches:
+            model.train_on_batch(make_x(s, t[:, :-1]), t[:, 1:])
+        return tokens / (time.perf_counter() - start)
+
+    first = {name: one_pass(name) for name in names}  # meets every shape
+    second = {name: one_pass(name) for name in names}
+    timed = {name: [] for name in names}
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else list(reversed(names))):
+            timed[name].append(sum(one_pass(name) for _ in range(passes)) / passes)
+    return {name: {"trainer": name, "tokens_per_s": float(np.median(timed[name])),
+                   "rounds": timed[name],
+                   "first_pass": first[name], "second_pass": second[name],
+                   "params": models[name][0].count_params()} for name in names}
+
+
 # ---------------------------------------------------------------------------- MFU
 def _matmul_flops():
     """This machine's float32 matmul throughput now: the best of square products."""
@@ -368,9 +400,11 @@ def prepare_exports(cache, tok_path, formats):
             kw.update(beam_size=4)
         else:
             kw["min_length"] = STEPS
-        if fmt in ("savedmodel", "onnx"):
+        if fmt in ("savedmodel", "onnx", "onnx_int8"):
             kw["beam_size"] = 4
-        export(model, os.path.join(root, fmt), fmt, **kw)
+        if fmt == "onnx_int8":  # onnxruntime's dynamic int8 quantization (issue 39)
+            kw["quantization"] = "int8"
+        export(model, os.path.join(root, fmt), fmt.replace("_int8", ""), **kw)
     json.dump(list(formats), open(done, "w"))
     return {"root": root}
 
@@ -464,7 +498,7 @@ def _runner(engine, strategy, batch, threads=None):
                 min_decoding_length=STEPS, length_penalty=0.6 if beam > 1 else 0.0,
                 suppress_sequences=[["<pad>"], ["<s>"]])
         return run
-    runner = load(os.path.join(root, engine.replace("zoo ", "")), **opts)
+    runner = load(os.path.join(root, engine.replace("zoo ", "").replace(" ", "_")), **opts)
     return lambda ids: runner.generate(ids, strategy)["tokens"]
 
 
@@ -582,7 +616,8 @@ def run_child(args):
 def child_main(spec):
     args = json.loads(spec)
     kind = args.pop("kind")
-    fn = {"train": child_train, "decode": child_decode, "mfu": child_mfu,
+    fn = {"train": child_train, "train_fair": child_train_fair, "decode": child_decode,
+          "mfu": child_mfu,
           "decode_interleaved": child_decode_interleaved, "exports": prepare_exports}[kind]
     print(json.dumps(fn(**args)))
 
@@ -595,11 +630,36 @@ def hardware():
     return f"{cpu_name()}, {os.cpu_count()} cores"
 
 
+def fair_train(cache, passes, rounds):
+    """Prints and returns the fairly warmed training table (:func:`child_train_fair`)."""
+    print(f"\nTraining, fairly warmed: every trainer met every batch shape before the clock; "
+          f"median of {rounds} interleaved rounds of {passes} pass(es); target tokens/s "
+          f"({BATCH} pairs per batch, {hardware()})")
+    print(f"{'shape':12} {'zoo':>9} {'peer':>9} {'zoo/peer':>9} {'zoo 1st/2nd':>12} "
+          f"{'peer 1st/2nd':>13}  peer")
+    records = []
+    for shape, (mine, peer) in TRAINERS.items():
+        r = run_child({"kind": "train_fair", "names": [mine, peer], "cache": cache,
+                       "passes": passes, "rounds": rounds})
+        a, b = r[mine], r[peer]
+        ratio = a["tokens_per_s"] / b["tokens_per_s"]
+        print(f"{shape:12} {a['tokens_per_s']:9.0f} {b['tokens_per_s']:9.0f} {ratio:8.2f}x "
+              f"{a['first_pass']:6.0f}/{a['second_pass']:<5.0f} "
+              f"{b['first_pass']:6.0f}/{b['second_pass']:<6.0f}  {peer}")
+        records.append({"section": "fair_train", "shape": shape, "zoo": a, "peer": b,
+                        "ratio": ratio})
+    return records
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true",
                    help="fewer batches and seconds (about 13 min on 2 cores)")
-    p.add_argument("--only", choices=["train", "mfu", "decode"], action="append")
+    p.add_argument("--only", choices=["train", "fair_train", "mfu", "decode"],
+                   action="append",
+                   help="sections (default: train, mfu, decode); fair_train times every "
+                        "trainer warmed on every batch shape, interleaved, median of rounds")
+    p.add_argument("--rounds", type=int, default=5, help="fair_train: rounds (median)")
     p.add_argument("--plot", default=os.path.join(ROOT, "docs", "img", "peers.png"),
                    help="where the plot goes")
     p.add_argument("--replot", action="store_true",
@@ -628,6 +688,8 @@ def main(argv=None):
                   f"{ratio:8.2f}x {a['peak_rss_mb']:8.0f} {b['peak_rss_mb']:8.0f}  {peer}")
             records.append({"section": "train", "shape": shape, "zoo": a, "peer": b,
                             "ratio": ratio})
+    if "fair_train" in sections:
+        records += fair_train(cache, passes, args.rounds)
     if "mfu" in sections:
         tr = run_child({"kind": "mfu", "cache": cache, "passes": passes, "warmup": 4})
         peak = tr["matmul_flops"]
@@ -640,14 +702,14 @@ def main(argv=None):
         records.append({"section": "mfu", "step_flops": flops, "ms_per_step": tr["ms_per_step"],
                         "peak_flops": peak, "mfu": achieved / peak})
     if "decode" in sections:
-        formats = ["savedmodel", "onnx", "litert", "ctranslate2"]
+        formats = ["savedmodel", "onnx", "onnx_int8", "litert", "ctranslate2"]
         run_child({"kind": "exports", "cache": cache, "tok_path": tok, "formats": formats})
         engines = {"greedy": ["zoo keras", "zoo keras xla", "keras_hub", "keras_hub xla",
-                              "zoo savedmodel", "zoo onnx", "zoo litert",
+                              "zoo savedmodel", "zoo onnx", "zoo onnx int8", "zoo litert",
                               "zoo ctranslate2 float32", "zoo ctranslate2 int8"],
                    "beam": ["zoo keras", "zoo keras xla", "keras_hub", "keras_hub xla",
-                            "zoo savedmodel", "zoo onnx", "zoo ctranslate2 float32",
-                            "zoo ctranslate2 int8"]}
+                            "zoo savedmodel", "zoo onnx", "zoo onnx int8",
+                            "zoo ctranslate2 float32", "zoo ctranslate2 int8"]}
         dsec = 5 if args.quick else 20
         print(f"\nDecoding {STEPS} tokens, sentences/s (beam: 4 beams)")
         print(f"{'engine':26} {'strategy':8} {'batch 1':>9} {'batch 64':>9}")
@@ -689,8 +751,11 @@ def main(argv=None):
                           if v)
                 onnx = table[("zoo onnx", strategy)][i]
                 ct2 = table[("zoo ctranslate2 float32", strategy)][i]
+                q8 = table[("zoo onnx int8", strategy)][i]
+                c8 = table[("zoo ctranslate2 int8", strategy)][i]
                 print(f"  {strategy:6} batch {batch:2}: zoo keras / best KerasHub "
-                      f"{zk / hub:.2f}x; zoo onnx / CTranslate2 float32 {onnx / ct2:.2f}x")
+                      f"{zk / hub:.2f}x; zoo onnx / CTranslate2 float32 {onnx / ct2:.2f}x; "
+                      f"int8: {q8 / c8:.2f}x")
     _append(records, args)
     if records:
         plot(latest_runs(), args.plot)
@@ -712,7 +777,9 @@ def plot(records, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    train = [r for r in records if r["section"] == "train"]
+    # The fairly warmed training figures when there are any (issue 39), else the old ones.
+    train = [r for r in records if r["section"] == "fair_train"] or [
+        r for r in records if r["section"] == "train"]
     dec = [r for r in records if r["section"] == "decode" and r["strategy"] == "greedy"]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [1, 2.2]})
 
