@@ -154,29 +154,37 @@ class ExportCore:
         return {"logits": logits, "attention": weights,
                 **self.state.flat(state, prefix=NEXT_PREFIX)}
 
-    def generate(self, source_ids, strategy) -> dict:
+    def generate(self, source_ids, strategy, max_length=None, min_length=None) -> dict:
         """The model's decoding graph -> the best hypothesis' ``tokens`` ``(batch, L)``,
-        ``lengths``, ``scores`` and ``attention`` ``(batch, L, S)``."""
+        ``lengths``, ``scores`` and ``attention`` ``(batch, L, S)``. ``max_length`` and
+        ``min_length``, scalar int32 graph inputs when given, are taken per call: the buffers
+        keep the export's ``max_length``."""
         if self.batch_size is not None:
             # A fixed-batch graph (LiteRT) keeps every loop tensor's shape.
             strategy = strategy.with_static_shapes()
-        res = self.model.decode(source_ids, strategy, self.max_length, self.min_length)
+        if max_length is not None:
+            strategy = strategy.with_length_limit(max_length)
+        res = self.model.decode(source_ids, strategy, self.max_length,
+                                self.min_length if min_length is None else min_length)
         return dict(zip(GENERATE_OUTPUTS, (res.tokens[:, 0], res.lengths[:, 0],
                                            res.scores[:, 0], res.attention[:, 0])))
 
-    def greedy(self, source_ids) -> dict:
+    def greedy(self, source_ids, max_length=None, min_length=None) -> dict:
         from zoo import decoding
 
         return self.generate(source_ids, decoding.Greedy(
-            no_repeat_ngram_size=self.no_repeat_ngram_size))
+            no_repeat_ngram_size=self.no_repeat_ngram_size), max_length, min_length)
 
-    def beam(self, source_ids, length_penalty, coverage_penalty) -> dict:
-        """Beam search of the export's size; the penalties may be scalar tensors."""
+    def beam(self, source_ids, length_penalty, coverage_penalty, max_length=None,
+             min_length=None) -> dict:
+        """Beam search of the export's size; the penalties (and ``max_length``,
+        ``min_length``) may be scalar tensors."""
         from zoo import decoding
 
         return self.generate(source_ids, decoding.BeamSearch(
             beam_size=self.beam_size, length_penalty=length_penalty,
-            coverage_penalty=coverage_penalty, no_repeat_ngram_size=self.no_repeat_ngram_size))
+            coverage_penalty=coverage_penalty, no_repeat_ngram_size=self.no_repeat_ngram_size),
+            max_length, min_length)
 
     # ------------------------------------------------------------------ files
     def manifest(self, fmt: str, files: dict, signatures: dict, strategies, quantization,

@@ -9,7 +9,9 @@ Four graphs plus the tokenizers, in one directory (signature names as in docs/ex
 * ``greedy.onnx`` and ``beam.onnx``: ``source_ids`` -> ``tokens (batch, max_length)``,
   ``lengths``, ``scores``, ``attention`` - the whole decoding loop inside the graph. The beam
   size is fixed at export; ``beam.onnx`` also takes ``length_penalty`` and
-  ``coverage_penalty`` (float scalars, GNMT alpha and beta).
+  ``coverage_penalty`` (float scalars, GNMT alpha and beta). Both loops also take
+  ``max_length`` (at most the export's, which sizes their outputs) and ``min_length`` (int32
+  scalars): settings per call, no re-export.
 * ``source.model`` (and ``target.model``): the SentencePiece models; ``zoo.serving``
   tokenizes host-side with the ``sentencepiece`` package and gets exactly the ids
   tensorflow-text gives (same file).
@@ -69,14 +71,15 @@ def export_onnx(model, path: str, max_length: Optional[int] = None,
     Args:
         model: A ``zoo.models.Seq2Seq`` with tokenizers.
         path: Output directory (written beside and renamed into place).
-        max_length: Maximum generated tokens (default: the model's ``max_target_length``).
+        max_length: Maximum generated tokens (default: the model's ``max_target_length``):
+            the width of the outputs and the most a call may ask for.
         max_source_length: Source ids the runner keeps per text (default: the model's).
         beam_size: Beam size of ``beam.onnx``.
         length_penalty: Default GNMT length penalty for ``beam.onnx`` (in the manifest;
             the runner feeds it unless told otherwise).
         coverage_penalty: Default GNMT coverage penalty, likewise.
         opset: ONNX opset.
-        min_length: Minimum generated tokens before eos (fixed at export).
+        min_length: Default minimum of generated tokens before eos (a call may give another).
         no_repeat_ngram_size: n-gram repetition blocking (fixed at export; 0: off).
         overwrite: Replace an export zoo wrote at ``path``.
         quantization: ``"float32"``, or ``"int8"``: onnxruntime's dynamic quantization of
@@ -102,6 +105,10 @@ FILES = {"encode": "encoder.onnx", "decode_step": "decoder_step.onnx",
          "generate": "greedy.onnx", "generate_beam": "beam.onnx"}
 
 
+#: Decoding settings the loop graphs take per call, as scalar int32 inputs.
+PER_REQUEST = ("max_length", "min_length")
+
+
 def _graphs(core):
     """Signature -> ``(tf.function, input signature)``; outputs named after the flat names."""
     import tensorflow as tf
@@ -110,6 +117,7 @@ def _graphs(core):
     src = core.source_spec()
     penalties = [tf.TensorSpec([], tf.float32, name="length_penalty"),
                  tf.TensorSpec([], tf.float32, name="coverage_penalty")]
+    lengths = [tf.TensorSpec([], tf.int32, name=n) for n in PER_REQUEST]
 
     def named(flat):
         # tf.identity names the ONNX outputs after the flat names.
@@ -121,9 +129,13 @@ def _graphs(core):
                                                                   dict(zip(names, state)))),
                         [tf.TensorSpec([None], tf.int32, name="token_ids")]
                         + [core.specs[n] for n in names]),
-        "generate": (lambda source_ids: named(core.greedy(source_ids)), [src]),
-        "generate_beam": (lambda source_ids, length_penalty, coverage_penalty: named(
-            core.beam(source_ids, length_penalty, coverage_penalty)), [src, *penalties]),
+        "generate": (lambda source_ids, max_length, min_length: named(
+            core.greedy(source_ids, max_length, min_length)), [src, *lengths]),
+        "generate_beam": (lambda source_ids, length_penalty, coverage_penalty, max_length,
+                          min_length: named(core.beam(source_ids, length_penalty,
+                                                      coverage_penalty, max_length,
+                                                      min_length)),
+                          [src, *penalties, *lengths]),
     }
 
 
@@ -137,11 +149,13 @@ def _write(core, tmp, opset, quantization) -> dict:
         outputs[signature] = _convert(tf.function(fn), spec, file, opset)
         if quantization == "int8":
             quantize_int8(file)
-    inputs = {"generate": ["source_ids"],
-              "generate_beam": ["source_ids", "length_penalty", "coverage_penalty"],
+    inputs = {"generate": ["source_ids", *PER_REQUEST],
+              "generate_beam": ["source_ids", "length_penalty", "coverage_penalty",
+                                *PER_REQUEST],
               "encode": ["source_ids"], "decode_step": ["token_ids", *core.specs]}
     return {"files": {k: FILES[k] for k in ("generate", "generate_beam", "encode",
                                             "decode_step")},
             "signatures": {k: {"inputs": inputs[k], "outputs": v} for k, v in outputs.items()},
             "strategies": ["greedy", "beam"], "quantization": [quantization],
-            "opset": opset, "requires": ["onnxruntime", "sentencepiece"]}
+            "per_request": list(PER_REQUEST), "opset": opset,
+            "requires": ["onnxruntime", "sentencepiece"]}

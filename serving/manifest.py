@@ -52,6 +52,8 @@ FIELDS: Dict[str, Field] = {f.name: f for f in (
     Field("files", (dict,), True, "the format's files"),
     Field("signatures", (dict,), False, "each signature's inputs and outputs"),
     Field("parity", (dict, _NULL), False, "null, or the verify report"),
+    Field("per_request", (list,), False, "decoding settings the graphs take per call "
+                                         "(ONNX: max_length, min_length)"),
     Field("opset", (int,), False, "ONNX: the opset"),
     Field("ops", (str,), False, "LiteRT: the op set"),
     Field("requires", (list,), False, "the runtime packages"),

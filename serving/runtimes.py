@@ -72,6 +72,7 @@ class Runner:
                                          f"export (it has: {', '.join(self.strategies)})")
         options = check_decoding(name, options)
         dec = self.manifest["decoding"]
+        per_call = self._per_call(options)
         fixed = {"max_length": self.max_length, "beam_size": dec["beam_size"],
                  "min_length": dec.get("min_length", 0),
                  "no_repeat_ngram_size": dec.get("no_repeat_ngram_size", 0)}
@@ -86,7 +87,25 @@ class Runner:
         if name == "beam":
             for key in ("length_penalty", "coverage_penalty"):
                 options.setdefault(key, float(self.manifest["decoding"][key]))
-        return options
+        return {**options, **per_call}
+
+    def _per_call(self, options: dict) -> dict:
+        """Takes the settings this export's graphs accept per call (``per_request`` in the
+        manifest) out of ``options``, checked against the export's bounds."""
+        names = self.manifest.get("per_request") or ()
+        if not names:
+            return {}
+        max_length = int(options.pop("max_length", self.max_length))
+        if max_length > self.max_length:
+            raise InputError("max_length", f"max_length {max_length} is over this export's "
+                                           f"maximum of {self.max_length} (re-export with "
+                                           f"a larger --max-length)")
+        default = min(int(self.manifest["decoding"].get("min_length", 0)), max_length)
+        min_length = int(options.pop("min_length", default))
+        if min_length > max_length:
+            raise InputError("min_length", f"min_length {min_length} is over max_length "
+                                           f"{max_length}")
+        return {"max_length": max_length, "min_length": min_length}
 
     def encode_texts(self, texts: Sequence[str]):
         """Strings -> ``(ids (batch, S) int32, ids dropped per text)``, with a warning for
@@ -229,11 +248,13 @@ class OnnxRunner(Runner):
         return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
 
     def _generate(self, ids, strategy, options):
+        feeds = {"source_ids": ids}
+        for name in self.manifest.get("per_request") or ():  # (older exports take none)
+            feeds[name] = np.asarray(options[name], np.int32)
         if strategy == "greedy":
-            return self._run("generate", {"source_ids": ids})
+            return self._run("generate", feeds)
         return self._run("generate_beam", {
-            "source_ids": ids,
-            "length_penalty": np.asarray(options["length_penalty"], np.float32),
+            **feeds, "length_penalty": np.asarray(options["length_penalty"], np.float32),
             "coverage_penalty": np.asarray(options["coverage_penalty"], np.float32)})
 
     def encode(self, source_ids) -> dict:

@@ -173,7 +173,7 @@ BAD = [  # (path, body, status, message pattern, field)
     (GEN, b'{"texts": ["\\ud800"]}', 400, r"texts\[0\] is not valid Unicode", "texts[0]"),
     (GEN, {"texts": ["a"], "beam_size": 5}, 400, "beam_size is fixed at export to 2",
      "beam_size"),
-    (GEN, {"texts": ["a"], "max_length": 99}, 400, "max_length is fixed at export to 6",
+    (GEN, {"texts": ["a"], "max_length": 99}, 400, "max_length 99 is over this export's maximum of 6",
      "max_length"),
     (GEN, {"texts": ["a"], "length_penalty": -1}, 400, "length_penalty must be in \\[0, 10\\]",
      "length_penalty"),

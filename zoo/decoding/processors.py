@@ -54,7 +54,8 @@ class SpecialTokens(Processor):
         never = ops.logical_or(ops.equal(ids, self.pad_id), ops.equal(ids, self.bos_id))
         # NEG + logp rounds to NEG in float32 for logp > -32.
         bias = ops.expand_dims(ops.where(never, NEG, 0.0), 0)
-        if self.min_length:
+        # (A graph input's min_length is a tensor: both biases are then in the graph.)
+        if not (isinstance(self.min_length, int) and self.min_length == 0):
             early = ops.expand_dims(ops.where(ops.logical_or(never, ops.equal(
                 ids, self.eos_id)), NEG, 0.0), 0)
             bias = ops.where(step < self.min_length, early, bias)

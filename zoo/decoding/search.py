@@ -49,6 +49,9 @@ class Strategy:
     """
 
     static_shapes = False
+    #: A scalar tensor (or None): stop before this many tokens, below ``max_length``, which
+    #: sizes the buffers. What lets an exported graph take the maximum length per request.
+    length_limit = None
 
     def __call__(self, step_fn, state, memory, batch_size, memory_length, max_length, bos_id,
                  eos_id, pad_id=0, min_length=0, memory_mask=None) -> DecodingResult:
@@ -88,6 +91,14 @@ class Strategy:
         other.static_shapes = True
         return other
 
+    def with_length_limit(self, limit) -> "Strategy":
+        """A copy of this strategy whose loops also stop at ``limit`` tokens (a scalar int32
+        tensor, at most ``max_length``): the graph keeps ``max_length``-wide buffers and
+        gives the tokens a call with ``max_length=limit`` gives."""
+        other = copy.copy(self)
+        other.length_limit = limit
+        return other
+
     def get_config(self):
         return {}
 
@@ -114,9 +125,17 @@ def get(identifier, **kwargs) -> Strategy:
     return REGISTRY.get(identifier, **kwargs)
 
 
+def _going(t, max_length, limit):
+    """Whether step ``t`` is before the end: ``max_length``, and ``limit`` when given."""
+    going = t < max_length
+    return going if limit is None else ops.logical_and(going, t < limit)
+
+
 def _check_lengths(max_length, min_length):
     if not isinstance(max_length, int) or max_length < 1:
         raise ValueError(f"max_length must be a positive Python int, got {max_length!r}")
+    if not isinstance(min_length, numbers.Integral):
+        return  # a graph input, checked by whoever feeds it
     if min_length < 0 or min_length > max_length:
         raise ValueError(f"min_length must be in [0, max_length={max_length}], got {min_length}")
 
@@ -254,13 +273,14 @@ class Greedy(Strategy):
         choose = _best_by_reduction if self.static_shapes else _best
         tokens, scores, lengths, attn = path(
             choose, step_fn, state, memory, batch_size, memory_length, max_length, bos_id,
-            eos_id, pad_id, self.processors(bos_id, eos_id, pad_id, min_length))
+            eos_id, pad_id, self.processors(bos_id, eos_id, pad_id, min_length),
+            limit=self.length_limit)
         return DecodingResult(tokens[:, None], scores[:, None], lengths[:, None],
                               attn[:, None])
 
 
 def _single_path(choose, step_fn, state, memory, b, memory_length, max_length, bos_id, eos_id,
-                 pad_id, processors):
+                 pad_id, processors, limit=None):
     """The loop of greedy decoding and sampling: one hypothesis per row, ``choose(logp) ->
     (tokens, their log-probabilities)`` picks its next token. Returns tokens (b, L), scores
     (b,), lengths (b,) and attention (b, L, S)."""
@@ -270,7 +290,8 @@ def _single_path(choose, step_fn, state, memory, b, memory_length, max_length, b
             ops.zeros((b, max_length, memory_length), "float32"))
 
     def cond(t, prev, st, tokens, scores, lengths, finished, attn):
-        return ops.logical_and(t < max_length, ops.logical_not(ops.all(finished)))
+        return ops.logical_and(_going(t, max_length, limit),
+                               ops.logical_not(ops.all(finished)))
 
     def body(t, prev, st, tokens, scores, lengths, finished, attn):
         logits, st, w = step_fn(prev, st, memory)
@@ -291,7 +312,7 @@ def _single_path(choose, step_fn, state, memory, b, memory_length, max_length, b
 
 
 def _one_row_path(choose, step_fn, state, memory, b, memory_length, max_length, bos_id,
-                  eos_id, pad_id, processors, run=None):
+                  eos_id, pad_id, processors, limit=None, run=None):
     """``_single_path`` for a batch of one (``run`` tells, where the batch size is known only
     when the graph runs; a loop told not to run may see any batch size, empty included).
 
@@ -308,7 +329,7 @@ def _one_row_path(choose, step_fn, state, memory, b, memory_length, max_length, 
             ops.zeros((b, max_length, memory_length), "float32"))
 
     def cond(t, going, prev, st, tokens, scores, attn):
-        return ops.logical_and(going, t < max_length)
+        return ops.logical_and(going, _going(t, max_length, limit))
 
     def body(t, going, prev, st, tokens, scores, attn):
         logits, st, w = step_fn(prev, st, memory)
@@ -323,7 +344,7 @@ def _one_row_path(choose, step_fn, state, memory, b, memory_length, max_length, 
     return out[4], out[5], ops.full((b,), out[0], "int32"), out[6]
 
 
-def _compacting_unless_one(choose, step_fn, state, memory, b, *args):
+def _compacting_unless_one(choose, step_fn, state, memory, b, *args, limit=None):
     """``_compacting_path``, except that a batch of one takes ``_one_row_path``.
 
     One row finishing ends the loop, so compacting a batch of one only gathers every cache
@@ -336,16 +357,16 @@ def _compacting_unless_one(choose, step_fn, state, memory, b, *args):
     """
     if isinstance(b, numbers.Integral):
         path = _one_row_path if b == 1 else _compacting_path
-        return path(choose, step_fn, state, memory, b, *args)
+        return path(choose, step_fn, state, memory, b, *args, limit=limit)
     one = ops.equal(b, 1)
-    plain = _one_row_path(choose, step_fn, state, memory, b, *args, run=one)
-    compacted = _compacting_path(choose, step_fn, state, memory, b, *args,
+    plain = _one_row_path(choose, step_fn, state, memory, b, *args, limit=limit, run=one)
+    compacted = _compacting_path(choose, step_fn, state, memory, b, *args, limit=limit,
                                  run=ops.logical_not(one))
     return tuple(ops.where(one, p, c) for p, c in zip(plain, compacted))
 
 
 def _compacting_path(choose, step_fn, state, memory, b, memory_length, max_length, bos_id,
-                     eos_id, pad_id, processors, run=None):
+                     eos_id, pad_id, processors, limit=None, run=None):
     """``_single_path`` that drops finished rows from the step's batch.
 
     The loop carries the live rows only (their state, memory, last token and original row
@@ -370,7 +391,7 @@ def _compacting_path(choose, step_fn, state, memory, b, memory_length, max_lengt
     zeros_attn = ops.zeros((b, memory_length), "float32")
 
     def cond(t, live, tokens, scores, lengths, attn):
-        going = ops.logical_and(t < max_length, ops.shape(live[0])[0] > 0)
+        going = ops.logical_and(_going(t, max_length, limit), ops.shape(live[0])[0] > 0)
         return going if run is None else ops.logical_and(going, run)
 
     def body(t, live, tokens, scores, lengths, attn):
@@ -538,7 +559,8 @@ class BeamSearch(Strategy):
                 done = ops.all(finished[:, 0])  # beams are sorted by score
             else:
                 done = ops.all(finished)
-            return ops.logical_and(t < max_length, ops.logical_not(done))
+            return ops.logical_and(_going(t, max_length, self.length_limit),
+                                   ops.logical_not(done))
 
         def body(t, prev, st, tokens, logprob, lengths, finished, attn, cov, score):
             logits, st, w = step_fn(prev, st, memory)
@@ -656,7 +678,7 @@ class Sampling(Strategy):
         tokens, scores, lengths, attn = _single_path(
             choose, step_fn, _tile(state, n), _tile(memory, n), batch_size * n, memory_length,
             max_length, bos_id, eos_id, pad_id,
-            self.processors(bos_id, eos_id, pad_id, min_length))
+            self.processors(bos_id, eos_id, pad_id, min_length), limit=self.length_limit)
         return DecodingResult(ops.reshape(tokens, (batch_size, n, max_length)),
                               ops.reshape(scores, (batch_size, n)),
                               ops.reshape(lengths, (batch_size, n)),

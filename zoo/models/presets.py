@@ -369,7 +369,7 @@ RECIPES = {
         "overrides": {},
         "vocab_size": 4000,
         "train": {"learning_rate": 2e-3, "warmup_steps": 200, "label_smoothing": 0.0,
-                  "batch_size": 16, "epochs": 7, "schedule": "linear"},
+                  "batch_size": 16, "epochs": 12, "schedule": "linear"},
     },
 }
 RECIPES["anki_en_es"] = {**copy.deepcopy(RECIPES["anki_es_en"]),

@@ -1,0 +1,60 @@
+"""Decoding settings per call in an ONNX export (issue 39): ``max_length`` and ``min_length``
+are inputs of the loop graphs, so a request takes them without re-export; the tokens equal
+the Keras model's with the same settings, and settings out of the export's bounds are refused
+by name."""
+
+import numpy as np
+import pytest
+
+from zoo.decoding import BeamSearch
+from zoo.inputs import InputError
+from zoo.serving import load
+
+
+def _keras(model, ids, strategy, max_length, min_length):
+    res = model.generate(ids, strategy, max_length=max_length, min_length=min_length)
+    return [row[:n].tolist() for row, n in zip(np.asarray(res.tokens[:, 0]),
+                                               np.asarray(res.lengths[:, 0]))]
+
+
+def _onnx(runner, ids, strategy, **options):
+    res = runner.generate(ids, strategy, **options)
+    return [row[:n].tolist() for row, n in zip(res["tokens"], res["lengths"])]
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "beam"])
+@pytest.mark.parametrize("max_length, min_length", [(2, 0), (4, 0), (6, 3), (5, 5)])
+def test_per_call_lengths_give_the_keras_tokens(tiny_exports, strategy, max_length,
+                                                min_length):
+    model, root = tiny_exports
+    runner = load(str(root / "onnx"))
+    texts = ["Hola.", "¿Dónde está la estación de tren?", "Tengo hambre y sed."]
+    ids, _ = runner.encode_texts(texts)
+    keras_strategy = BeamSearch(beam_size=2, length_penalty=0.6) if strategy == "beam" \
+        else "greedy"
+    want = _keras(model, ids, keras_strategy, max_length, min_length)
+    got = _onnx(runner, ids, strategy, max_length=max_length, min_length=min_length)
+    assert got == want
+    assert max(len(t) for t in got) <= max_length
+
+
+def test_the_default_is_the_exports_maximum(tiny_exports):
+    model, root = tiny_exports
+    runner = load(str(root / "onnx"))
+    ids, _ = runner.encode_texts(["Hola.", "Buenos días."])
+    assert _onnx(runner, ids, "greedy") == _keras(model, ids, "greedy", 6, 0)
+    assert runner.manifest["per_request"] == ["max_length", "min_length"]
+
+
+@pytest.mark.parametrize("options, field, message", [
+    ({"max_length": 7}, "max_length", "over this export's maximum of 6"),
+    ({"max_length": 0}, "max_length", "max_length"),
+    ({"max_length": 3, "min_length": 4}, "min_length", "must be <= max_length"),
+    ({"min_length": 7}, "min_length", "over max_length 6"),
+])
+def test_out_of_bounds_settings_are_refused_by_name(tiny_exports, options, field, message):
+    _, root = tiny_exports
+    runner = load(str(root / "onnx"))
+    with pytest.raises(InputError, match=message) as err:
+        runner.generate_text(["Hola."], "greedy", **options)
+    assert err.value.field == field
