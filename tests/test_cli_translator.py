@@ -206,7 +206,9 @@ def test_export_command_writes_litert(trained, tmp_path, capsys):
     assert cli.main(["export", "--model", str(trained), "--format", "litert", "--out",
                      str(out), "--max-length", "8", "--max-source-length", "16",
                      "--quantize", "int8"]) == 0
-    assert {"model_int8.tflite", "source.model", "manifest.json"} == set(os.listdir(out))
+    # (.zoo-written.json marks the directory as a zoo export: what --overwrite may replace.)
+    assert {"model_int8.tflite", "source.model", "manifest.json", ".zoo-written.json"} == \
+        set(os.listdir(out))
     # An export over it is refused, then replaces it whole with --overwrite (no stale files).
     assert cli.main(["export", "--model", str(trained), "--format", "onnx", "--out",
                      str(out), "--max-length", "8"]) == 2
