@@ -209,7 +209,12 @@ def _check_given(given: dict) -> None:
                              "and tokenizer: give no preset or recipe with it")
     elif given.get("freeze"):
         raise ValueError("freeze applies to fine-tuning: give init_from")
-    unknown = sorted(set(given.get("freeze") or ()) - set(FREEZABLE))
+    check_freeze(given.get("freeze") or ())
+
+
+def check_freeze(parts) -> None:
+    """Every part to freeze is one of :data:`FREEZABLE`."""
+    unknown = sorted(set(parts) - set(FREEZABLE))
     if unknown:
         raise ValueError(f"freeze: unknown part {unknown[0]!r}; parts: {', '.join(FREEZABLE)}")
 

@@ -16,7 +16,7 @@ import warnings
 from typing import Any, Optional, Sequence, Tuple
 
 from zoo.recipes import run as run_dir
-from zoo.recipes.settings import FREEZABLE, Settings, resolve
+from zoo.recipes.settings import Settings, check_freeze
 
 
 @dataclasses.dataclass
@@ -174,9 +174,7 @@ def _build_model(r: _Run, model_class) -> None:
 
 def freeze(model, parts: Sequence[str]) -> None:
     """Stops ``parts`` (``FREEZABLE``) of a model from training."""
-    unknown = sorted(set(parts) - set(FREEZABLE))
-    if unknown:
-        raise ValueError(f"freeze: unknown part {unknown[0]!r}; parts: {', '.join(FREEZABLE)}")
+    check_freeze(parts)
     if "encoder" in parts:
         model.encoder.trainable = False
     if "embeddings" in parts:
