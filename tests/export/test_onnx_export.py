@@ -63,13 +63,13 @@ def _check_loops(path, n_state, n_memory):
         body = next(a.g for a in loop.attribute if a.name == "body")
         through = [i.name for i, o in zip(body.input[2:], body.output[1:]) if i.name == o.name]
         assert not through, f"{loop.name} carries values it does not change: {through}"
-    # Greedy has two loops side by side (a batch of one steps the plain one): the compacting
-    # loop carries the step, the live rows' numbers, previous tokens, state and memory, and
-    # the full batch's tokens, scores, lengths and attention; the plain loop (one row) the
-    # step, whether to go on, the previous token, state, and tokens, scores and attention
-    # (its length is its step count) - nothing else.
+    # Greedy's one loop is in the graph twice, side by side (a batch of one keeps its row
+    # masked): with compacted rows it carries the step, the live rows' numbers, previous
+    # tokens, state and memory, and the full batch's tokens, scores, lengths and attention;
+    # with masked rows the step, the finished flags, the previous tokens, state, and the
+    # same four outputs (the memory stays outside) - nothing else.
     carried = sorted(len(loop.input) - 2 for loop in loops[-2:])
-    assert carried == sorted([7 + n_state + n_memory, 6 + n_state])
+    assert carried == sorted([7 + n_state + n_memory, 7 + n_state])
     assert fold_selects(model.graph) == 0  # tf2onnx's arithmetic selects were folded
 
 

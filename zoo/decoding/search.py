@@ -237,7 +237,7 @@ class Greedy(Strategy):
         compact: Drop finished rows from the batch as the loop goes, so a batch costs the
             sum of its output lengths rather than its size times the longest (the loop's
             batch axis then has a dynamic size: XLA and fixed-shape LiteRT graphs use
-            :meth:`with_static_shapes`). A batch of one steps the plain loop: its only row
+            :meth:`with_static_shapes`). A batch of one keeps its row masked: its only row
             finishing ends the loop anyway. Same tokens either way.
 
     Example:
@@ -268,150 +268,141 @@ class Greedy(Strategy):
     def __call__(self, step_fn, state, memory, batch_size, memory_length, max_length, bos_id,
                  eos_id, pad_id=0, min_length=0, memory_mask=None):
         _check_lengths(max_length, min_length)
-        path = _compacting_unless_one if self.compact else _single_path
         # Constant shapes are XLA's (and fixed-shape LiteRT's) loops: reductions fuse there.
         choose = _best_by_reduction if self.static_shapes else _best
-        tokens, scores, lengths, attn = path(
-            choose, step_fn, state, memory, batch_size, memory_length, max_length, bos_id,
-            eos_id, pad_id, self.processors(bos_id, eos_id, pad_id, min_length),
-            limit=self.length_limit)
+        args = (choose, step_fn, state, memory, batch_size, memory_length, max_length, bos_id,
+                eos_id, pad_id, self.processors(bos_id, eos_id, pad_id, min_length))
+        if self.compact:
+            tokens, scores, lengths, attn = _compacting_unless_one(*args,
+                                                                   limit=self.length_limit)
+        else:
+            tokens, scores, lengths, attn = _greedy_loop(_Masked(), *args,
+                                                         limit=self.length_limit)
         return DecodingResult(tokens[:, None], scores[:, None], lengths[:, None],
                               attn[:, None])
 
 
-def _single_path(choose, step_fn, state, memory, b, memory_length, max_length, bos_id, eos_id,
-                 pad_id, processors, limit=None):
-    """The loop of greedy decoding and sampling: one hypothesis per row, ``choose(logp) ->
-    (tokens, their log-probabilities)`` picks its next token. Returns tokens (b, L), scores
-    (b,), lengths (b,) and attention (b, L, S)."""
-    init = (ops.convert_to_tensor(0, "int32"), ops.full((b,), bos_id, "int32"), state,
-            ops.zeros((b, max_length), "int32"), ops.zeros((b,), "float32"),
-            ops.zeros((b,), "int32"), ops.zeros((b,), "bool"),
-            ops.zeros((b, max_length, memory_length), "float32"))
+class _Masked:
+    """Greedy's rows when shapes stay constant: a finished row stays in the step's batch and
+    its outputs are masked (XLA, fixed-shape LiteRT graphs, sampling, a batch of one)."""
 
-    def cond(t, prev, st, tokens, scores, lengths, finished, attn):
-        return ops.logical_and(_going(t, max_length, limit),
-                               ops.logical_not(ops.all(finished)))
+    carries_memory = False  # the memory stays outside the loop, as every row stays
 
-    def body(t, prev, st, tokens, scores, lengths, finished, attn):
-        logits, st, w = step_fn(prev, st, memory)
-        logp = _log_probs(logits, t, processors, tokens)  # (b, V)
-        tok, gained = choose(logp)
-        tok = ops.where(finished, pad_id, tok)
-        alive = ops.logical_not(finished)
-        scores = scores + ops.where(alive, gained, 0.0)
-        lengths = lengths + ops.cast(alive, "int32")
-        tokens = _write(tokens, t, tok)
-        attn = _write(attn, t, ops.where(ops.expand_dims(alive, -1), ops.cast(w, "float32"),
-                                         0.0))
-        finished = ops.logical_or(finished, ops.equal(tok, eos_id))
-        return t + 1, tok, st, tokens, scores, lengths, finished, attn
+    @staticmethod
+    def start(b, bos_id, state, memory):
+        return ops.zeros((b,), "bool"), ops.full((b,), bos_id, "int32"), state, {}
 
-    out = ops.while_loop(cond, body, init, maximum_iterations=max_length)
-    return out[3], out[4], out[5], out[7]
+    @staticmethod
+    def going(live):
+        return ops.logical_not(ops.all(live[0]))
+
+    @staticmethod
+    def history(tokens, live):
+        return tokens
+
+    @staticmethod
+    def place(live, values, fill=0):
+        """``values`` of the step's rows in a full batch, ``fill`` for the finished rows."""
+        alive = ops.reshape(ops.logical_not(live[0]), (-1,) + (1,) * (len(values.shape) - 1))
+        return ops.where(alive, values, fill)
+
+    @staticmethod
+    def advance(live, tok, written, st, eos_id):
+        return ops.logical_or(live[0], ops.equal(written, eos_id)), written, st, live[3]
 
 
-def _one_row_path(choose, step_fn, state, memory, b, memory_length, max_length, bos_id,
-                  eos_id, pad_id, processors, limit=None, run=None):
-    """``_single_path`` for a batch of one (``run`` tells, where the batch size is known only
-    when the graph runs; a loop told not to run may see any batch size, empty included).
+class _Compacted:
+    """Greedy's rows when finished rows leave the step's batch: the loop carries the live
+    rows only (original row number, last token, state, memory), so a batch costs the sum of
+    its output lengths. The batch axis is dynamic from the start (gathered by a ``nonzero``
+    index) so that a graph accepts its shrinking; the rows are gathered at every step (a
+    conditional skipping the gather cost onnxruntime more than the gather)."""
 
-    The row is unfinished at every step the loop takes (the loop stops when it ends), so the
-    step masks nothing, the last token tells whether to go on, and the length is the number
-    of steps: fewer kernels per step in an exported loop (docs/RESULTS.md, "Decoding loop
-    design").
-    """
-    # ``going`` is whether the row's last token is not eos, taken from the token in the step
-    # (the condition may see an empty batch, where ``run`` is False).
-    going = ops.convert_to_tensor(True) if run is None else run
-    init = (ops.convert_to_tensor(0, "int32"), going, ops.full((b,), bos_id, "int32"), state,
-            ops.zeros((b, max_length), "int32"), ops.zeros((b,), "float32"),
-            ops.zeros((b, max_length, memory_length), "float32"))
+    carries_memory = True
 
-    def cond(t, going, prev, st, tokens, scores, attn):
-        return ops.logical_and(going, _going(t, max_length, limit))
+    def __init__(self, b, memory_length):
+        # Zeros to scatter into, made once: ``ops.scatter`` builds them in every step.
+        self.zeros = {"int32": ops.zeros((b,), "int32"), "float32": ops.zeros((b,), "float32"),
+                      "attn": ops.zeros((b, memory_length), "float32")}
 
-    def body(t, going, prev, st, tokens, scores, attn):
-        logits, st, w = step_fn(prev, st, memory)
-        logp = _log_probs(logits, t, processors, tokens)  # (1, V)
-        tok, gained = choose(logp)
-        tokens = _write(tokens, t, tok)
-        attn = _write(attn, t, ops.cast(w, "float32"))
-        return (t + 1, ops.not_equal(tok[0], eos_id), tok, st, tokens, scores + gained,
-                attn)
+    @staticmethod
+    def start(b, bos_id, state, memory):
+        rows = ops.nonzero(ops.ones((b,), "bool"))[0]  # (b,) int32, dynamic length
+        return (rows, ops.full_like(rows, bos_id), _gather_batch(state, rows),
+                _gather_batch(memory, rows))
 
-    out = ops.while_loop(cond, body, init, maximum_iterations=max_length)
-    return out[4], out[5], ops.full((b,), out[0], "int32"), out[6]
+    @staticmethod
+    def going(live):
+        return ops.shape(live[0])[0] > 0
+
+    @staticmethod
+    def history(tokens, live):
+        return ops.take(tokens, live[0], axis=0)
+
+    def place(self, live, values, fill=0):
+        zeros = self.zeros["attn" if len(values.shape) == 2 else
+                           keras.backend.standardize_dtype(values.dtype)]
+        at = ops.expand_dims(live[0], -1)
+        if fill == 0:
+            return ops.scatter_update(zeros, at, values)
+        return ops.scatter_update(zeros, at, values - fill) + fill
+
+    @staticmethod
+    def advance(live, tok, written, st, eos_id):
+        keep = ops.nonzero(ops.not_equal(tok, eos_id))[0]  # the rows that go on
+        return (ops.take(live[0], keep, axis=0), ops.take(tok, keep, axis=0),
+                _gather_batch(st, keep), _gather_batch(live[3], keep))
 
 
-def _compacting_unless_one(choose, step_fn, state, memory, b, *args, limit=None):
-    """``_compacting_path``, except that a batch of one takes ``_one_row_path``.
-
-    One row finishing ends the loop, so compacting a batch of one only gathers every cache
-    and memory tensor at every step for nothing (a measured share of an onnxruntime step:
-    docs/RESULTS.md, "Decoding loop design"). Where the batch
-    size is known only when the graph runs (an export), both loops are in the graph side by
-    side, each told by ``run`` whether to take any step, and ``where`` picks the outputs of
-    the one that ran: the loop not taken costs its empty buffers. (Inside the branches of a
-    conditional, onnxruntime ran the compacting loop slower at batch 64.)
-    """
+def _compacting_unless_one(choose, step_fn, state, memory, b, memory_length, *args,
+                           limit=None):
+    """The greedy loop with compacted rows, except that a batch of one keeps its row masked:
+    its only row finishing ends the loop anyway, and compacting it gathers every cache and
+    memory tensor at every step for nothing. Where the batch size is known only when the
+    graph runs (an export), both are in the graph side by side, each told by ``run`` whether
+    to take any step, and ``where`` picks the outputs of the one that ran (inside the
+    branches of a conditional, onnxruntime ran the compacting loop slower)."""
+    compacted = _Compacted(b, memory_length)
     if isinstance(b, numbers.Integral):
-        path = _one_row_path if b == 1 else _compacting_path
-        return path(choose, step_fn, state, memory, b, *args, limit=limit)
+        rows = _Masked() if b == 1 else compacted
+        return _greedy_loop(rows, choose, step_fn, state, memory, b, memory_length, *args,
+                            limit=limit)
     one = ops.equal(b, 1)
-    plain = _one_row_path(choose, step_fn, state, memory, b, *args, limit=limit, run=one)
-    compacted = _compacting_path(choose, step_fn, state, memory, b, *args, limit=limit,
-                                 run=ops.logical_not(one))
-    return tuple(ops.where(one, p, c) for p, c in zip(plain, compacted))
+    masked = _greedy_loop(_Masked(), choose, step_fn, state, memory, b, memory_length, *args,
+                          limit=limit, run=one)
+    shrunk = _greedy_loop(compacted, choose, step_fn, state, memory, b, memory_length, *args,
+                          limit=limit, run=ops.logical_not(one))
+    return tuple(ops.where(one, m, c) for m, c in zip(masked, shrunk))
 
 
-def _compacting_path(choose, step_fn, state, memory, b, memory_length, max_length, bos_id,
-                     eos_id, pad_id, processors, limit=None, run=None):
-    """``_single_path`` that drops finished rows from the step's batch.
-
-    The loop carries the live rows only (their state, memory, last token and original row
-    number); what they produce is scattered into full-batch buffers. The batch axis of the
-    carried tensors has a dynamic size from the start (gathered by a ``nonzero`` index), so a
-    graph accepts its shrinking. The live rows are gathered at every step: a conditional that
-    skipped the gather on steps where no row ended cost more in onnxruntime (an ``If`` per
-    step) than the gather it saved.
-    """
-    rows = ops.nonzero(ops.ones((b,), "bool"))[0]  # (b,) int32, dynamic length
-    no_memory = memory is None  # a loop cannot carry None: an empty nest stands in for it
-    live = (rows, ops.full_like(rows, bos_id), _gather_batch(state, rows),
-            {} if no_memory else _gather_batch(memory, rows))
-    init = (ops.convert_to_tensor(0, "int32"), live,
+def _greedy_loop(rows, choose, step_fn, state, memory, b, memory_length, max_length, bos_id,
+                 eos_id, pad_id, processors, limit=None, run=None):
+    """The one loop of greedy decoding and sampling: one hypothesis per row, ``choose(logp)
+    -> (tokens, their log-probabilities)`` picks its next token; ``rows`` (:class:`_Masked`
+    or :class:`_Compacted`) says what happens to a finished row; ``run`` (a scalar bool)
+    whether to take any step. Returns tokens (b, L), scores (b,), lengths (b,) and attention
+    (b, L, S)."""
+    carried = rows.carries_memory and memory is not None  # a loop cannot carry None
+    init = (ops.convert_to_tensor(0, "int32"),
+            rows.start(b, bos_id, state, memory if carried else {}),
             ops.zeros((b, max_length), "int32"), ops.zeros((b,), "float32"),
             ops.zeros((b,), "int32"), ops.zeros((b, max_length, memory_length), "float32"))
-
-    # Zeros to scatter the live rows into, made once: ``ops.scatter`` would build its zeros
-    # from a shape inside every step (a shape concatenation, a fill and casts per scatter in
-    # an exported loop).
-    zeros_int, zeros_float = ops.zeros((b,), "int32"), ops.zeros((b,), "float32")
-    zeros_attn = ops.zeros((b, memory_length), "float32")
+    needs_tokens = any(p.needs_tokens for p in processors)
 
     def cond(t, live, tokens, scores, lengths, attn):
-        going = ops.logical_and(_going(t, max_length, limit), ops.shape(live[0])[0] > 0)
+        going = ops.logical_and(_going(t, max_length, limit), rows.going(live))
         return going if run is None else ops.logical_and(going, run)
 
     def body(t, live, tokens, scores, lengths, attn):
-        rows, prev, st, mem = live
-        logits, st, w = step_fn(prev, st, None if no_memory else mem)  # (a, V), a = live rows
-        needs_tokens = any(p.needs_tokens for p in processors)
-        history = ops.take(tokens, rows, axis=0) if needs_tokens else None
-        logp = _log_probs(logits, t, processors, history)
-        tok, gained = choose(logp)  # (a,), (a,)
-        at = ops.expand_dims(rows, -1)  # (a, 1) scatter indices
-        # Rows that finished earlier are absent: their slots get pad (0 from the scatter).
-        written = ops.scatter_update(zeros_int, at, tok - pad_id) + pad_id
-        tokens = _write(tokens, t, written)
-        scores = scores + ops.scatter_update(zeros_float, at, gained)
-        lengths = lengths + ops.scatter_update(zeros_int, at, ops.ones_like(tok))
-        attn = _write(attn, t, ops.scatter_update(zeros_attn, at, ops.cast(w, "float32")))
-        keep = ops.nonzero(ops.not_equal(tok, eos_id))[0]  # the rows that go on
-        live = (ops.take(rows, keep, axis=0), ops.take(tok, keep, axis=0),
-                _gather_batch(st, keep), _gather_batch(mem, keep))
-        return t + 1, live, tokens, scores, lengths, attn
+        logits, st, w = step_fn(live[1], live[2], live[3] if carried else memory)
+        history = rows.history(tokens, live) if needs_tokens else None
+        tok, gained = choose(_log_probs(logits, t, processors, history))
+        written = rows.place(live, tok, pad_id)  # pad for the rows that finished earlier
+        scores = scores + rows.place(live, gained)
+        lengths = lengths + rows.place(live, ops.ones_like(tok))
+        attn = _write(attn, t, rows.place(live, ops.cast(w, "float32")))
+        live = rows.advance(live, tok, written, st, eos_id)
+        return t + 1, live, _write(tokens, t, written), scores, lengths, attn
 
     out = ops.while_loop(cond, body, init, maximum_iterations=max_length)
     return out[2], out[3], out[4], out[5]
@@ -675,8 +666,8 @@ class Sampling(Strategy):
             tok = ops.cast(_argmax(filtered - ops.log(-ops.log(u))), "int32")
             return tok, _gained(logp, tok)
 
-        tokens, scores, lengths, attn = _single_path(
-            choose, step_fn, _tile(state, n), _tile(memory, n), batch_size * n, memory_length,
+        tokens, scores, lengths, attn = _greedy_loop(
+            _Masked(), choose, step_fn, _tile(state, n), _tile(memory, n), batch_size * n, memory_length,
             max_length, bos_id, eos_id, pad_id,
             self.processors(bos_id, eos_id, pad_id, min_length), limit=self.length_limit)
         return DecodingResult(ops.reshape(tokens, (batch_size, n, max_length)),
