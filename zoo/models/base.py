@@ -23,6 +23,7 @@ from zoo import decoding
 from zoo.inputs import BOS_ID, EOS_ID, PAD_ID, SPECIAL_IDS
 from zoo.inputs import InputError, check_decoding, check_positive_int, check_texts
 from zoo.models import presets as _presets
+from zoo.models import whole_words
 from zoo.registry import Registry
 
 #: Version of the saved directory layout (``zoo.json``); format 1 was ``translator.json``.
@@ -34,6 +35,7 @@ _LEGACY_META = "translator.json"
 class _FunctionCache:
     def __init__(self):
         self.functions = {}
+        self.word_starts = {}  # by tokenizer: whole_words.word_starts of its vocabulary
 
 
 class ModelFileError(ValueError):
@@ -85,6 +87,9 @@ class Seq2Seq(keras.Model):
             tied decoder, its output projection): for a joint vocabulary (one tokenizer),
             as Press & Wolf (2017) and the Transformer share them. Their vocabulary sizes,
             sizes and position settings must match.
+        copy_whole_words: With a copying decoder, a word started like a source word is
+            finished as that word (:mod:`zoo.models.whole_words`): no half-words mixing the
+            pieces of two source words. Decoding only; needs the target tokenizer.
         **kwargs: Keras model arguments (``name``, ``dtype``).
     """
 
@@ -92,7 +97,7 @@ class Seq2Seq(keras.Model):
     task = None
 
     def __init__(self, encoder, decoder, max_target_length=128, max_source_length=256,
-                 preset=None, share_embeddings=False, **kwargs):
+                 preset=None, share_embeddings=False, copy_whole_words=False, **kwargs):
         super().__init__(**kwargs)
         self.encoder = _network(encoder, "encoder")
         self.decoder = _network(decoder, "decoder")
@@ -105,14 +110,28 @@ class Seq2Seq(keras.Model):
             raise ValueError("max_source_length must leave room for one id and eos (>= 2)")
         self.preset = preset
         self.share_embeddings = bool(share_embeddings)
-        if self.share_embeddings:
-            self._share_embeddings()
         self.source_tokenizer = None
         self.target_tokenizer = None
         # Compiled decoding functions by settings; in a plain object, not a dict attribute,
         # which Keras and TensorFlow would track (and fail to export).
         self._compiled = _FunctionCache()
+        self.copy_whole_words = copy_whole_words
+        if self.share_embeddings:
+            self._share_embeddings()
         self._meta = None
+
+    @property
+    def copy_whole_words(self) -> bool:
+        """Whether a copied word is finished as its source word (settable: decoding only)."""
+        return self._copy_whole_words
+
+    @copy_whole_words.setter
+    def copy_whole_words(self, value):
+        if value and not self.decoder.copy:
+            raise ValueError("copy_whole_words needs a copying decoder (copy=True): it "
+                             "constrains the words the decoder copies")
+        self._copy_whole_words = bool(value)
+        self._compiled.functions.clear()  # graphs traced with the other setting
 
     def _share_embeddings(self):
         from zoo.layers.embedding import TokenEmbedding
@@ -141,7 +160,7 @@ class Seq2Seq(keras.Model):
     def from_preset(cls, name, tokenizer=None, target_tokenizer=None, vocab_size=None,
                     target_vocab_size=None, dtype=None, max_target_length=128,
                     max_source_length=256, encoder=None, decoder=None, share_embeddings=False,
-                    **overrides):
+                    copy_whole_words=None, **overrides):
         """Builds a model from a preset of its task (``zoo.models.presets.names(task)``).
 
         Args:
@@ -159,6 +178,7 @@ class Seq2Seq(keras.Model):
             decoder: Overrides for the decoder config only.
             share_embeddings: One embedding for the encoder and the decoder (needs one
                 vocabulary: a single tokenizer, or equal sizes).
+            copy_whole_words: See the class (default: the preset's ``copy_whole_words``).
             **overrides: Values for keys of the encoder/decoder configs (applied to every
                 network that has the key), e.g. ``attention="coverage"``, ``dropout=0.2``.
 
@@ -201,7 +221,9 @@ class Seq2Seq(keras.Model):
             enc["config"]["dtype"] = dec["config"]["dtype"] = dtype
         model = preset_cls(encoder=enc, decoder=dec, max_target_length=max_target_length,
                            max_source_length=max_source_length, preset=name, dtype=dtype,
-                           share_embeddings=share_embeddings)
+                           share_embeddings=share_embeddings,
+                           copy_whole_words=preset.get("copy_whole_words", False)
+                           if copy_whole_words is None else copy_whole_words)
         model.source_tokenizer, model.target_tokenizer = tokenizer, target_tokenizer
         return model
 
@@ -297,12 +319,34 @@ class Seq2Seq(keras.Model):
         positions, or with ``growing`` one that grows a position a step)."""
         if not self.built:
             self.build()
-        return self.decoder.initial_state(encoded, max_length or self.max_target_length,
-                                          growing=growing)
+        state = self.decoder.initial_state(encoded, max_length or self.max_target_length,
+                                           growing=growing)
+        if not self.copy_whole_words:
+            return state
+        return {"decoder": state, "words": ops.zeros_like(encoded["mask"], "bool")}
 
     def decode_step(self, token_ids, state, memory, training=False):
         """One step: ``(logits (batch, V) float32, state, weights (batch, S))``."""
-        return self.decoder.step(token_ids, state, memory, training=training)
+        if not self.copy_whole_words:
+            return self.decoder.step(token_ids, state, memory, training=training)
+        logits, inner, weights = self.decoder.step(token_ids, state["decoder"], memory,
+                                                   training=training)
+        match, banned = whole_words.step(token_ids, state["words"], memory["source_ids"],
+                                         self._word_starts())
+        logits = ops.where(banned, whole_words.BANNED, logits)
+        return logits, {"decoder": inner, "words": match}, weights
+
+    def _word_starts(self):
+        """The target vocabulary's word-start pieces (a graph constant)."""
+        if self.target_tokenizer is None:
+            raise ValueError("copy_whole_words needs the target tokenizer: build with "
+                             "from_preset(..., tokenizer=...) or load with .load(dir)")
+        tok = self.target_tokenizer
+        starts = self._compiled.word_starts.get(id(tok))
+        if starts is None:
+            starts = whole_words.word_starts(tok.id_to_piece(range(tok.vocab_size)))
+            self._compiled.word_starts = {id(tok): starts}
+        return ops.convert_to_tensor(starts)
 
     def decode(self, source_ids, strategy, max_length, min_length=0):
         """The decoding graph, written once: encode -> memory and state -> ``strategy``.
@@ -696,7 +740,8 @@ class Seq2Seq(keras.Model):
                 "decoder": keras.saving.serialize_keras_object(self.decoder),
                 "max_target_length": self.max_target_length,
                 "max_source_length": self.max_source_length, "preset": self.preset,
-                "share_embeddings": self.share_embeddings}
+                "share_embeddings": self.share_embeddings,
+                "copy_whole_words": self.copy_whole_words}
 
     @classmethod
     def from_config(cls, config):

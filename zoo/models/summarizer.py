@@ -53,7 +53,7 @@ class Summarizer(Seq2Seq):
     def from_preset(cls, name, tokenizer=None, target_tokenizer=None, vocab_size=None,
                     target_vocab_size=None, dtype=None, max_target_length=100,
                     max_source_length=MAX_DIALOGUE_TOKENS, encoder=None, decoder=None,
-                    **overrides):
+                    copy_whole_words=None, **overrides):
         """Builds a summarizer from a preset; see :meth:`Seq2Seq.from_preset`.
 
         A copying decoder needs one vocabulary for both sides: a ``target_tokenizer`` other
@@ -63,7 +63,8 @@ class Summarizer(Seq2Seq):
                                     vocab_size=vocab_size, target_vocab_size=target_vocab_size,
                                     dtype=dtype, max_target_length=max_target_length,
                                     max_source_length=max_source_length, encoder=encoder,
-                                    decoder=decoder, **overrides)
+                                    decoder=decoder, copy_whole_words=copy_whole_words,
+                                    **overrides)
         if model.decoder.copy and model.encoder.vocab_size != model.decoder.vocab_size or (
                 model.decoder.copy and target_tokenizer is not None and tokenizer is not None
                 and target_tokenizer.model != tokenizer.model):

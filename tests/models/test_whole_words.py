@@ -1,0 +1,130 @@
+"""Whole-word copying (zoo.models.whole_words): hand-read masks, then a decoding model whose
+every output obeys the rule, in Keras and in its ONNX export."""
+
+import numpy as np
+import pytest
+
+from zoo.inputs import EOS_ID, SPECIAL_IDS
+from zoo.models import whole_words
+
+# A vocabulary read by hand: 4 and 5 continue "▁spec" (-> "▁spec ial ist"), 7 is "ly".
+PIECES = ["<pad>", "<s>", "</s>", "▁spec", "ial", "ist", "▁special", "ly", "▁a", ","]
+STARTS = whole_words.word_starts(PIECES)
+SOURCE = np.array([[3, 4, 5, 8, 2, 0]], "int32")  # "▁spec ial ist ▁a </s>" + padding
+CONTINUATIONS = {4, 5, 7}
+
+
+def _step(token, match):
+    match, banned = whole_words.step(np.array([token], "int32"), match, SOURCE, STARTS)
+    return np.asarray(match), set(np.flatnonzero(np.asarray(banned)[0]).tolist())
+
+
+def test_word_starts_are_pieces_that_do_not_begin_with_a_letter_or_digit():
+    assert np.flatnonzero(~STARTS).tolist() == [4, 5, 7]
+    assert whole_words.word_starts(["#Person1#", "'s", "▁", "12", "é"]).tolist() == [
+        True, True, True, False, False]
+
+
+def test_a_copied_word_is_finished_from_its_source_word():
+    match = np.zeros(SOURCE.shape, bool)
+    match, banned = _step(3, match)  # "▁spec": a word of one piece may end here
+    assert match.tolist() == [[True, False, False, False, False, False]]
+    assert banned == {5, 7}  # only "ial" continues it
+    match, banned = _step(4, match)  # "▁spec ial": half a word, "ist" must follow
+    assert match.tolist() == [[False, True, False, False, False, False]]
+    assert banned == set(range(len(PIECES))) - {5}
+    match, banned = _step(5, match)  # "▁spec ial ist": the source word ends; no continuation
+    assert match[0, 2] and banned == CONTINUATIONS
+
+
+def test_words_that_match_no_source_word_are_free():
+    match = np.zeros(SOURCE.shape, bool)
+    for token in (6, 7, 9):  # "▁special ly ,": not in the source
+        match, banned = _step(token, match)
+        assert not match.any() and banned == set()
+    match, banned = _step(0, match)  # a finished row's padding matches nothing
+    assert not match.any() and banned == set()
+
+
+def _words(ids, pieces):
+    """The output as words, each a list of ids: a word-start piece begins a new one."""
+    out = []
+    for i in ids:
+        if not pieces[i][:1].isalnum() or not out:
+            out.append([])
+        out[-1].append(i)
+    return out
+
+
+def _text(ids):
+    return [i for i in ids if i not in SPECIAL_IDS.values()]
+
+
+def _source_words(ids, pieces):
+    return [tuple(w) for w in _words(_text(ids), pieces)]
+
+
+def _obeys(output, source, pieces):
+    """The rule, read the slow way: every word of the output that starts like a source word
+    (its first k pieces equal a source word's first k) is that whole source word, unless it
+    is a single piece. A last word cut by the maximum length (no eos) is not judged."""
+    src = _source_words(source, pieces)
+    words = _words(_text(output), pieces)
+    for word in words if output[-1:] == [EOS_ID] else words[:-1]:
+        prefixes = [s for s in src if tuple(word[:1]) == s[:1]]
+        if not prefixes or len(word) == 1:
+            continue
+        # A copied word may follow any source word that shares its pieces so far.
+        if not any(tuple(word) == s for s in src):
+            return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def model():
+    from zoo.data import SentencePieceTokenizer, dialogsum_pairs
+    from zoo.models import Summarizer
+
+    pairs = list(dialogsum_pairs("train", limit=300))
+    tok = SentencePieceTokenizer.train([t for p in pairs for t in p], vocab_size=400,
+                                       turn_separator="<sep>")
+    m = Summarizer.from_preset("pointer_generator_tiny", tokenizer=tok, copy_whole_words=True,
+                               max_target_length=24)
+    return m, [d for d, _ in pairs[:8]]
+
+
+@pytest.mark.parametrize("strategy", ["greedy", "beam"])
+def test_a_model_copying_whole_words_obeys_the_rule(model, strategy):
+    m, dialogues = model
+    pieces = m.target_tokenizer.id_to_piece(range(m.target_tokenizer.vocab_size))
+    ids = m.encode_texts(dialogues).numpy()
+    res = m.generate(ids, strategy)
+    free = m.__class__.from_config(m.get_config() | {"copy_whole_words": False})
+    assert m.get_config()["copy_whole_words"] and not free.copy_whole_words
+    for row, out in enumerate(np.asarray(res.tokens)[:, 0]):
+        assert _obeys(out[:int(res.lengths[row, 0])].tolist(), ids[row].tolist(), pieces)
+
+
+def test_copy_whole_words_needs_a_copying_decoder():
+    from zoo.models import Translator
+
+    with pytest.raises(ValueError, match="copy_whole_words needs a copying decoder"):
+        Translator.from_preset("transformer_tiny", vocab_size=50, copy_whole_words=True)
+
+
+def test_exports_copy_whole_words_inside_their_step(model, tmp_path):
+    """The rule's state rides in the decoder state, so an export runs it with no code of
+    its own: ONNX gives Keras's summaries, greedy (both loops) and beam."""
+    from zoo.export import export
+    from zoo.serving import load as load_export
+
+    m, dialogues = model
+    manifest = export(m, str(tmp_path / "onnx"), "onnx", beam_size=2, length_penalty=0.6)
+    assert "words" in [s["name"] for s in manifest["state"]]
+    runner = load_export(str(tmp_path / "onnx"))
+    ids = m.encode_texts(dialogues).numpy()
+    for rows in (ids, ids[:1]):  # the compacting loop and the one row's masked loop
+        want = np.asarray(m.generate(rows, "greedy").tokens)[:, 0]
+        np.testing.assert_array_equal(runner.generate(rows, "greedy")["tokens"], want)
+    want = np.asarray(m.generate(ids, "beam", beam_size=2, length_penalty=0.6).tokens)[:, 0]
+    np.testing.assert_array_equal(runner.generate(ids, "beam")["tokens"], want)
