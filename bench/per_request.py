@@ -7,6 +7,9 @@ drifts), greedy and with beam search, at batch 1 and 64: the median sentences/s 
 their ratio. The tokens are compared too (they must be identical at the default settings)::
 
     python bench/per_request.py --model runs/tokens/model --code /tmp/base
+
+With ``--labels`` it compares any two checkouts' ONNX exports the same way (the greedy loop
+merge of issue 34 was measured so: ``--labels "three loops" "one loop"``).
 """
 
 import argparse
@@ -68,6 +71,8 @@ def main(argv=None):
     p.add_argument("--code", required=True, help="the checkout before the change")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
+    p.add_argument("--labels", nargs=2, default=("fixed at export", "per call"),
+                   metavar=("BEFORE", "AFTER"), help="the two columns' names")
     args = p.parse_args(argv)
     sys.path.insert(0, HERE)
     from quality import hardware
@@ -79,7 +84,8 @@ def main(argv=None):
         speed, same = measure(paths, sentences(64), args.rounds, args.threads)
     print(f"{hardware()}; median of {args.rounds} alternating rounds; tokens identical at "
           f"the default settings: {same}")
-    print("| strategy | batch | fixed at export (sent/s) | per call (sent/s) | per call / fixed |")
+    before, after = args.labels
+    print(f"| strategy | batch | {before} (sent/s) | {after} (sent/s) | {after} / {before} |")
     print("|---|---|---|---|---|")
     rows = []
     for strategy in ("greedy", "beam"):
@@ -87,7 +93,7 @@ def main(argv=None):
             f = statistics.median(speed[("fixed", strategy, batch)])
             q = statistics.median(speed[("per_call", strategy, batch)])
             print(f"| {strategy} | {batch} | {f:.1f} | {q:.1f} | {q / f:.3f} |")
-            rows.append({"strategy": strategy, "batch": batch, "fixed": f, "per_call": q})
+            rows.append({"strategy": strategy, "batch": batch, before: f, after: q})
     print(json.dumps({"identical": same, "rows": rows}))
 
 
