@@ -1,3 +1,5 @@
+import contextlib
+import fcntl
 import itertools
 import os
 
@@ -49,23 +51,43 @@ def rng():
     return np.random.default_rng(0)
 
 
+@contextlib.contextmanager
+def built_once(name, tmp_path_factory):
+    """A folder that one run builds once, however many pytest-xdist workers ask for it: the
+    first builds it under an ``flock``, the others wait, then find it done. Yields ``(folder,
+    done)``; the caller builds it when not ``done``."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the run's folder, shared by its workers
+    folder = base / name
+    with open(base / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = (folder / ".built").exists()
+        yield folder, done
+        (folder / ".built").touch()
+
+
 @pytest.fixture(scope="session")
 def tiny_exports(tmp_path_factory):
     """One untrained tiny Transformer translator exported once per run in every format the
     runners and the server read: ``onnx`` (beam 2), ``savedmodel`` (beam 2) and ``litert``
-    (batch 2, sources of 32 ids, float32 and int8). Returns ``(model, root)``."""
+    (batch 2, sources of 32 ids, float32 and int8). Returns ``(model, root)``; a worker that
+    did not build them gets the model saved beside them."""
     from zoo.data import SentencePieceTokenizer, anki_spa_eng_pairs
     from zoo.export import export
     from zoo.models import Translator
 
-    pairs = anki_spa_eng_pairs(limit=300)
-    tok = SentencePieceTokenizer.train([s for p in pairs for s in p], vocab_size=200)
-    keras.utils.set_random_seed(1234)
-    model = Translator.from_preset("transformer_tiny", tokenizer=tok, max_target_length=6,
-                                   dim=16, ff_dim=32, num_heads=2)
-    root = tmp_path_factory.mktemp("exports")
-    export(model, str(root / "onnx"), "onnx", beam_size=2)
-    export(model, str(root / "savedmodel"), "savedmodel", beam_size=2)
-    export(model, str(root / "litert"), "litert", batch_size=2, max_source_length=32,
-           quantizations=["float32", "int8"])
-    return model, root
+    with built_once("tiny_exports", tmp_path_factory) as (root, done):
+        if done:
+            return Translator.load(str(root / "model")), root
+        pairs = anki_spa_eng_pairs(limit=300)
+        tok = SentencePieceTokenizer.train([s for p in pairs for s in p], vocab_size=200)
+        keras.utils.set_random_seed(1234)
+        model = Translator.from_preset("transformer_tiny", tokenizer=tok, max_target_length=6,
+                                       dim=16, ff_dim=32, num_heads=2)
+        model.save(str(root / "model"))
+        export(model, str(root / "onnx"), "onnx", beam_size=2)
+        export(model, str(root / "savedmodel"), "savedmodel", beam_size=2)
+        export(model, str(root / "litert"), "litert", batch_size=2, max_source_length=32,
+               quantizations=["float32", "int8"])
+        return model, root

@@ -56,6 +56,10 @@ def _complete_checkpoints(ckpt_dir):
     return steps
 
 
+# Five training processes, about a minute: with `pytest -m slow`. The default run keeps a
+# resume after Ctrl-C (below), a streamed and a fine-tuning resume, and the killed-writer
+# debris checks of tests/test_bounds_and_messages.py.
+@pytest.mark.slow
 def test_killed_at_random_moments_resumes_to_the_uninterrupted_weights(tmp_path):
     """SIGKILL mid-step (at a random batch and delay), SIGKILL mid-checkpoint, and
     SIGTERM (which saves and stops) — each followed by a resume — end with exactly the
