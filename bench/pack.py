@@ -50,10 +50,13 @@ def score(task, hyps, pairs, train_refs=None):
 
 def pack(name, run_dir, test_pairs, task, train_refs=None, out=OUT):
     import zoo.models
-    from zoo.models import hub
+    from zoo.models import hub, presets
 
     model = zoo.models.load(run_dir)
     info = (model._meta or {}).get("training", {})
+    if model.decoder.copy:  # a decoding-only setting: the preset's now, without retraining
+        model.copy_whole_words = presets.get_preset(model.preset).get("copy_whole_words",
+                                                                      False)
     sources = [s for s, _ in test_pairs]
     decoding = dict(model.task_spec.decoding)  # what zoo translate / summarize use
     hyps, tokens32, secs = decode(model, sources, decoding)
@@ -88,6 +91,7 @@ def pack(name, run_dir, test_pairs, task, train_refs=None, out=OUT):
     extra = {"scores": {**scores, "pairs": len(test_pairs), "decoding": decoding},
              "slice": {**spec, "score": slice_score},
              "float16_identical": f"{same}/{len(tokens32)}", "storage_note": note,
+             "copy_whole_words": model.copy_whole_words,
              "hardware": cpu(),
              "train_seconds": info.get("train_seconds"),
              "examples": [[s, h] for s, h in zip(sources[:6], hyps[:6])]}
@@ -97,11 +101,34 @@ def pack(name, run_dir, test_pairs, task, train_refs=None, out=OUT):
     card = card_text(name, task, info, extra, storage)
     meta = hub.save_checkpoint(model, staged, storage=storage, card=card,
                                extra={"extra": {"training": info, "card": extra}})
+    meta = keep_unchanged_weights(final, staged, meta)
     shutil.rmtree(final, ignore_errors=True)
     os.rename(staged, final)
     size = sum(os.path.getsize(os.path.join(final, f)) for f in os.listdir(final))
     print(f"{name}: packed into {final} ({size / 1e6:.1f} MB; {json.dumps(meta['checkpoint'])})")
     return extra
+
+
+def keep_unchanged_weights(final, staged, meta):
+    """Keeps the packed weight file when a re-pack holds the same arrays: ``np.savez``
+    stamps the time into the file, and git would store a new copy of unchanged weights."""
+    import numpy as np
+
+    from zoo.models import hub
+
+    old, new = (os.path.join(d, hub.WEIGHTS_FILE) for d in (final, staged))
+    if not os.path.isfile(old):
+        return meta
+    with np.load(old) as a, np.load(new) as b:
+        same = sorted(a.files) == sorted(b.files) and all(
+            a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]) for k in a.files)
+    if same:
+        shutil.copyfile(old, new)
+        meta["checkpoint"]["sha256"][hub.WEIGHTS_FILE] = hub.sha256(new)
+        with open(os.path.join(staged, "zoo.json"), "w") as f:
+            json.dump(meta, f, indent=2)
+    print(f"weights {'unchanged: the packed file is kept' if same else 'changed'}")
+    return meta
 
 
 def card_text(name, task, info, extra, storage):
@@ -130,7 +157,8 @@ def card_text(name, task, info, extra, storage):
                 "dialogues; the 500 dev dialogues for choices and scores.")
         measured = (f"ROUGE-1/2/L/Lsum {s['rouge1']} / {s['rouge2']} / {s['rougeL']} / "
                     f"{s['rougeLsum']} (rouge-score, stemmed) on the {s['pairs']} dev "
-                    f"dialogues, the task's default decoding ({_decoding(s['decoding'])}, "
+                    f"dialogues, the task's default decoding ({_decoding(s['decoding'])}"
+                    f"{', whole-word copying' if extra['copy_whole_words'] else ''}, "
                     f"chosen on these dev dialogues: docs/RESULTS.md); invented words {s['invented_words']} %, malformed speaker tags "
                     f"{s['malformed_tags']} % (zoo.metrics.readability)")
         limits = ("Everyday two-party dialogues in English with #Person1#-style speaker "

@@ -2,7 +2,8 @@
 
 ``class`` names the task's model class (``zoo.models.REGISTRY``); ``config`` holds the encoder
 and decoder configs without the vocabulary size (it comes from the tokenizer); ``train`` holds
-the training defaults of ``zoo train``. ``Model.from_preset(name, tokenizer, **overrides)``
+the training defaults of ``zoo train``; a copying preset may set ``copy_whole_words``
+(``Seq2Seq``'s argument). ``Model.from_preset(name, tokenizer, **overrides)``
 builds one; ``register(name, preset)`` adds a preset (a new task adds its own).
 """
 
@@ -122,6 +123,7 @@ def _pointer_generator(embedding_dim, units, attention_units, output_dim, dropou
 PRESETS.update({
     "pointer_generator": {
         "class": "Summarizer",
+        "copy_whole_words": True,
         "description": "pointer-generator with coverage (See et al. 2017): bi-LSTM encoder, "
                        "LSTM decoder with coverage attention and a copy distribution; "
                        "128/256 units",
@@ -133,6 +135,7 @@ PRESETS.update({
     },
     "pointer_generator_small": {
         "class": "Summarizer",
+        "copy_whole_words": True,
         "description": "pointer-generator with coverage sized for a few CPU minutes "
                        "(96/128 units); the default of `zoo train summarizer`",
         "config": _pointer_generator(96, 128, 128, 128, 0.1),
@@ -143,6 +146,7 @@ PRESETS.update({
     },
     "pointer_generator_tiny": {
         "class": "Summarizer",
+        "copy_whole_words": True,
         "description": "tiny pointer-generator with coverage for tests and examples "
                        "(32/48 units)",
         "config": _pointer_generator(32, 48, 48, None, 0.0),
@@ -153,6 +157,7 @@ PRESETS.update({
     },
     "transformer_summarizer": {
         "class": "Summarizer",
+        "copy_whole_words": True,
         "description": "Transformer summarizer, 3+3 layers, d=256, 4 heads, ffn 1024, with a "
                        "copy distribution over the last cross-attention",
         "config": _transformer(256, 3, 4, 1024, 0.1, tie_embeddings=True, copy=True),
