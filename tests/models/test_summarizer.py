@@ -66,6 +66,7 @@ def test_copying_step_equals_teacher_forcing(preset):
         "encoder": {"dim": 16, "num_layers": 1, "num_heads": 2, "ff_dim": 16},
         "decoder": {"dim": 16, "num_layers": 1, "num_heads": 2, "ff_dim": 16}}
     model = Summarizer.from_preset(preset, vocab_size=30, **kw)
+    assert not model.copy_whole_words  # no tokenizer: no pieces to tell words by
     src = np.array([[5, 6, 7, 3, 0], [8, 9, 9, 7, 3]], "int32")
     tgt = np.array([[2, 5, 6, 7], [2, 9, 8, 7]], "int32")
     full = model.forward(src, tgt)

@@ -7,52 +7,68 @@ import pytest
 from zoo.inputs import EOS_ID, SPECIAL_IDS
 from zoo.models import whole_words
 
-# A vocabulary read by hand: 4 and 5 continue "▁spec" (-> "▁spec ial ist"), 7 is "ly".
-PIECES = ["<pad>", "<s>", "</s>", "▁spec", "ial", "ist", "▁special", "ly", "▁a", ","]
-STARTS = whole_words.word_starts(PIECES)
+# A vocabulary read by hand: 4 and 5 continue "▁spec" (-> "▁spec ial ist"), 7 is "ly", 12 a tag.
+PIECES = ["<pad>", "<s>", "</s>", "▁spec", "ial", "ist", "▁special", "ly", "▁a", ",", "'", "s",
+          "#P#"]
+KINDS = whole_words.piece_kinds(PIECES, {"#P#"})
 SOURCE = np.array([[3, 4, 5, 8, 2, 0]], "int32")  # "▁spec ial ist ▁a </s>" + padding
-CONTINUATIONS = {4, 5, 7}
+CONTINUATIONS = {4, 5, 7, 11}
 
 
-def _step(token, match):
-    match, banned = whole_words.step(np.array([token], "int32"), match, SOURCE, STARTS)
-    return np.asarray(match), set(np.flatnonzero(np.asarray(banned)[0]).tolist())
+def _step(token, state, source=SOURCE):
+    state, banned = whole_words.step(np.array([token], "int32"), state, source, KINDS)
+    return state, set(np.flatnonzero(np.asarray(banned)[0]).tolist())
 
 
-def test_word_starts_are_pieces_that_do_not_begin_with_a_letter_or_digit():
-    assert np.flatnonzero(~STARTS).tolist() == [4, 5, 7]
-    assert whole_words.word_starts(["#Person1#", "'s", "▁", "12", "é"]).tolist() == [
-        True, True, True, False, False]
+def _start(source=SOURCE):
+    return whole_words.initial(source > 0)
+
+
+def test_piece_kinds_read_the_first_and_last_characters():
+    starts, opens, wordy, ends = KINDS
+    assert np.flatnonzero(~starts).tolist() == sorted(CONTINUATIONS)
+    assert np.flatnonzero(~opens).tolist() == [0, 1, 2, 9, 10, 12]  # <pad> ... , ' #P#
+    assert np.flatnonzero(~wordy).tolist() == [9, 10]
+    assert np.flatnonzero(~ends).tolist() == sorted(CONTINUATIONS | {12})
 
 
 def test_a_copied_word_is_finished_from_its_source_word():
-    match = np.zeros(SOURCE.shape, bool)
-    match, banned = _step(3, match)  # "▁spec": a word of one piece may end here
-    assert match.tolist() == [[True, False, False, False, False, False]]
-    assert banned == {5, 7}  # only "ial" continues it
-    match, banned = _step(4, match)  # "▁spec ial": half a word, "ist" must follow
-    assert match.tolist() == [[False, True, False, False, False, False]]
-    assert banned == set(range(len(PIECES))) - {5}
-    match, banned = _step(5, match)  # "▁spec ial ist": the source word ends; no continuation
-    assert match[0, 2] and banned == CONTINUATIONS
+    state, banned = _step(3, _start())  # "▁spec": a word of one piece may end here
+    assert np.asarray(state["match"]).tolist() == [[True, False, False, False, False, False]]
+    assert banned == CONTINUATIONS - {4} | {12}  # only "ial" continues it; no tag glued on
+    state, banned = _step(4, state)  # "▁spec ial": half a word, "ist" must follow
+    assert np.asarray(state["match"])[0, 1] and banned == set(range(len(PIECES))) - {5}
+    state, banned = _step(5, state)  # "▁spec ial ist": the source word ends; no continuation
+    assert np.asarray(state["match"])[0, 2] and banned == CONTINUATIONS | {12}
 
 
 def test_words_that_match_no_source_word_are_free():
-    match = np.zeros(SOURCE.shape, bool)
-    for token in (6, 7, 9):  # "▁special ly ,": not in the source
-        match, banned = _step(token, match)
-        assert not match.any() and banned == set()
-    match, banned = _step(0, match)  # a finished row's padding matches nothing
-    assert not match.any() and banned == set()
+    state = _start()
+    for token in (6, 7, 9, 0):  # "▁special ly ," then a finished row's padding
+        state, banned = _step(token, state)
+        assert not np.asarray(state["match"]).any() and banned == set()
+
+
+def test_a_piece_after_punctuation_or_a_tag_begins_a_new_word():
+    source = np.array([[12, 10, 8, 2, 0, 0]], "int32")  # "#P# ' ▁a </s>": no "'s" in it
+    state, banned = _step(12, _start(source), source)  # the tag matches, but is closed
+    assert np.asarray(state["match"])[0, 0] and not np.asarray(state["open"])[0]
+    assert banned == set()
+    state, banned = _step(10, state, source)  # "'" is no word: "s" may follow
+    assert not np.asarray(state["match"]).any() and banned == set()
+    state, banned = _step(11, state, source)  # "s" begins a word that is in no source
+    assert banned == set()
 
 
 def _words(ids, pieces):
-    """The output as words, each a list of ids: a word-start piece begins a new one."""
-    out = []
+    """The output as words, each a list of ids: a piece that does not continue the one
+    before (see zoo.models.whole_words) begins a new one."""
+    out, prev = [], ""
     for i in ids:
-        if not pieces[i][:1].isalnum() or not out:
+        if not pieces[i][:1].isalnum() or not prev[-1:].isalnum():
             out.append([])
         out[-1].append(i)
+        prev = pieces[i]
     return out
 
 
@@ -120,7 +136,7 @@ def test_exports_copy_whole_words_inside_their_step(model, tmp_path):
 
     m, dialogues = model
     manifest = export(m, str(tmp_path / "onnx"), "onnx", beam_size=2, length_penalty=0.6)
-    assert "words" in [s["name"] for s in manifest["state"]]
+    assert {"words__match", "words__open"} <= {s["name"] for s in manifest["state"]}
     runner = load_export(str(tmp_path / "onnx"))
     ids = m.encode_texts(dialogues).numpy()
     for rows in (ids, ids[:1]):  # the compacting loop and the one row's masked loop

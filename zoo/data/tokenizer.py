@@ -227,6 +227,15 @@ class SentencePieceTokenizer:
     def id_to_piece(self, ids):
         return [self.processor.id_to_piece(int(i)) for i in ids]
 
+    def user_symbols(self) -> set:
+        """The user-defined pieces (speaker tags, the turn separator): always whole."""
+        from sentencepiece import sentencepiece_model_pb2 as pb
+
+        proto = pb.ModelProto()
+        proto.ParseFromString(self.model)
+        user = pb.ModelProto.SentencePiece.USER_DEFINED
+        return {p.piece for p in proto.pieces if p.type == user}
+
     # ------------------------------------------------------------------ files
     def save(self, path: str) -> str:
         """Writes the ``.model`` file (readable by ``sentencepiece`` and tensorflow-text)."""

@@ -35,7 +35,7 @@ _LEGACY_META = "translator.json"
 class _FunctionCache:
     def __init__(self):
         self.functions = {}
-        self.word_starts = {}  # by tokenizer: whole_words.word_starts of its vocabulary
+        self.piece_kinds = {}  # by tokenizer: whole_words.piece_kinds of its vocabulary
 
 
 class ModelFileError(ValueError):
@@ -49,6 +49,13 @@ def _network(obj, role):
         return zoo.layers.NETWORKS.get(obj)
     raise ValueError(f"{role} must be a layer or a config dict with 'class_name' (one of "
                      f"{', '.join(zoo.layers.NETWORKS.names())}), got {type(obj).__name__}")
+
+
+def _whole_words_default(preset, decoder, tokenizer):
+    """A preset's ``copy_whole_words``, where it can apply: a copying decoder, and a tokenizer
+    whose pieces tell where words end (a model of ids only has none)."""
+    return bool(preset.get("copy_whole_words", False) and decoder["config"].get("copy")
+                and tokenizer is not None)
 
 
 def _options(net_config):
@@ -178,7 +185,8 @@ class Seq2Seq(keras.Model):
             decoder: Overrides for the decoder config only.
             share_embeddings: One embedding for the encoder and the decoder (needs one
                 vocabulary: a single tokenizer, or equal sizes).
-            copy_whole_words: See the class (default: the preset's ``copy_whole_words``).
+            copy_whole_words: See the class (default: the preset's ``copy_whole_words`` when
+                the decoder copies and a tokenizer is given).
             **overrides: Values for keys of the encoder/decoder configs (applied to every
                 network that has the key), e.g. ``attention="coverage"``, ``dropout=0.2``.
 
@@ -222,7 +230,7 @@ class Seq2Seq(keras.Model):
         model = preset_cls(encoder=enc, decoder=dec, max_target_length=max_target_length,
                            max_source_length=max_source_length, preset=name, dtype=dtype,
                            share_embeddings=share_embeddings,
-                           copy_whole_words=preset.get("copy_whole_words", False)
+                           copy_whole_words=_whole_words_default(preset, dec, tokenizer)
                            if copy_whole_words is None else copy_whole_words)
         model.source_tokenizer, model.target_tokenizer = tokenizer, target_tokenizer
         return model
@@ -323,7 +331,7 @@ class Seq2Seq(keras.Model):
                                            growing=growing)
         if not self.copy_whole_words:
             return state
-        return {"decoder": state, "words": ops.zeros_like(encoded["mask"], "bool")}
+        return {"decoder": state, "words": whole_words.initial(encoded["mask"])}
 
     def decode_step(self, token_ids, state, memory, training=False):
         """One step: ``(logits (batch, V) float32, state, weights (batch, S))``."""
@@ -331,22 +339,23 @@ class Seq2Seq(keras.Model):
             return self.decoder.step(token_ids, state, memory, training=training)
         logits, inner, weights = self.decoder.step(token_ids, state["decoder"], memory,
                                                    training=training)
-        match, banned = whole_words.step(token_ids, state["words"], memory["source_ids"],
-                                         self._word_starts())
+        words, banned = whole_words.step(token_ids, state["words"], memory["source_ids"],
+                                         self._piece_kinds())
         logits = ops.where(banned, whole_words.BANNED, logits)
-        return logits, {"decoder": inner, "words": match}, weights
+        return logits, {"decoder": inner, "words": words}, weights
 
-    def _word_starts(self):
-        """The target vocabulary's word-start pieces (a graph constant)."""
+    def _piece_kinds(self):
+        """The target vocabulary's ``whole_words.piece_kinds`` (a graph constant)."""
         if self.target_tokenizer is None:
             raise ValueError("copy_whole_words needs the target tokenizer: build with "
                              "from_preset(..., tokenizer=...) or load with .load(dir)")
         tok = self.target_tokenizer
-        starts = self._compiled.word_starts.get(id(tok))
-        if starts is None:
-            starts = whole_words.word_starts(tok.id_to_piece(range(tok.vocab_size)))
-            self._compiled.word_starts = {id(tok): starts}
-        return ops.convert_to_tensor(starts)
+        kinds = self._compiled.piece_kinds.get(id(tok))
+        if kinds is None:
+            kinds = whole_words.piece_kinds(tok.id_to_piece(range(tok.vocab_size)),
+                                            tok.user_symbols())
+            self._compiled.piece_kinds = {id(tok): kinds}
+        return ops.convert_to_tensor(kinds)
 
     def decode(self, source_ids, strategy, max_length, min_length=0):
         """The decoding graph, written once: encode -> memory and state -> ``strategy``.

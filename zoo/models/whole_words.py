@@ -5,11 +5,18 @@ pieces of one source word and go on with pieces of another ("specia" + "ist" -> 
 While the word being written matches the start of one or more source words, this constraint
 allows only the pieces that continue one of them, and lets the word end only where one of them
 ends (or where the word is a single piece, a word of the vocabulary). Words that match no source
-word are generated freely. A word is an alphanumeric run: a piece that does not start with a
-letter or digit (``▁``-pieces, punctuation, speaker tags, special tokens) starts a new one.
+word are generated freely.
 
-The state is one boolean per source position (``match``: the word so far ends there), carried
-in the decoder state, so beam search reorders it and every export runs it inside its step.
+A word is a run of letters and digits. A piece continues the word before it when it starts with
+a letter or digit (no ``▁``) and the piece before it ended with one; anything else ends the
+word: ``▁``-pieces, punctuation (``'s`` after a name), speaker tags and special tokens. Pieces
+without a letter or digit (``'``, ``.``) are no word at all. A copied word never has a speaker
+tag (a user-defined piece) glued to its end ("Pa#Person1#"): in the source a space comes
+between them.
+
+The state, carried in the decoder state (so beam search reorders it and every export runs it
+inside its step), is one boolean per source position (``match``: the word so far ends there)
+and one per row (``open``: the last piece ended with a letter or digit).
 """
 
 import numpy as np
@@ -19,38 +26,57 @@ from keras import ops
 BANNED = -1e4
 
 
-def word_starts(pieces):
-    """``(V,)`` bool: which vocabulary pieces start a word (see the module docstring).
+def piece_kinds(pieces, symbols=()):
+    """``(4, V)`` bool rows, by piece: *starts* (its first character is no letter or digit,
+    so it never continues a word), *opens* (its last character is one: a word may go on
+    after it), *wordy* (it holds one at all) and *ends* (it may end a copied word: a start
+    that is not one of ``symbols``).
 
     Args:
         pieces: The vocabulary's pieces, by id (``SentencePieceTokenizer.id_to_piece``).
+        symbols: The user-defined pieces (speaker tags, the turn separator).
 
     Example:
-        >>> word_starts(["<pad>", "▁spec", "ial", "▁#Person1#", ":", "30"]).tolist()
-        [True, True, False, True, True, False]
+        >>> kinds = piece_kinds(["<pad>", "▁spec", "ial", "'s", "'", "#P1#"], {"#P1#"})
+        >>> kinds.astype(int).tolist()
+        [[1, 1, 0, 1, 1, 1], [0, 1, 1, 1, 0, 0], [1, 1, 1, 1, 0, 1], [1, 1, 0, 1, 1, 0]]
     """
-    return np.array([not (p[:1].isalnum()) for p in pieces], bool)
+    starts = [not p[:1].isalnum() for p in pieces]
+    return np.array([starts, [p[-1:].isalnum() for p in pieces],
+                     [any(c.isalnum() for c in p) for p in pieces],
+                     [s and p not in symbols for s, p in zip(starts, pieces)]], bool)
 
 
-def step(token_ids, match, source_ids, starts):
+def initial(memory_mask):
+    """The state before the first piece: no word, nothing open. ``memory_mask``: (b, S)."""
+    match = ops.zeros_like(memory_mask, "bool")
+    return {"match": match, "open": ops.any(match, axis=1)}
+
+
+def step(token_ids, state, source_ids, kinds):
     """Follows the word being written by one piece and bans what would break it.
 
     Args:
         token_ids: ``(batch,)`` int32, the piece just written (the step's input).
-        match: ``(batch, S)`` bool, source positions where the word before it ended.
+        state: ``{"match": (batch, S) bool, "open": (batch,) bool}`` before it.
         source_ids: ``(batch, S)`` int32, the source pieces (0 = padding).
-        starts: ``(V,)`` bool, :func:`word_starts`.
+        kinds: ``(4, V)`` bool, :func:`piece_kinds`.
 
     Returns:
-        ``(match (batch, S) bool, banned (batch, V) bool)``: where the word now ends in the
-        source, and the pieces the next step may not write.
+        ``(state, banned (batch, V) bool)``: the state after the piece, and the pieces the
+        next step may not write.
     """
+    starts, opens, wordy, ends = kinds[0], kinds[1], kinds[2], kinds[3]
     vocab = ops.shape(starts)[0]
-    begins = ops.take(starts, token_ids, axis=0)  # (b,) the piece starts a word
-    before = ops.concatenate([ops.zeros_like(match[:, :1]), match[:, :-1]], axis=1)
+    begins = ops.logical_or(ops.take(starts, token_ids, axis=0),
+                            ops.logical_not(state["open"]))  # (b,) a new word
+    before = ops.concatenate([ops.zeros_like(state["match"][:, :1]),
+                              state["match"][:, :-1]], axis=1)
     same = ops.logical_and(ops.equal(source_ids, ops.expand_dims(token_ids, -1)),
-                           ops.not_equal(source_ids, 0))  # a finished row's padding
+                           ops.not_equal(source_ids, 0))  # not a finished row's padding
     match = ops.logical_and(same, ops.logical_or(ops.expand_dims(begins, -1), before))
+    match = ops.logical_and(match, ops.expand_dims(ops.take(wordy, token_ids, axis=0), -1))
+    is_open = ops.take(opens, token_ids, axis=0)  # the word may go on after this piece
     following = ops.concatenate([source_ids[:, 1:], ops.zeros_like(source_ids[:, :1])], 1)
     ends_there = ops.take(starts, following, axis=0)  # padding (id 0) is a special piece
     can_end = ops.logical_or(begins, ops.any(ops.logical_and(match, ends_there), axis=1))
@@ -62,7 +88,8 @@ def step(token_ids, match, source_ids, starts):
                            num_segments=ops.shape(source_ids)[0] * vocab)
     allowed = ops.greater(ops.reshape(hits, (-1, vocab)), 0.0)
     continues = ops.logical_not(ops.expand_dims(starts, 0))  # (1, V)
-    banned = ops.where(continues, ops.logical_not(allowed),
-                       ops.logical_not(ops.expand_dims(can_end, -1)))
-    copying = ops.expand_dims(ops.any(match, axis=1), -1)  # rows writing a source word
-    return match, ops.logical_and(copying, banned)
+    may_end = ops.logical_and(ops.expand_dims(can_end, -1), ops.expand_dims(ends, 0))
+    banned = ops.where(continues, ops.logical_not(allowed), ops.logical_not(may_end))
+    copying = ops.logical_and(ops.any(match, axis=1), is_open)  # an open word from the source
+    return ({"match": match, "open": is_open},
+            ops.logical_and(ops.expand_dims(copying, -1), banned))
