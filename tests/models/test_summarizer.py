@@ -252,6 +252,7 @@ def test_summarizer_saves_and_reloads(copy_task, tmp_path):
 
 def test_summarizer_exports_identical_outputs_in_every_format(copy_task, tmp_path):
     model = copy_task[0][True]
+    assert model.copy_whole_words and not copy_task[0][False].copy_whole_words
     texts = copy_task[2] + copy_task[1][:4]
     greedy = model.summarize(texts, strategy="greedy", no_repeat_ngram_size=2)
     beam = model.summarize(texts, strategy="beam", beam_size=2, length_penalty=0.6,
@@ -262,6 +263,8 @@ def test_summarizer_exports_identical_outputs_in_every_format(copy_task, tmp_pat
         assert manifest["task"] == "summarization"
         assert manifest["decoding"]["no_repeat_ngram_size"] == 2
         assert "memory__source_ids" in [m["name"] for m in manifest["memory"]]
+        # Whole-word copying (on in the copying presets) rides in the exported state.
+        assert {"words__match", "words__open"} <= {s["name"] for s in manifest["state"]}
         runner = load_export(str(tmp_path / fmt))
         assert runner.generate_text(texts) == greedy, fmt
         if fmt == "onnx":  # a server's process: no TensorFlow, the same summaries

@@ -1,5 +1,7 @@
 """Whole-word copying (zoo.models.whole_words): hand-read masks, then a decoding model whose
-every output obeys the rule, in Keras and in its ONNX export."""
+every output obeys the rule. The exports run it too: the copying summarizer of
+tests/models/test_summarizer.py has it on and gives Keras's summaries in SavedModel, ONNX and
+LiteRT."""
 
 import numpy as np
 import pytest
@@ -126,21 +128,3 @@ def test_copy_whole_words_needs_a_copying_decoder():
 
     with pytest.raises(ValueError, match="copy_whole_words needs a copying decoder"):
         Translator.from_preset("transformer_tiny", vocab_size=50, copy_whole_words=True)
-
-
-def test_exports_copy_whole_words_inside_their_step(model, tmp_path):
-    """The rule's state rides in the decoder state, so an export runs it with no code of
-    its own: ONNX gives Keras's summaries, greedy (both loops) and beam."""
-    from zoo.export import export
-    from zoo.serving import load as load_export
-
-    m, dialogues = model
-    manifest = export(m, str(tmp_path / "onnx"), "onnx", beam_size=2, length_penalty=0.6)
-    assert {"words__match", "words__open"} <= {s["name"] for s in manifest["state"]}
-    runner = load_export(str(tmp_path / "onnx"))
-    ids = m.encode_texts(dialogues).numpy()
-    for rows in (ids, ids[:1]):  # the compacting loop and the one row's masked loop
-        want = np.asarray(m.generate(rows, "greedy").tokens)[:, 0]
-        np.testing.assert_array_equal(runner.generate(rows, "greedy")["tokens"], want)
-    want = np.asarray(m.generate(ids, "beam", beam_size=2, length_penalty=0.6).tokens)[:, 0]
-    np.testing.assert_array_equal(runner.generate(ids, "beam")["tokens"], want)
