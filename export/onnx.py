@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 from typing import Optional
 
+from zoo.export import onnx_handlers
 from zoo.export.core import ExportCore
 from zoo.export.onnx_passes import optimize
 
@@ -38,7 +39,9 @@ OPSET = 17
 def _convert(fn, signature, path, opset):
     import tf2onnx
 
-    model_proto, _ = tf2onnx.convert.from_function(fn, input_signature=signature, opset=opset)
+    handlers = onnx_handlers.HANDLERS if opset >= onnx_handlers.MIN_OPSET else None
+    model_proto, _ = tf2onnx.convert.from_function(fn, input_signature=signature, opset=opset,
+                                                   custom_op_handlers=handlers)
     optimize(model_proto, opset)
     with open(path, "wb") as f:
         f.write(model_proto.SerializeToString())
