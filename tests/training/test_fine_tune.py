@@ -120,3 +120,19 @@ def test_a_resumed_run_reports_every_epoch(base, tmp_path):
     _, _, info = _fine_tune(base, out=str(tmp_path / "r"), epochs=3, resume=True, **kw)
     assert len(info["history"]["loss"]) == 3 and len(info["history"]["val_loss"]) == 3
     assert info["history"]["loss"][0] == first["history"]["loss"][0]
+
+
+def test_a_frozen_encoder_stays_frozen_when_loaded(base, tmp_path):
+    """The saved model trains (and restores its optimizer) as it was saved: Keras passes a
+    network's frozen flag from its config to the network only, not to its sublayers."""
+    import warnings
+
+    model, _, _ = _fine_tune(base, out=str(tmp_path / "ft"), freeze=["encoder"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = zoo.models.load(str(tmp_path / "ft"))
+    assert not [w for w in caught if "Skipping variable loading" in str(w.message)]
+    assert not loaded.encoder.trainable and loaded.encoder.weights
+    assert ({w.path for w in loaded.trainable_weights}
+            == {w.path for w in model.trainable_weights})
+    assert not any("encoder" in w.path for w in loaded.trainable_weights)

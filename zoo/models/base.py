@@ -108,6 +108,7 @@ class Seq2Seq(keras.Model):
         super().__init__(**kwargs)
         self.encoder = _network(encoder, "encoder")
         self.decoder = _network(decoder, "decoder")
+        self._refreeze()
         if not isinstance(self.decoder, zoo.layers.Decoder):
             raise TypeError(f"decoder must be a zoo.layers.Decoder, got "
                             f"{type(self.decoder).__name__}")
@@ -251,7 +252,17 @@ class Seq2Seq(keras.Model):
         dim = self.encoder.output_dim
         self.decoder.build((None, None), {"outputs": (None, None, dim), "mask": (None, None),
                                           "final": (None, dim)})
+        self._refreeze()  # the sublayers and variables that build made
         self.built = True
+
+    def _refreeze(self):
+        """Passes a frozen network's flag (from its config: a fine-tuned model that froze it)
+        down to its sublayers and variables, so that a loaded model trains, and restores its
+        optimizer, as it was saved. Keras skips setting an unchanged value: hence the two."""
+        for net in (self.encoder, self.decoder):
+            if not net.trainable:
+                net.trainable = True
+                net.trainable = False
 
     # ------------------------------------------------------------------ endpoints
     def call(self, inputs, training=None):
