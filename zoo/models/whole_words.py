@@ -22,6 +22,8 @@ and one per row (``open``: the last piece ended with a letter or digit).
 import numpy as np
 from keras import ops
 
+from zoo.layers.base import scatter_onto_vocabulary
+
 #: What banned pieces get added: far below any log-probability, finite in float16 too.
 BANNED = -1e4
 
@@ -81,12 +83,9 @@ def step(token_ids, state, source_ids, kinds):
     ends_there = ops.take(starts, following, axis=0)  # padding (id 0) is a special piece
     can_end = ops.logical_or(begins, ops.any(ops.logical_and(match, ends_there), axis=1))
     goes_on = ops.cast(ops.logical_and(match, ops.logical_not(ends_there)), "float32")
-    # The pieces that continue a matching source word, scattered onto the vocabulary.
-    rows = ops.expand_dims(ops.arange(ops.shape(source_ids)[0], dtype="int32") * vocab, -1)
-    hits = ops.segment_sum(ops.reshape(goes_on, (-1,)),
-                           ops.reshape(following + rows, (-1,)),
-                           num_segments=ops.shape(source_ids)[0] * vocab)
-    allowed = ops.greater(ops.reshape(hits, (-1, vocab)), 0.0)
+    # The pieces that continue a matching source word, put onto the vocabulary the way the
+    # copy distribution puts its attention there.
+    allowed = ops.greater(scatter_onto_vocabulary(goes_on, following, vocab), 0.0)
     continues = ops.logical_not(ops.expand_dims(starts, 0))  # (1, V)
     may_end = ops.logical_and(ops.expand_dims(can_end, -1), ops.expand_dims(ends, 0))
     banned = ops.where(continues, ops.logical_not(allowed), ops.logical_not(may_end))
