@@ -362,15 +362,14 @@ def _compacting_unless_one(choose, step_fn, state, memory, b, memory_length, *ar
     graph runs (an export), both are in the graph side by side, each told by ``run`` whether
     to take any step, and ``where`` picks the outputs of the one that ran (inside the
     branches of a conditional, onnxruntime ran the compacting loop slower)."""
-    compacted = _Compacted(b, memory_length)
     if isinstance(b, numbers.Integral):
-        rows = _Masked() if b == 1 else compacted
+        rows = _Masked() if b == 1 else _Compacted(b, memory_length)
         return _greedy_loop(rows, choose, step_fn, state, memory, b, memory_length, *args,
                             limit=limit)
     one = ops.equal(b, 1)
     masked = _greedy_loop(_Masked(), choose, step_fn, state, memory, b, memory_length, *args,
                           limit=limit, run=one)
-    shrunk = _greedy_loop(compacted, choose, step_fn, state, memory, b, memory_length, *args,
+    shrunk = _greedy_loop(_Compacted(b, memory_length), choose, step_fn, state, memory, b, memory_length, *args,
                           limit=limit, run=ops.logical_not(one))
     return tuple(ops.where(one, m, c) for m, c in zip(masked, shrunk))
 
