@@ -126,14 +126,14 @@ class Attention(keras.layers.Layer):
 
     # ------------------------------------------------------------------ public API
     def call(self, query, value, key=None, query_mask=None, value_mask=None, key_mask=None,
-             attention_mask=None, use_causal_mask=False, training=None):
+             attention_mask=None, use_causal_mask=False, training=None, score_bias=None):
         """Returns the context ``(batch, Tq, dim_out)``; see ``attend`` for the arguments."""
         context, _ = self._attend(query, value, key, query_mask, value_mask, key_mask,
-                                  attention_mask, use_causal_mask, training)
+                                  attention_mask, use_causal_mask, training, score_bias)
         return context
 
     def attend(self, query, value, key=None, query_mask=None, value_mask=None, key_mask=None,
-               attention_mask=None, use_causal_mask=False, training=None):
+               attention_mask=None, use_causal_mask=False, training=None, score_bias=None):
         """Attends ``query`` over ``value`` and returns the context and the weights.
 
         Args:
@@ -149,13 +149,17 @@ class Attention(keras.layers.Layer):
             attention_mask: ``(batch, Tq, Tv)`` bool, further positions to hide.
             use_causal_mask: Hide memory positions after the query's own (self-attention).
             training: Enables dropout (and, for ``monotonic``, the soft expected alignment).
+            score_bias: Added to the raw scores before the normalisation, broadcastable to
+                them (``(1, heads, Tq, Tv)`` for ``multi_head``): e.g. T5's relative
+                position bias (:class:`zoo.layers.RelativePositionBias`). A ``step`` takes
+                it as the memory's ``"bias"`` entry.
 
         Returns:
             ``(context, weights)``: context ``(batch, Tq, dim_out)``; weights
             ``(batch, Tq, Tv)``, or ``(batch, heads, Tq, Tv)`` for ``multi_head``.
         """
         return self._attend(query, value, key, query_mask, value_mask, key_mask,
-                            attention_mask, use_causal_mask, training)
+                            attention_mask, use_causal_mask, training, score_bias)
 
     def prepare(self, value, key=None, value_mask=None, key_mask=None) -> Dict[str, Any]:
         """Projects the memory once, for many ``step`` calls.
@@ -207,7 +211,8 @@ class Attention(keras.layers.Layer):
             query: ``(batch, dim_q)``.
             memory: The dict returned by ``prepare``. Its ``"mask"`` may be None where
                 every key is visible (a decoder's cache that holds real positions only):
-                the step then applies no mask.
+                the step then applies no mask. An optional ``"bias"`` is added to the
+                scores (``attend``'s ``score_bias``).
             state: The dict returned by ``initial_state`` or the previous ``step``.
             query_mask: ``(batch,)`` bool or None; where False the step attends to nothing and
                 the state is carried over unchanged.
@@ -234,7 +239,7 @@ class Attention(keras.layers.Layer):
 
     # ------------------------------------------------------------------ the shared pipeline
     def _attend(self, query, value, key, query_mask, value_mask, key_mask, attention_mask,
-                use_causal_mask, training):
+                use_causal_mask, training, score_bias=None):
         query_mask = _keras_mask(query) if query_mask is None else query_mask
         value_mask = _keras_mask(value) if value_mask is None else value_mask
         if key is not None and key_mask is None:
@@ -263,6 +268,11 @@ class Attention(keras.layers.Layer):
             mask = causal(mask, ops.shape(query)[1], ops.shape(value)[1])
         memory = self._prepare(key, value)
         memory["mask"] = memory_mask
+        if score_bias is not None:
+            if self.has_state:
+                raise ValueError(f"{self._label()}: score_bias needs a stateless attention "
+                                 f"(the scores of all queries at once)")
+            memory["bias"] = score_bias
         context, weights = self._attend_sequence(query, memory, mask, query_mask, training)
         if training:
             loss = self.weights_loss(weights, query_mask)
@@ -307,6 +317,8 @@ class Attention(keras.layers.Layer):
         """Scores, normalises, sums: query (batch, Tq, dq), mask broadcastable to
         (batch, Tq, Tv), query_mask (batch, Tq) or None. Returns context, weights, state."""
         scores = self._score(query, memory, state)  # (batch, Tq, Tv) | (batch, H, Tq, Tv)
+        if memory.get("bias") is not None:
+            scores = scores + ops.cast(memory["bias"], scores.dtype)
         weights, dropped = self._weigh(scores, mask, query_mask, query, memory, state, training)
         context = self._combine(dropped, memory)  # (batch, Tq, dim_out)
         if query_mask is not None:

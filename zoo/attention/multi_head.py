@@ -243,7 +243,7 @@ class MultiHeadAttention(Attention):
         return _project(self.output_dense, ops.transpose(heads, (0, 2, 1, 3)))
 
     def attend_packed(self, query, value, query_rows, value_rows, use_causal_mask=False,
-                      training=None):
+                      training=None, score_bias=None):
         """:meth:`attend` on packed rows: the four projections run at real positions only.
 
         Only the products between positions (scores, weighted sum) see the padded layout.
@@ -257,6 +257,7 @@ class MultiHeadAttention(Attention):
             value_rows: :class:`~zoo.attention.PackedRows` of the memory mask.
             use_causal_mask: Hide memory positions after the query's own.
             training: Enables dropout.
+            score_bias: As :meth:`attend`'s, ``(1, heads, Tq, Tv)``.
 
         Returns:
             ``(context, weights)``: context ``(Nq, dim_out)`` packed like ``query``; weights
@@ -291,6 +292,8 @@ class MultiHeadAttention(Attention):
             mask = causal(mask, query_rows.length, value_rows.length)
         q = ops.transpose(query_rows.unpack(q), (0, 2, 1, 3))  # (batch, H, Tq, kd)
         scores = ops.matmul(q, memory["keys"])  # (batch, H, Tq, Tv)
+        if score_bias is not None:
+            scores = scores + ops.cast(score_bias, scores.dtype)
         weights, dropped = self._weigh(scores, mask, query_rows.mask, None, memory, {},
                                        training)
         heads = ops.matmul(dropped, memory["values"])  # (batch, H, Tq, vd)

@@ -87,6 +87,55 @@ class SentencePieceTokenizer:
                              f"{specials}; zoo needs (0, 1, 2, 3): train it with "
                              f"SentencePieceTokenizer.train or pad_id=0 unk_id=1 bos_id=2 eos_id=3")
 
+    @classmethod
+    def from_foreign(cls, model: bytes, start: str = "pad"):
+        """A SentencePiece model with other special ids (T5's: pad 0, eos 1, unk 2, no bos),
+        laid out as zoo's: the same pieces, scores and normaliser, so the same segmentation,
+        with pad, unk, bos and eos moved to 0-3.
+
+        Args:
+            model: The serialized SentencePiece model.
+            start: The original special whose row the decoder starts from (zoo's bos):
+                ``"pad"`` for T5, ``"bos"`` where the model has one.
+
+        Returns:
+            ``(tokenizer, original_ids)``: ``original_ids[i]`` is the original id of zoo id
+            ``i``; an importer takes the embedding rows in this order.
+
+        Example:
+            >>> t5 = SentencePieceTokenizer.train(["a cat sat"] * 50, vocab_size=20)
+            >>> tok, ids = SentencePieceTokenizer.from_foreign(t5.model)
+            >>> ids[:4]   # already zoo's layout: pad, unk, bos (the pad row here), eos
+            [0, 1, 0, 3]
+        """
+        from sentencepiece import sentencepiece_model_pb2 as pb
+
+        proto = pb.ModelProto()
+        try:
+            proto.ParseFromString(bytes(model))
+        except Exception:  # protobuf's DecodeError has no stable import path
+            raise ValueError("not a valid SentencePiece model") from None
+        spec = proto.trainer_spec
+        old = {"pad": spec.pad_id, "unk": spec.unk_id, "bos": spec.bos_id, "eos": spec.eos_id}
+        missing = [k for k in ("pad", "unk", "eos", start) if old[k] < 0]
+        if missing:
+            raise ValueError(f"the SentencePiece model has no {', '.join(missing)} piece; "
+                             f"zoo needs pad, unk and eos, and the decoder's start ({start})")
+        control = pb.ModelProto.SentencePiece.CONTROL
+        bos_piece = (proto.pieces[old["bos"]] if old["bos"] >= 0 else
+                     pb.ModelProto.SentencePiece(piece="<s>", score=0.0, type=control))
+        order = [old["pad"], old["unk"], old["bos"], old["eos"]]
+        specials = {i for i in order if i >= 0}
+        rest = [i for i in range(len(proto.pieces)) if i not in specials]
+        pieces = [proto.pieces[old["pad"]], proto.pieces[old["unk"]], bos_piece,
+                  proto.pieces[old["eos"]]] + [proto.pieces[i] for i in rest]
+        del proto.pieces[:]
+        proto.pieces.extend(pieces)
+        spec.pad_id, spec.unk_id, spec.bos_id, spec.eos_id = PAD_ID, UNK_ID, BOS_ID, EOS_ID
+        spec.bos_piece = bos_piece.piece
+        original = [old["pad"], old["unk"], old[start], old["eos"]] + rest
+        return cls(proto.SerializeToString()), original
+
     # ------------------------------------------------------------------ learning
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int = 8000, model_type: str = "unigram",

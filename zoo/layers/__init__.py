@@ -22,9 +22,9 @@ keeps the memory out of its loop-carried values.
 """
 
 from zoo.layers.base import NETWORKS, Decoder, register_network
-from zoo.layers.embedding import TokenEmbedding, sinusoidal_positions
+from zoo.layers.embedding import RelativePositionBias, TokenEmbedding, sinusoidal_positions
 from zoo.layers.rnn import RNNDecoder, RNNEncoder
 from zoo.layers.transformer import TransformerDecoder, TransformerEncoder
 
-__all__ = ["Decoder", "NETWORKS", "register_network", "RNNDecoder", "RNNEncoder", "TokenEmbedding", "TransformerDecoder",
+__all__ = ["Decoder", "NETWORKS", "register_network", "RelativePositionBias", "RNNDecoder", "RNNEncoder", "TokenEmbedding", "TransformerDecoder",
            "TransformerEncoder", "sinusoidal_positions"]

@@ -1,4 +1,4 @@
-"""Token embeddings with optional sinusoidal positions."""
+"""Token embeddings and position encodings (sinusoidal; T5's relative position bias)."""
 
 import math
 
@@ -80,3 +80,87 @@ class TokenEmbedding(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "vocab_size": self.vocab_size, "dim": self.dim,
                 "positional": self.positional, "scale": self.scale}
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class RelativePositionBias(keras.layers.Layer):
+    """T5's relative position bias (Raffel et al. 2020): a learned score per head and bucket
+    of the distance between key and query, added to every attention layer's scores.
+
+    Distances are bucketed as in Mesh TensorFlow: half the buckets hold the short distances
+    exactly, the rest grow logarithmically up to ``max_distance`` (beyond it, one bucket).
+    A bidirectional bias (an encoder) gives positive and negative distances their own
+    buckets; a causal one (a decoder) sees only keys at or before the query.
+
+    Args:
+        num_heads: Attention heads (one bias per head).
+        bidirectional: Encoder (True) or decoder (False).
+        num_buckets: Distance buckets.
+        max_distance: Distances at or beyond it share the last bucket.
+        **kwargs: Keras layer arguments.
+
+    Example:
+        >>> bias = RelativePositionBias(num_heads=2, bidirectional=False)
+        >>> tuple(bias(3, 3).shape)   # (1, heads, queries, keys)
+        (1, 2, 3, 3)
+        >>> tuple(bias.for_step(5).shape)   # a decoder step over 5 cached keys
+        (1, 2, 1, 5)
+    """
+
+    def __init__(self, num_heads, bidirectional=True, num_buckets=32, max_distance=128,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.num_heads, self.bidirectional = int(num_heads), bool(bidirectional)
+        self.num_buckets, self.max_distance = int(num_buckets), int(max_distance)
+        if self.num_buckets < 2 or self.max_distance < 1:
+            raise ValueError(f"num_buckets must be >= 2 and max_distance >= 1, got "
+                             f"{num_buckets}, {max_distance}")
+
+    def build(self, input_shape=None):
+        self.embeddings = self.add_weight(
+            name="embeddings", shape=(self.num_buckets, self.num_heads),
+            initializer=keras.initializers.RandomNormal(stddev=self.num_heads ** -0.5))
+        self.built = True
+
+    def buckets(self, distance):
+        """Bucket ids (int32, same shape) of ``distance = key position - query position``."""
+        distance = ops.cast(distance, "int32")
+        n, bucket = self.num_buckets, 0
+        if self.bidirectional:
+            n //= 2
+            bucket = ops.cast(ops.greater(distance, 0), "int32") * n
+            distance = ops.abs(distance)
+        else:
+            distance = -ops.minimum(distance, 0)
+        exact = n // 2
+        # log(0) at distance 0 is never selected (ops.where), but keeps the graph finite.
+        far = exact + ops.cast(
+            ops.log(ops.cast(ops.maximum(distance, 1), "float32") / exact)
+            / math.log(self.max_distance / exact) * (n - exact), "int32")
+        return bucket + ops.where(ops.less(distance, exact), distance, ops.minimum(far, n - 1))
+
+    def _lookup(self, distance):
+        values = ops.take(self.embeddings, self.buckets(distance), axis=0)  # (Tq, Tk, H)
+        return ops.expand_dims(ops.transpose(values, (2, 0, 1)), 0)  # (1, H, Tq, Tk)
+
+    def call(self, query_length, key_length):
+        return self.full(query_length, key_length)
+
+    def full(self, query_length, key_length):
+        """The bias of ``query_length`` queries over ``key_length`` keys, both from position
+        0: ``(1, heads, Tq, Tk)``."""
+        distance = ops.expand_dims(ops.arange(key_length), 0) - \
+            ops.expand_dims(ops.arange(query_length), 1)
+        return self._lookup(distance)
+
+    def for_step(self, key_length):
+        """A decoding step's bias: one query, the newest of ``key_length`` cached keys
+        (slot ``s`` holds the position ``s - (key_length - 1)`` from the query, whether the
+        cache grows or rolls): ``(1, heads, 1, key_length)``."""
+        distance = ops.expand_dims(ops.arange(key_length) - (key_length - 1), 0)
+        return self._lookup(distance)
+
+    def get_config(self):
+        return {**super().get_config(), "num_heads": self.num_heads,
+                "bidirectional": self.bidirectional, "num_buckets": self.num_buckets,
+                "max_distance": self.max_distance}

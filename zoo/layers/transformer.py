@@ -7,29 +7,41 @@ from keras import ops
 import zoo.attention
 from zoo.attention import PackedRows
 from zoo.layers.base import Decoder, register_network
-from zoo.layers.embedding import TokenEmbedding
+from zoo.layers.embedding import RelativePositionBias, TokenEmbedding
+
+
+#: Feed-forward activations by name (``activation=``): T5 uses ReLU or, gated, GELU's tanh
+#: approximation (Flan-T5, T5 v1.1); BART uses exact GELU.
+ACTIVATIONS = {"relu": ops.relu, "gelu": lambda x: ops.gelu(x, approximate=False),
+               "gelu_approximate": lambda x: ops.gelu(x, approximate=True)}
 
 
 class _FeedForward(keras.layers.Layer):
-    def __init__(self, dim, ff_dim, dropout, **kwargs):
+    """``outer(drop(act(inner(x))))``, or gated (Shazeer 2020):
+    ``outer(drop(act(inner(x)) * gate(x)))``."""
+
+    def __init__(self, dim, ff_dim, dropout, activation="relu", gated=False, use_bias=True,
+                 **kwargs):
         super().__init__(**kwargs)
-        self.inner = keras.layers.Dense(ff_dim, activation="relu", dtype=self.dtype_policy,
-                                        name="inner")
-        self.outer = keras.layers.Dense(dim, dtype=self.dtype_policy, name="outer")
+        dense = dict(use_bias=use_bias, dtype=self.dtype_policy)
+        self.inner = keras.layers.Dense(ff_dim, name="inner", **dense)
+        self.gate = keras.layers.Dense(ff_dim, name="gate", **dense) if gated else None
+        self.outer = keras.layers.Dense(dim, name="outer", **dense)
         self.drop = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
-        self.dim, self.ff_dim = dim, ff_dim
+        self.dim, self.ff_dim, self.activation = dim, ff_dim, ACTIVATIONS[activation]
 
     def build(self, input_shape=None):
         self.inner.build((None, self.dim))
+        if self.gate is not None:
+            self.gate.build((None, self.dim))
         self.outer.build((None, self.ff_dim))
         self.built = True
 
     def call(self, x, training=None):
-        return self.outer(self.drop(self.inner(x), training=training))
-
-
-def _norm(dtype, name):
-    return keras.layers.LayerNormalization(epsilon=1e-6, dtype=dtype, name=name)
+        h = self.activation(self.inner(x))
+        if self.gate is not None:
+            h = h * self.gate(x)
+        return self.outer(self.drop(h, training=training))
 
 
 class _Base(keras.layers.Layer):
@@ -40,14 +52,28 @@ class _Base(keras.layers.Layer):
 
     def __init__(self, vocab_size, dim=256, num_layers=3, num_heads=8, ff_dim=1024,
                  dropout=0.1, attention_dropout=0.0, activation_dropout=None,
-                 normalize_first=True, **kwargs):
+                 normalize_first=True, norm="layer", norm_epsilon=1e-6, activation="relu",
+                 gated_ffn=False, use_bias=True, head_dim=None, positions="sinusoidal",
+                 relative_buckets=32, relative_max_distance=128, **kwargs):
         super().__init__(**kwargs)
         for nm, v in (("vocab_size", vocab_size), ("dim", dim), ("num_layers", num_layers),
-                      ("num_heads", num_heads), ("ff_dim", ff_dim)):
-            if int(v) < 1:
+                      ("num_heads", num_heads), ("ff_dim", ff_dim), ("head_dim", head_dim)):
+            if v is not None and int(v) < 1:
                 raise ValueError(f"{nm} must be a positive integer, got {v}")
-        if int(dim) % int(num_heads):
-            raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
+        if head_dim is None and int(dim) % int(num_heads):
+            raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads}), "
+                             f"or give head_dim")
+        for nm, v, allowed in (("norm", norm, ("layer", "rms")),
+                               ("activation", activation, tuple(ACTIVATIONS)),
+                               ("positions", positions, ("sinusoidal", "relative"))):
+            if v not in allowed:
+                raise ValueError(f"{nm} must be one of {', '.join(allowed)}; got {v!r}")
+        self.norm, self.norm_epsilon = norm, float(norm_epsilon)
+        self.activation, self.gated_ffn = activation, bool(gated_ffn)
+        self.use_bias, self.positions = bool(use_bias), positions
+        self.head_dim = None if head_dim is None else int(head_dim)
+        self.relative_buckets = int(relative_buckets)
+        self.relative_max_distance = int(relative_max_distance)
         self.vocab_size, self.dim, self.num_layers = int(vocab_size), int(dim), int(num_layers)
         self.num_heads, self.ff_dim = int(num_heads), int(ff_dim)
         self.dropout, self.attention_dropout = float(dropout), float(attention_dropout)
@@ -59,14 +85,38 @@ class _Base(keras.layers.Layer):
                       ("activation_dropout", self.activation_dropout)):
             if v is not None and not 0.0 <= v < 1.0:
                 raise ValueError(f"{nm} must be in [0, 1), got {v}")
-        self.embedding = TokenEmbedding(self.vocab_size, self.dim, positional=True,
+        # T5 has no position embedding: its positions are a bias on the attention scores,
+        # and its token embeddings are not scaled.
+        self.embedding = TokenEmbedding(self.vocab_size, self.dim,
+                                        positional=positions == "sinusoidal",
                                         dtype=self.dtype_policy, name="embedding")
+        self.position_bias = RelativePositionBias(
+            self.num_heads, bidirectional=self._bidirectional, num_buckets=relative_buckets,
+            max_distance=relative_max_distance, dtype=self.dtype_policy,
+            name="position_bias") if positions == "relative" else None
         self.drop = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
         self.normalize_first = bool(normalize_first)
         # Pre-norm leaves the residual stream unnormalised, so it ends with a norm of its own;
         # post-norm's last sub-layer has normalised it already.
-        self.final_norm = _norm(self.dtype_policy, "final_norm") if self.normalize_first \
-            else None
+        self.final_norm = self._norm("final_norm") if self.normalize_first else None
+
+    def _norm(self, name):
+        if self.norm == "rms":  # T5: no bias, no mean subtracted
+            return keras.layers.RMSNormalization(epsilon=self.norm_epsilon,
+                                                 dtype=self.dtype_policy, name=name)
+        return keras.layers.LayerNormalization(epsilon=self.norm_epsilon,
+                                               dtype=self.dtype_policy, name=name)
+
+    def _build_positions(self):
+        self.embedding.build()
+        if self.position_bias is not None:
+            self.position_bias.build()
+
+    def _bias(self, length):
+        """The self-attention's score bias over ``length`` positions, or None."""
+        if self.position_bias is None:
+            return None
+        return self.position_bias.full(length, length)
 
     def _residual(self, x, norm, sublayer, training):
         """One residual sub-layer: ``x + f(norm(x))`` pre-norm, ``norm(x + f(x))`` post-norm.
@@ -88,13 +138,14 @@ class _Base(keras.layers.Layer):
         return self.final_norm(x) if self.final_norm is not None else x
 
     def _mha(self, name):
-        return zoo.attention.get("multi_head", num_heads=self.num_heads,
-                                 dropout=self.attention_dropout, dtype=self.dtype_policy,
-                                 name=name)
+        return zoo.attention.get("multi_head", num_heads=self.num_heads, key_dim=self.head_dim,
+                                 use_bias=self.use_bias, dropout=self.attention_dropout,
+                                 dtype=self.dtype_policy, name=name)
 
     def _ffn(self, name):
         inner = self.dropout if self.activation_dropout is None else self.activation_dropout
-        return _FeedForward(self.dim, self.ff_dim, inner, dtype=self.dtype_policy, name=name)
+        return _FeedForward(self.dim, self.ff_dim, inner, self.activation, self.gated_ffn,
+                            self.use_bias, dtype=self.dtype_policy, name=name)
 
     def get_config(self):
         return {**super().get_config(), "vocab_size": self.vocab_size, "dim": self.dim,
@@ -102,11 +153,18 @@ class _Base(keras.layers.Layer):
                 "ff_dim": self.ff_dim, "dropout": self.dropout,
                 "attention_dropout": self.attention_dropout,
                 "activation_dropout": self.activation_dropout,
-                "normalize_first": self.normalize_first}
+                "normalize_first": self.normalize_first, "norm": self.norm,
+                "norm_epsilon": self.norm_epsilon, "activation": self.activation,
+                "gated_ffn": self.gated_ffn, "use_bias": self.use_bias,
+                "head_dim": self.head_dim, "positions": self.positions,
+                "relative_buckets": self.relative_buckets,
+                "relative_max_distance": self.relative_max_distance}
 
 
 @register_network
 class TransformerEncoder(_Base):
+    _bidirectional = True
+
     """Transformer encoder (Vaswani et al. 2017), pre-norm by default (Xiong et al. 2020).
 
     Args:
@@ -123,6 +181,18 @@ class TransformerEncoder(_Base):
         normalize_first: Pre-norm (``x + f(norm(x))``, and a final norm): trains stably
             without a long warm-up. False: post-norm (``norm(x + f(x))``), the original
             Transformer and fairseq's default, which Wu et al. 2021's small-data results use.
+        norm: ``"layer"`` (LayerNormalization) or ``"rms"`` (no bias, no mean subtracted:
+            T5's).
+        norm_epsilon: The norms' epsilon.
+        activation: The feed-forward's: ``relu``, ``gelu`` or ``gelu_approximate``.
+        gated_ffn: Gate the feed-forward's inner layer by a second projection (GEGLU with
+            GELU; T5 v1.1 and Flan-T5).
+        use_bias: Biases in the attention and feed-forward projections (T5 has none).
+        head_dim: Size of each head's queries, keys and values; None: ``dim // num_heads``.
+        positions: ``"sinusoidal"`` (added to the scaled token embeddings) or
+            ``"relative"`` (T5: a learned bias on every self-attention's scores, by bucket
+            of the distance; the embeddings are neither scaled nor summed with positions).
+        relative_buckets, relative_max_distance: The relative bias's buckets.
         **kwargs: Keras layer arguments.
 
     Returns (from ``call``): ``{"outputs": (batch, S, dim), "mask": (batch, S) bool}``.
@@ -139,9 +209,9 @@ class TransformerEncoder(_Base):
                  normalize_first=True, **kwargs):
         super().__init__(vocab_size, dim, num_layers, num_heads, ff_dim, dropout,
                          attention_dropout, activation_dropout, normalize_first, **kwargs)
-        self.blocks = [{"norm1": _norm(self.dtype_policy, f"l{i}_norm1"),
+        self.blocks = [{"norm1": self._norm(f"l{i}_norm1"),
                         "attn": self._mha(f"l{i}_self_attention"),
-                        "norm2": _norm(self.dtype_policy, f"l{i}_norm2"),
+                        "norm2": self._norm(f"l{i}_norm2"),
                         "ffn": self._ffn(f"l{i}_ffn")} for i in range(self.num_layers)]
 
     @property
@@ -149,7 +219,7 @@ class TransformerEncoder(_Base):
         return self.dim
 
     def build(self, input_shape=None):
-        self.embedding.build()
+        self._build_positions()
         for b in self.blocks:
             b["norm1"].build((None, None, self.dim))
             b["attn"].build((None, None, self.dim), (None, None, self.dim))
@@ -162,18 +232,20 @@ class TransformerEncoder(_Base):
     def call(self, ids, training=None):
         mask = ops.not_equal(ids, 0)
         rows = PackedRows(mask) if training and self.pack_training else None
+        bias = self._bias(ops.shape(ids)[1])
         if rows is None:
             x = self.embedding(ids)  # (batch, S, dim)
 
             def attend(attn, y):
                 # Masks go in explicitly: an implicit Keras mask would not survive the residual.
                 return attn(query=y, value=y, query_mask=mask, value_mask=mask,
-                            training=training)
+                            training=training, score_bias=bias)
         else:
             x = self.embedding(rows.pack(ids), positions=rows.positions)  # (N, dim)
 
             def attend(attn, y):
-                return attn.attend_packed(y, y, rows, rows, training=training)[0]
+                return attn.attend_packed(y, y, rows, rows, training=training,
+                                          score_bias=bias)[0]
         x = self.drop(x, training=training)
         for b in self.blocks:
             x, _ = self._residual(x, b["norm1"], lambda y, b=b: (attend(b["attn"], y), None),
@@ -186,6 +258,8 @@ class TransformerEncoder(_Base):
 
 @register_network
 class TransformerDecoder(_Base, Decoder):
+    _bidirectional = False
+
     """Transformer decoder (pre-norm by default); its step keeps a key/value cache.
 
     The cache is either a window of ``max_length`` positions per layer that rolls, or a
@@ -222,18 +296,18 @@ class TransformerDecoder(_Base, Decoder):
                          attention_dropout, activation_dropout, normalize_first, copy=copy,
                          **kwargs)
         self.tie_embeddings = bool(tie_embeddings)
-        self.blocks = [{"norm1": _norm(self.dtype_policy, f"l{i}_norm1"),
+        self.blocks = [{"norm1": self._norm(f"l{i}_norm1"),
                         "self_attn": self._mha(f"l{i}_self_attention"),
-                        "norm2": _norm(self.dtype_policy, f"l{i}_norm2"),
+                        "norm2": self._norm(f"l{i}_norm2"),
                         "cross_attn": self._mha(f"l{i}_cross_attention"),
-                        "norm3": _norm(self.dtype_policy, f"l{i}_norm3"),
+                        "norm3": self._norm(f"l{i}_norm3"),
                         "ffn": self._ffn(f"l{i}_ffn")} for i in range(self.num_layers)]
         self.output_layer = None if self.tie_embeddings else keras.layers.Dense(
-            self.vocab_size, dtype=self.dtype_policy, name="logits")
+            self.vocab_size, use_bias=self.use_bias, dtype=self.dtype_policy, name="logits")
 
     def build(self, target_ids_shape=None, encoded_shape=None):
         memory_dim = encoded_shape["outputs"][-1]
-        self.embedding.build()
+        self._build_positions()
         d = self.dim
         for b in self.blocks:
             for k in ("norm1", "norm2", "norm3"):
@@ -274,12 +348,14 @@ class TransformerDecoder(_Base, Decoder):
         mask = ops.not_equal(target_ids, 0)
         mem, mem_mask = encoded["outputs"], encoded["mask"]
         rows = PackedRows(mask) if training and self.pack_training else None
+        bias = self._bias(ops.shape(target_ids)[1])
         if rows is None:
             x = self.embedding(target_ids)  # (batch, T, dim)
 
             def self_attend(b, y):
                 return b["self_attn"](query=y, value=y, query_mask=mask, value_mask=mask,
-                                      use_causal_mask=True, training=training)
+                                      use_causal_mask=True, training=training,
+                                      score_bias=bias)
 
             def cross_attend(b, y):
                 return b["cross_attn"].attend(query=y, value=mem, query_mask=mask,
@@ -291,7 +367,7 @@ class TransformerDecoder(_Base, Decoder):
 
             def self_attend(b, y):
                 return b["self_attn"].attend_packed(y, y, rows, rows, use_causal_mask=True,
-                                                    training=training)[0]
+                                                    training=training, score_bias=bias)[0]
 
             def cross_attend(b, y):
                 return b["cross_attn"].attend_packed(y, mem, rows, mem_rows,
@@ -365,6 +441,11 @@ class TransformerDecoder(_Base, Decoder):
             positions = ops.expand_dims(ops.arange(slots, dtype="int32"), 0)  # (1, L)
             # After this step the row's i + 1 entries fill the last i + 1 slots.
             visible = ops.greater_equal(positions, slots - 1 - ops.expand_dims(index, 1))
+        bias = None
+        if self.position_bias is not None:
+            # The keys after this step's: the cache so far plus one, or the window.
+            keys = ops.shape(state["layers"][0]["values"])[2]
+            bias = self.position_bias.for_step(keys + 1 if growing else keys)
         new_layers, weights = [], None
         for b, layer, mem in zip(self.blocks, state["layers"], memory["layers"]):
             cache = {}
@@ -372,8 +453,8 @@ class TransformerDecoder(_Base, Decoder):
 
             def self_attend(y, b=b, layer=layer, cache=cache, put=put):
                 cache.update(put(layer, b["self_attn"].prepare(value=ops.expand_dims(y, 1))))
-                ctx, _, _ = b["self_attn"].step(y, {**cache, "mask": visible}, {},
-                                                training=training)
+                ctx, _, _ = b["self_attn"].step(y, {**cache, "mask": visible, "bias": bias},
+                                                {}, training=training)
                 return ctx
 
             def cross_attend(y, b=b, mem=mem):

@@ -1,0 +1,107 @@
+"""SAMSum ablation rows (issue 36): a recipe trained on dialogues, scored on SAMSum validation.
+
+Decoding is never chosen on SAMSum validation: each row's settings are picked on DialogSum
+dev (500 dialogues) from :data:`checkpoints.SWEEP`, then SAMSum validation (818 dialogues) is
+scored once with them. Each row prints ROUGE-1/2/L/Lsum (rouge-score, stemmed) and the
+readability check (invented words against the training summaries' words, malformed tags),
+and appends a JSON line to bench/results/samsum.jsonl. SAMSum is non-commercial: read from
+../shared, never shipped.
+
+Usage:
+    python bench/samsum.py --recipe samsum_dialogues --data samsum dialogsum --out runs/sd
+    python bench/samsum.py --evaluate runs/sd          # score a finished run again
+"""
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+sys.path.insert(0, HERE)
+SHARED = os.path.join(ROOT, "..", "shared", "data")
+RESULTS = os.path.join(HERE, "results", "samsum.jsonl")
+FILES = {"samsum": ("samsum", "train.jsonl.gz"), "dialogsum": ("dialogsum", "train.jsonl.gz")}
+
+
+def read(corpus, name):
+    from zoo.data import read_jsonl
+
+    return list(read_jsonl(os.path.join(SHARED, corpus, name), "dialogue", "summary"))
+
+
+def choose_decoding(model, dev):
+    """The :data:`checkpoints.SWEEP` setting with the best DialogSum dev ROUGE-1 + Lsum."""
+    from checkpoints import SWEEP
+    from zoo import metrics
+
+    best, best_score = None, -1.0
+    for kw in SWEEP:
+        hyps = model.generate_text([s for s, _ in dev], strategy="beam",
+                                   no_repeat_ngram_size=3, **kw)
+        r = metrics.rouge(hyps, [t for _, t in dev])
+        print(f"  DialogSum dev {kw}: {r['rouge1']:.2f} / {r['rougeLsum']:.2f}", flush=True)
+        if r["rouge1"] + r["rougeLsum"] > best_score:
+            best, best_score = kw, r["rouge1"] + r["rougeLsum"]
+    return best
+
+
+def evaluate(model, train_summaries, label, seconds=None):
+    from quality import append_record, hardware
+    from zoo import metrics
+
+    decoding = choose_decoding(model, read("dialogsum", "dev.jsonl.gz"))
+    val = read("samsum", "validation.jsonl.gz")
+    src, ref = [s for s, _ in val], [t for _, t in val]
+    hyps = model.generate_text(src, strategy="beam", no_repeat_ngram_size=3, **decoding)
+    r = metrics.rouge(hyps, ref)
+    read_ = metrics.readability(hyps, src, metrics.word_list(train_summaries))
+    row = {k: round(v, 2) for k, v in {**r, **read_}.items()}
+    print(f"{hardware()}\n| run | decoding (from DialogSum dev) | R1 / R2 / L / Lsum | "
+          f"invented % | malformed % |\n|---|---|---|---|---|")
+    print(f"| {label} | {decoding} | {row['rouge1']} / {row['rouge2']} / {row['rougeL']} / "
+          f"{row['rougeLsum']} | {row.get('invented', '')} | {row.get('malformed_tags', '')} |")
+    for h, t in list(zip(hyps, ref))[:3]:
+        print(f"  - {h!r}  (reference {t!r})")
+    append_record(RESULTS, {"run": label, "decoding": decoding, **row, "seconds": seconds,
+                            "hardware": hardware(), "date": time.strftime("%Y-%m-%d %H:%M")})
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--recipe", default="samsum_dialogues")
+    p.add_argument("--data", nargs="+", choices=sorted(FILES), default=["samsum", "dialogsum"])
+    p.add_argument("--out", default=os.path.join(ROOT, "runs", "samsum_dialogues"))
+    p.add_argument("--evaluate", metavar="DIR", help="score a trained run, no training")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args(argv)
+    if args.threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    import random
+
+    import zoo.models
+    from zoo import recipes
+
+    train = [pair for name in args.data for pair in read(*FILES[name])]
+    summaries = [t for _, t in train]
+    if args.evaluate:
+        evaluate(zoo.models.load(args.evaluate), summaries, args.evaluate)
+        return
+    random.Random(0).shuffle(train)
+    t0 = time.time()
+    model, _, info = recipes.train_summarizer(
+        train, recipe=args.recipe, out_dir=args.out, seed=0, verbose=2, resume=args.resume,
+        overwrite=not args.resume, dev_pairs=read("samsum", "validation.jsonl.gz")[:200])
+    seconds = round(time.time() - t0)
+    print(f"trained in {seconds} s; val_loss {info['history'].get('val_loss')}", flush=True)
+    evaluate(model, summaries, f"{args.recipe} on {'+'.join(args.data)}", seconds)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""Pretrained seq2seq models from KerasHub, as ordinary zoo models.
+
+:func:`import_keras_hub` turns a KerasHub ``T5Seq2SeqLM`` or ``T5Backbone`` (any preset, or
+one built from a config) into a zoo :class:`~zoo.models.Summarizer` or
+:class:`~zoo.models.Translator` whose networks are zoo's own Transformer layers with T5's
+options (RMS norms, no biases, relative position bias, gated GELU or ReLU feed-forward,
+a shared embedding). The result fine-tunes with ``fit``, decodes with zoo's engine, saves,
+and exports to every format zoo targets; nothing model-specific reaches the decoding engine
+or the exporters.
+
+What the import changes, without changing the function computed:
+
+* **Ids.** zoo reserves pad 0, unk 1, bos 2, eos 3 (:data:`zoo.inputs.SPECIAL_IDS`); T5 has
+  pad 0, eos 1, unk 2 and starts decoding from pad. The SentencePiece model is laid out as
+  zoo's (:meth:`SentencePieceTokenizer.from_foreign`: same pieces, same segmentation), and
+  the embedding rows follow: zoo's bos row is T5's pad row. T5's 100 sentinel ids
+  (``<extra_id_N>``), which its SentencePiece model does not hold, are dropped when a
+  tokenizer is given.
+* **Scales.** T5 does not divide its attention scores by ``sqrt(head_dim)``; zoo's
+  attention does, so the query projections are multiplied by it. A tied T5 multiplies the
+  decoder's output by ``dim ** -0.5`` before the embedding; that factor goes into the
+  decoder's final norm, which feeds nothing else.
+
+Example:
+    >>> import keras_hub
+    >>> hub = keras_hub.models.T5Backbone(vocabulary_size=40, num_layers=1, num_heads=2,
+    ...                                   hidden_dim=8, intermediate_dim=16)
+    >>> model = import_keras_hub(hub, task="summarizer")
+    >>> model.decoder.vocab_size   # T5's ids plus zoo's bos
+    41
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: zoo's task names for ``task=`` (the model classes).
+_TASKS = ("summarizer", "translator")
+
+
+def import_keras_hub(model, task="summarizer", tokenizer=None, max_source_length=512,
+                     max_target_length=128):
+    """A zoo model with the weights of a KerasHub seq2seq model.
+
+    Args:
+        model: A ``keras_hub.models.T5Seq2SeqLM`` or ``T5Backbone``.
+        task: ``"summarizer"`` or ``"translator"``: the zoo class of the result.
+        tokenizer: The SentencePiece model (a KerasHub ``T5Tokenizer``, the model's bytes or
+            a ``.model`` path); None: the Seq2SeqLM's preprocessor's, else none (a model of
+            ids in zoo's layout).
+        max_source_length: Source ids kept per text (eos included).
+        max_target_length: The default longest output.
+
+    Returns:
+        A built :class:`zoo.models.Summarizer` or :class:`zoo.models.Translator`.
+
+    Raises:
+        ValueError: An unsupported model or task, or a tokenizer that does not fit the model.
+    """
+    if task not in _TASKS:
+        raise ValueError(f"task must be one of {', '.join(_TASKS)}; got {task!r}")
+    backbone = getattr(model, "backbone", model)
+    kind = type(backbone).__name__
+    if kind != "T5Backbone":
+        raise ValueError(f"zoo imports KerasHub T5 models (T5Seq2SeqLM, T5Backbone); got "
+                         f"{type(model).__name__}. BART is not supported yet.")
+    sp = _tokenizer(model, tokenizer)
+    vocab = int(backbone.vocabulary_size)
+    if sp is None:
+        original = _t5_layout(vocab)
+    else:
+        sp, original = sp
+        if max(original) >= vocab:
+            raise ValueError(f"the tokenizer has {len(original) - 1} pieces but the model "
+                             f"only {vocab} embedding rows: not this model's tokenizer")
+    zoo_model = _t5_model(backbone, task, len(original), max_source_length, max_target_length)
+    _t5_weights(backbone, zoo_model, np.asarray(original))
+    if sp is not None:
+        zoo_model.source_tokenizer = zoo_model.target_tokenizer = sp
+    return zoo_model
+
+
+def _t5_layout(vocab):
+    """zoo id -> T5 id without a tokenizer: pad, unk (2), the start row (pad), eos (1)."""
+    return [0, 2, 0, 1] + list(range(3, vocab))
+
+
+def _tokenizer(model, tokenizer):
+    """``(zoo tokenizer, original ids)`` or None."""
+    from zoo.data import SentencePieceTokenizer
+
+    if tokenizer is None:
+        pre = getattr(model, "preprocessor", None)
+        tokenizer = getattr(pre, "tokenizer", None)
+        if tokenizer is None:
+            return None
+    proto = getattr(tokenizer, "proto", tokenizer)
+    if isinstance(proto, str):
+        with open(proto, "rb") as f:
+            proto = f.read()
+    if not isinstance(proto, (bytes, bytearray)):
+        raise ValueError(f"tokenizer must be a KerasHub SentencePiece tokenizer, the bytes of "
+                         f"a SentencePiece model or its path; got {type(tokenizer).__name__}")
+    return SentencePieceTokenizer.from_foreign(bytes(proto), start="pad")
+
+
+def _activation(backbone):
+    import keras
+
+    name = keras.activations.serialize(backbone.activation)
+    if isinstance(name, dict):  # a registered function: {"config": "keras_hub>gelu_..."}
+        name = str(name.get("config"))
+    name = name.split(">")[-1]
+    if name not in ("relu", "gelu", "gelu_approximate"):
+        raise ValueError(f"T5 feed-forward activation {name!r} is not supported (relu, gelu, "
+                         f"gelu_approximate)")
+    return name
+
+
+def _t5_model(backbone, task, vocab, max_source_length, max_target_length):
+    import zoo.models
+
+    heads = int(backbone.num_heads)
+    shape = {"vocab_size": vocab, "dim": int(backbone.hidden_dim),
+             "num_layers": int(backbone.num_layers), "num_heads": heads,
+             "ff_dim": int(backbone.intermediate_dim), "dropout": float(backbone.dropout),
+             "attention_dropout": float(backbone.dropout), "activation_dropout": None,
+             "normalize_first": True, "norm": "rms",
+             "norm_epsilon": float(backbone.layer_norm_epsilon),
+             "activation": _activation(backbone), "use_bias": False,
+             "gated_ffn": bool(backbone.use_gated_activation),
+             "head_dim": int(backbone.key_value_dim or backbone.hidden_dim // heads),
+             "positions": "relative", "relative_buckets": 32, "relative_max_distance": 128}
+    cls = zoo.models.Summarizer if task == "summarizer" else zoo.models.Translator
+    model = cls(encoder={"class_name": "TransformerEncoder", "config": dict(shape)},
+                decoder={"class_name": "TransformerDecoder",
+                         "config": {**shape,
+                                    "tie_embeddings": bool(backbone.tie_embedding_weights)}},
+                share_embeddings=True, max_source_length=max_source_length,
+                max_target_length=max_target_length, preset="keras_hub:t5")
+    model.build()
+    return model
+
+
+def _assign(variable, value):
+    value = np.asarray(value, "float32")
+    if tuple(variable.shape) != value.shape:
+        raise ValueError(f"{variable.path}: shape {tuple(variable.shape)} but the KerasHub "
+                         f"weight is {value.shape}")
+    variable.assign(value)
+
+
+def _attention(zoo_attn, hub_attn, fold_scale):
+    """Copies one attention's four kernels; ``fold_scale``: T5's unscaled scores."""
+    q = hub_attn.query_projector.kernel.numpy()
+    _assign(zoo_attn.query_dense.kernel, q * math.sqrt(fold_scale))
+    _assign(zoo_attn.key_dense.kernel, hub_attn.key_projector.kernel.numpy())
+    _assign(zoo_attn.value_dense.kernel, hub_attn.value_projector.kernel.numpy())
+    _assign(zoo_attn.output_dense.kernel, hub_attn.output_projector.kernel.numpy())
+
+
+def _ffn(zoo_ffn, hub_layer):
+    _assign(zoo_ffn.inner.kernel, hub_layer.input_projector.kernel.numpy())
+    if zoo_ffn.gate is not None:
+        _assign(zoo_ffn.gate.kernel, hub_layer.gate_projector.kernel.numpy())
+    _assign(zoo_ffn.outer.kernel, hub_layer.output_projector.kernel.numpy())
+
+
+def _t5_weights(backbone, model, original):
+    """Copies T5's weights into the zoo model built by :func:`_t5_model`."""
+    kd = model.encoder.head_dim
+    embeddings = backbone.token_embedding.embeddings.numpy()
+    _assign(model.encoder.embedding.embeddings, embeddings[original])
+    stacks = ((model.encoder, backbone.encoder_transformer_layers, ("norm1", "norm2")),
+              (model.decoder, backbone.decoder_transformer_layers, ("norm1", "norm3")))
+    for net, layers, (attn_norm, ffn_norm) in stacks:
+        _assign(net.position_bias.embeddings,
+                layers[0].self_attention.relative_attention_bias.numpy())
+        for block, layer in zip(net.blocks, layers):
+            _assign(block[attn_norm].scale, layer.self_attention_layer_norm.weight.numpy())
+            _attention(block.get("attn", block.get("self_attn")), layer.self_attention, kd)
+            _assign(block[ffn_norm].scale, layer.layer_norm.weight.numpy())
+            _ffn(block["ffn"], layer)
+            if "cross_attn" in block:
+                _assign(block["norm2"].scale, layer.cross_attention_layer_norm.weight.numpy())
+                _attention(block["cross_attn"], layer.cross_attention, kd)
+    _assign(model.encoder.final_norm.scale, backbone.encoder_layer_norm.weight.numpy())
+    final = backbone.decoder_layer_norm.weight.numpy()
+    if backbone.tie_embedding_weights:
+        # T5 scales the tied output by dim ** -0.5; the final norm feeds only the output.
+        final = final * backbone.hidden_dim ** -0.5
+    else:
+        reverse = backbone.token_embedding.reverse_embeddings.numpy()  # (dim, V)
+        _assign(model.decoder.output_layer.kernel, reverse[:, original])
+    _assign(model.decoder.final_norm.scale, final)
