@@ -1,0 +1,194 @@
+"""zoo.models.import_keras_hub against KerasHub's own T5 (random weights, small configs).
+
+Every comparison runs KerasHub's implementation on T5's ids and zoo's on the same tokens in
+zoo's id layout (``original[i]``: the T5 id of zoo id ``i``).
+"""
+
+import io
+
+import numpy as np
+import pytest
+
+keras_hub = pytest.importorskip("keras_hub")
+import keras  # noqa: E402
+
+import zoo.models  # noqa: E402
+from zoo.data import SentencePieceTokenizer  # noqa: E402
+from zoo.models.importers import _t5_layout, import_keras_hub  # noqa: E402
+
+V = 50
+#: (seed, gated, tied, activation): T5 v1.1 / Flan (gated GELU, untied), T5 1.0 (ReLU,
+#: tied), and gated exact GELU, tied.
+CONFIGS = [(0, True, False, "gelu_approximate"), (1, False, True, "relu"),
+           (2, True, True, "gelu")]
+
+
+def _activation(name):
+    if name == "gelu_approximate":
+        from keras_hub.src.utils.keras_utils import gelu_approximate
+
+        return gelu_approximate
+    return name
+
+
+class _NoPadT5(keras_hub.models.T5Seq2SeqLM):
+    """KerasHub's T5 with pad never chosen, as zoo's decoding bans it (its start token)."""
+
+    def _logits(self, hidden_states):
+        logits = super()._logits(hidden_states)
+        return logits - 1e9 * keras.ops.one_hot(0, keras.ops.shape(logits)[-1])
+
+
+def _hub(seed, gated, tied, activation, cls=keras_hub.models.T5Seq2SeqLM, vocab=V):
+    keras.utils.set_random_seed(seed)
+    backbone = keras_hub.models.T5Backbone(
+        vocabulary_size=vocab, num_layers=2, num_heads=3, hidden_dim=12, intermediate_dim=20,
+        key_value_dim=5, dropout=0.0, activation=_activation(activation),
+        use_gated_activation=gated, tie_embedding_weights=tied)
+    return cls(backbone=backbone, preprocessor=None)
+
+
+def _batch(seed, source_lengths=(140, 60, 7), target_lengths=(9, 5, 3)):
+    """T5 ids with padding; sources longer than T5's 128-position bucket range."""
+    rng = np.random.default_rng(seed)
+    s, t = max(source_lengths), max(target_lengths)
+    src = rng.integers(3, V, (len(source_lengths), s))
+    tgt = rng.integers(3, V, (len(target_lengths), t))
+    for b, n in enumerate(source_lengths):
+        src[b, n - 1], src[b, n:] = 1, 0  # eos, padding
+    for b, n in enumerate(target_lengths):
+        tgt[b, 0], tgt[b, n:] = 0, 0  # T5 starts from pad
+    smask = (np.arange(s)[None] < np.array(source_lengths)[:, None]).astype("int32")
+    tmask = (np.arange(t)[None] < np.array(target_lengths)[:, None]).astype("int32")
+    return src, smask, tgt, tmask
+
+
+def _to_zoo(ids, original):
+    """T5 ids -> zoo ids (pad stays 0; a leading 0 in a target is the start: zoo's bos)."""
+    back = {int(o): i for i, o in enumerate(original) if i != 2}
+    return np.vectorize(lambda t: back.get(int(t), 0))(ids)
+
+
+@pytest.mark.parametrize("seed,gated,tied,activation", CONFIGS)
+def test_logits_and_encoder_outputs_equal_keras_hub(seed, gated, tied, activation):
+    hub = _hub(seed, gated, tied, activation)
+    model = import_keras_hub(hub, task="summarizer")
+    original = np.asarray(_t5_layout(V))
+    src, smask, tgt, tmask = _batch(seed)
+    want = hub({"encoder_token_ids": src, "encoder_padding_mask": smask,
+                "decoder_token_ids": tgt, "decoder_padding_mask": tmask}).numpy()
+    zsrc, ztgt = _to_zoo(src, original), _to_zoo(tgt, original)
+    ztgt[:, 0] = 2
+    got = model({"source": zsrc, "target": ztgt}).numpy()
+    enc_want = hub.call_encoder(src, smask).numpy()
+    enc_got = model.encode(zsrc)["outputs"].numpy()
+    for b in range(len(src)):
+        s, t = smask[b].sum(), tmask[b].sum()
+        np.testing.assert_allclose(enc_got[b, :s], enc_want[b, :s], atol=1e-5, rtol=0)
+        # Every zoo column is a T5 column (zoo's bos column repeats T5's pad).
+        np.testing.assert_allclose(got[b, :t], want[b, :t][:, original], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("growing", [False, True])
+def test_imported_step_equals_teacher_forcing(growing):
+    model = import_keras_hub(_hub(*CONFIGS[0]), task="summarizer")
+    src, _, tgt, _ = _batch(0, target_lengths=(9, 9, 9))
+    zsrc, ztgt = _to_zoo(src, _t5_layout(V)), _to_zoo(tgt, _t5_layout(V))
+    ztgt[:, 0] = 2
+    full = model({"source": zsrc, "target": ztgt}).numpy()
+    encoded = model.encode(zsrc)
+    memory = model.prepare_memory(encoded)
+    state = model.initial_state(encoded, 12, growing=growing) if growing else \
+        model.initial_state(encoded, 12)
+    for t in range(ztgt.shape[1]):
+        logits, state, _ = model.decode_step(ztgt[:, t], state, memory)
+        np.testing.assert_allclose(logits.numpy(), full[:, t], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("seed,gated,tied,activation", CONFIGS)
+def test_greedy_tokens_equal_keras_hub_sampler(seed, gated, tied, activation):
+    hub = _hub(seed, gated, tied, activation, cls=_NoPadT5)
+    hub.compile(sampler="greedy")
+    model = import_keras_hub(hub, task="summarizer")
+    original = np.asarray(_t5_layout(V))
+    src, smask, _, _ = _batch(seed)
+    steps = 12
+    prompt = np.zeros((len(src), steps + 1), "int32")
+    pmask = np.zeros_like(prompt, dtype=bool)
+    pmask[:, 0] = True
+    out = hub.generate_step({"encoder_token_ids": src, "encoder_padding_mask": smask,
+                             "decoder_token_ids": prompt, "decoder_padding_mask": pmask},
+                            stop_token_ids=(1,))
+    want = keras.ops.convert_to_numpy(out["decoder_token_ids"])[:, 1:]
+    got = model.generate(_to_zoo(src, original), "greedy", max_length=steps).tokens.numpy()
+    got = original[got[:, 0]]  # back to T5 ids
+    for b in range(len(src)):
+        w = list(want[b])
+        n = w.index(1) + 1 if 1 in w else steps
+        assert list(got[b, :n]) == w[:n], b
+
+
+#: The SentencePiece tests' vocabulary (the texts need more pieces than V).
+SP_VOCAB = 300
+
+
+def _t5_style_sentencepiece():
+    """A SentencePiece model with T5's special ids: pad 0, eos 1, unk 2, no bos."""
+    import sentencepiece as spm
+
+    from zoo.data import dialogsum_pairs
+
+    texts = [d for d, _ in dialogsum_pairs("train", limit=400)]
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_writer=buf,
+                                   vocab_size=SP_VOCAB, pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+                                   minloglevel=2, hard_vocab_limit=False)
+    return buf.getvalue()
+
+
+def test_t5_sentencepiece_keeps_its_segmentation_in_zoo_layout():
+    import sentencepiece as spm
+
+    proto = _t5_style_sentencepiece()
+    tok, original = SentencePieceTokenizer.from_foreign(proto)
+    t5 = spm.SentencePieceProcessor(model_proto=proto)
+    text = "#Person1#: Where is the station? #Person2#: Next to the bank."
+    t5_ids = t5.encode(text)
+    zoo_ids = tok.processor.encode(text)
+    assert [original[i] for i in zoo_ids] == t5_ids
+    assert tok.processor.decode(zoo_ids) == t5.decode(t5_ids)
+    assert original[:4] == [0, 2, 0, 1]
+
+
+def test_imported_model_fine_tunes_on_samsum_saves_and_loads(tmp_path):
+    """``fit`` lowers the loss on real data (SAMSum from ../shared, else the embedded
+    DialogSum), and the saved model reloads (``safe_mode=True``) and decodes alike."""
+    import os
+
+    from zoo.data import dialogsum_pairs, make_dataset, read_jsonl
+
+    proto = _t5_style_sentencepiece()
+    model = import_keras_hub(_hub(*CONFIGS[0], vocab=SP_VOCAB), task="summarizer",
+                             tokenizer=proto, max_source_length=64)
+    assert model.decoder.vocab_size == len(SentencePieceTokenizer.from_foreign(proto)[1])
+    samsum = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data",
+                          "samsum", "train.jsonl.gz")
+    pairs = (list(read_jsonl(samsum, "dialogue", "summary"))[:64] if os.path.exists(samsum)
+             else list(dialogsum_pairs("train", limit=64)))
+    data = make_dataset(pairs, model.source_tokenizer, batch_size=16, max_source_length=64,
+                        max_target_length=32, shuffle=False)
+    model.compile(learning_rate=3e-3)
+    loss = model.fit(data, epochs=3, verbose=0).history["loss"]
+    assert loss[-1] < loss[0]
+    model.save(str(tmp_path / "t5"))
+    loaded = zoo.models.load(str(tmp_path / "t5"))
+    texts = [s for s, _ in pairs[:3]]
+    assert loaded.summarize(texts, strategy="greedy", max_length=8) == \
+        model.summarize(texts, strategy="greedy", max_length=8)
+
+
+def test_unsupported_models_and_tasks_are_refused():
+    with pytest.raises(ValueError, match="task must be one of"):
+        import_keras_hub(_hub(*CONFIGS[1]), task="classifier")
+    with pytest.raises(ValueError, match="T5"):
+        import_keras_hub(keras.layers.Dense(2))
