@@ -2,7 +2,8 @@
 
 zoo's Transformers are pre-norm (or post-norm, ``normalize_first=False``), with sinusoidal
 positions and embeddings scaled by ``sqrt(dim)``: CTranslate2's default Transformer (OpenNMT's),
-or its ``pre_norm=False`` variant. The model is written through
+or its ``pre_norm=False`` variant. T5's options (imported models: RMS norms, gated or GELU
+feed-forward, relative position bias, no biases) map onto the same spec's T5 options. The model is written through
 CTranslate2's own ``TransformerSpec`` Python API (the documented way to convert a model
 its converters do not know); no converter of another framework is involved.
 
@@ -74,14 +75,28 @@ def _attention(spec, layer, fused_self):
 
 
 def _norm(spec, layer):
+    if hasattr(layer, "scale") and not hasattr(layer, "gamma"):  # RMS: no bias, no mean
+        spec.gamma = _np(layer.scale)
+        return
     spec.gamma = _np(layer.gamma)
     spec.beta = _np(layer.beta)
 
 
+def _dense(spec, dense):
+    _linear(spec, _np(dense.kernel), None if dense.bias is None else _np(dense.bias))
+
+
 def _ffn(spec, ffn, norm):
     _norm(spec.layer_norm, norm)
-    _linear(spec.linear_0, _np(ffn.inner.kernel), _np(ffn.inner.bias))
-    _linear(spec.linear_1, _np(ffn.outer.kernel), _np(ffn.outer.bias))
+    _dense(spec.linear_0, ffn.inner)
+    if ffn.gate is not None:  # gated: act(inner(x)) * gate(x)
+        _dense(spec.linear_0_noact, ffn.gate)
+    _dense(spec.linear_1, ffn.outer)
+
+
+#: The network options whose values must agree in the encoder and decoder (one spec).
+_SHARED = ("normalize_first", "num_heads", "norm", "activation", "gated_ffn", "positions",
+           "use_bias")
 
 
 def check_supported(model):
@@ -99,13 +114,11 @@ def check_supported(model):
                          "CTranslate2 equivalent; use onnx, savedmodel or litert")
     if not model.built:
         model.build()
-    if enc.normalize_first != dec.normalize_first:
-        raise ValueError(f"--format ctranslate2 needs one norm placement in the encoder and "
-                         f"decoder, got normalize_first={enc.normalize_first} and "
-                         f"{dec.normalize_first}")
-    if enc.num_heads != dec.num_heads:
-        raise ValueError(f"--format ctranslate2 needs the same number of heads in the encoder "
-                         f"and decoder, got {enc.num_heads} and {dec.num_heads}")
+    for option in _SHARED:
+        if getattr(enc, option) != getattr(dec, option):
+            raise ValueError(f"--format ctranslate2 needs one {option} in the encoder and "
+                             f"decoder, got {getattr(enc, option)!r} and "
+                             f"{getattr(dec, option)!r}")
     for block in enc.blocks + dec.blocks:
         for key in ("attn", "self_attn", "cross_attn"):
             layer = block.get(key)
@@ -121,19 +134,33 @@ def build_spec(model, max_positions: int):
 
     from zoo.layers.embedding import sinusoidal_positions
 
+    from ctranslate2.specs import common_spec
+
     check_supported(model)
     enc, dec = model.encoder, model.decoder
+    activations = {"relu": common_spec.Activation.RELU, "gelu": common_spec.Activation.GELU,
+                   "gelu_approximate": common_spec.Activation.GELUTanh}
+    relative = enc.positions == "relative"
     spec = transformer_spec.TransformerSpec.from_config(
         (enc.num_layers, dec.num_layers), enc.num_heads, pre_norm=enc.normalize_first,
-        alignment_layer=-1, alignment_heads=dec.num_heads)
+        alignment_layer=-1, alignment_heads=dec.num_heads,
+        activation=activations[enc.activation], ffn_glu=enc.gated_ffn,
+        relative_attention_bias=relative, rms_norm=enc.norm == "rms")
     spec.config.layer_norm_epsilon = float(enc.blocks[0]["norm1"].epsilon)
     for side, net in (("encoder", enc), ("decoder", dec)):
         s = getattr(spec, side)
         emb = s.embeddings[0] if isinstance(s.embeddings, list) else s.embeddings
         emb.weight = _np(net.embedding.embeddings)
-        s.scale_embeddings = bool(net.embedding.scale)
-        s.position_encodings.encodings = _np(
-            sinusoidal_positions(np.arange(max_positions), net.dim))
+        s.scale_embeddings = bool(net.embedding.scale and net.embedding.positional)
+        if relative:  # every self-attention reads the stack's one bias table
+            for layer in s.layer:
+                layer.self_attention.relative_attention_bias = _np(
+                    net.position_bias.embeddings)
+                layer.self_attention.relative_attention_max_distance = np.int32(
+                    net.position_bias.max_distance)
+        else:
+            s.position_encodings.encodings = _np(
+                sinusoidal_positions(np.arange(max_positions), net.dim))
         if net.final_norm is not None:  # post-norm has none (nor has CTranslate2's spec)
             _norm(s.layer_norm, net.final_norm)
     for s, b in zip(spec.encoder.layer, enc.blocks):
@@ -150,8 +177,7 @@ def build_spec(model, max_positions: int):
         spec.decoder.projection.weight = _np(dec.embedding.embeddings)
         spec.decoder.projection.bias = np.zeros(dec.vocab_size, "float32")
     else:
-        _linear(spec.decoder.projection, _np(dec.output_layer.kernel),
-                _np(dec.output_layer.bias))
+        _dense(spec.decoder.projection, dec.output_layer)
     return spec
 
 

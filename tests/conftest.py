@@ -91,3 +91,25 @@ def tiny_exports(tmp_path_factory):
         export(model, str(root / "litert"), "litert", batch_size=2, max_source_length=32,
                quantizations=["float32", "int8"])
         return model, root
+
+
+#: The vocabulary of the T5-layout SentencePiece model (tests of zoo.models.importers).
+T5_SP_VOCAB = 300
+
+
+@pytest.fixture(scope="session")
+def t5_sentencepiece():
+    """A SentencePiece model with T5's special ids (pad 0, eos 1, unk 2, no bos), learned from
+    400 embedded DialogSum dialogues: ``(bytes, vocabulary size)``."""
+    import io
+
+    import sentencepiece as spm
+
+    from zoo.data import dialogsum_pairs
+
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter([d for d, _ in dialogsum_pairs("train", limit=400)]),
+        model_writer=buf, vocab_size=T5_SP_VOCAB, pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+        minloglevel=2, hard_vocab_limit=False)
+    return buf.getvalue(), T5_SP_VOCAB

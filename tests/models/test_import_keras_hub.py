@@ -4,8 +4,6 @@ Every comparison runs KerasHub's implementation on T5's ids and zoo's on the sam
 zoo's id layout (``original[i]``: the T5 id of zoo id ``i``).
 """
 
-import io
-
 import numpy as np
 import pytest
 
@@ -128,28 +126,10 @@ def test_greedy_tokens_equal_keras_hub_sampler(seed, gated, tied, activation):
         assert list(got[b, :n]) == w[:n], b
 
 
-#: The SentencePiece tests' vocabulary (the texts need more pieces than V).
-SP_VOCAB = 300
-
-
-def _t5_style_sentencepiece():
-    """A SentencePiece model with T5's special ids: pad 0, eos 1, unk 2, no bos."""
+def test_t5_sentencepiece_keeps_its_segmentation_in_zoo_layout(t5_sentencepiece):
     import sentencepiece as spm
 
-    from zoo.data import dialogsum_pairs
-
-    texts = [d for d, _ in dialogsum_pairs("train", limit=400)]
-    buf = io.BytesIO()
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_writer=buf,
-                                   vocab_size=SP_VOCAB, pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
-                                   minloglevel=2, hard_vocab_limit=False)
-    return buf.getvalue()
-
-
-def test_t5_sentencepiece_keeps_its_segmentation_in_zoo_layout():
-    import sentencepiece as spm
-
-    proto = _t5_style_sentencepiece()
+    proto, _ = t5_sentencepiece
     tok, original = SentencePieceTokenizer.from_foreign(proto)
     t5 = spm.SentencePieceProcessor(model_proto=proto)
     text = "#Person1#: Where is the station? #Person2#: Next to the bank."
@@ -160,15 +140,15 @@ def test_t5_sentencepiece_keeps_its_segmentation_in_zoo_layout():
     assert original[:4] == [0, 2, 0, 1]
 
 
-def test_imported_model_fine_tunes_on_samsum_saves_and_loads(tmp_path):
+def test_imported_model_fine_tunes_on_samsum_saves_and_loads(tmp_path, t5_sentencepiece):
     """``fit`` lowers the loss on real data (SAMSum from ../shared, else the embedded
     DialogSum), and the saved model reloads (``safe_mode=True``) and decodes alike."""
     import os
 
     from zoo.data import dialogsum_pairs, make_dataset, read_jsonl
 
-    proto = _t5_style_sentencepiece()
-    model = import_keras_hub(_hub(*CONFIGS[0], vocab=SP_VOCAB), task="summarizer",
+    proto, vocab = t5_sentencepiece
+    model = import_keras_hub(_hub(*CONFIGS[0], vocab=vocab), task="summarizer",
                              tokenizer=proto, max_source_length=64)
     assert model.decoder.vocab_size == len(SentencePieceTokenizer.from_foreign(proto)[1])
     samsum = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data",
