@@ -606,6 +606,34 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _cmd_import(args) -> int:
+    from zoo.files import check_destination
+
+    kind, _, handle = args.source.partition(":")
+    if kind != "keras_hub" or not handle:
+        raise ValueError(f"SOURCE must be keras_hub:PRESET_OR_DIR (a KerasHub preset name or "
+                         f"a directory saved with save_to_preset); got {args.source!r}")
+    check_destination(args.out, args.overwrite, "--out", kind="model")  # before any work
+    try:
+        import keras_hub
+    except ImportError:
+        raise ImportError("zoo import needs KerasHub: pip install 'zoo-seq2seq[import]'") \
+            from None
+    from zoo.models.importers import import_keras_hub
+
+    hub = keras_hub.models.Seq2SeqLM.from_preset(handle)
+    model = import_keras_hub(hub, task=args.task, max_source_length=args.max_source_length,
+                             max_target_length=args.max_target_length)
+    if model.source_tokenizer is None:
+        raise ValueError(f"{handle}: the preset has no tokenizer; zoo saves models with "
+                         f"their SentencePiece model")
+    model.save(args.out, overwrite=args.overwrite)
+    print(f"wrote {args.out}: a zoo {type(model).__name__} from {type(hub).__name__} "
+          f"{handle} ({model.count_params():,} parameters); use it like any zoo model "
+          f"(--model {args.out})")
+    return 0
+
+
 def _cmd_attention(args) -> int:
     import zoo.attention
 
@@ -902,6 +930,20 @@ def _add_other_parsers(sub):
     serve_cli.add_arguments(v)
     v.set_defaults(func=serve_cli.run)
 
+    i = sub.add_parser("import", help="import a pretrained KerasHub seq2seq model (T5) as a "
+                                      "zoo model directory")
+    i.add_argument("source", metavar="SOURCE",
+                   help="keras_hub:PRESET_OR_DIR, e.g. keras_hub:t5_small_multi (downloads "
+                        "from KerasHub) or keras_hub:./my_preset (save_to_preset)")
+    i.add_argument("--task", choices=("summarizer", "translator"), default="summarizer")
+    i.add_argument("--out", required=True, help="the model directory written")
+    i.add_argument("--overwrite", action="store_true",
+                   help="replace a model directory zoo wrote in --out")
+    i.add_argument("--max-source-length", type=int, default=512,
+                   help="source ids kept per text, eos included")
+    i.add_argument("--max-target-length", type=int, default=128,
+                   help="the default longest output")
+    i.set_defaults(func=_cmd_import)
     a = sub.add_parser("attention", help="list the attention variants")
     a.set_defaults(func=_cmd_attention)
     p = sub.add_parser("presets", help="list the model presets")

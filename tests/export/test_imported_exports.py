@@ -8,13 +8,13 @@ SentencePiece model; each export runs through ``zoo.serving.load``, as a deploym
 import numpy as np
 import pytest
 
-keras_hub = pytest.importorskip("keras_hub")
-import keras  # noqa: E402
+import keras
+import keras_hub
 
-from zoo.data import dialogsum_pairs  # noqa: E402
-from zoo.export import export  # noqa: E402
-from zoo.models.importers import import_keras_hub  # noqa: E402
-from zoo.serving import load  # noqa: E402
+from zoo.data import dialogsum_pairs
+from zoo.export import export
+from zoo.models.importers import import_keras_hub
+from zoo.serving import load
 
 FORMATS = ["savedmodel", "onnx", "litert", "ctranslate2"]
 

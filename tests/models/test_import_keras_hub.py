@@ -7,12 +7,12 @@ zoo's id layout (``original[i]``: the T5 id of zoo id ``i``).
 import numpy as np
 import pytest
 
-keras_hub = pytest.importorskip("keras_hub")
-import keras  # noqa: E402
+import keras
+import keras_hub
 
-import zoo.models  # noqa: E402
-from zoo.data import SentencePieceTokenizer  # noqa: E402
-from zoo.models.importers import _t5_layout, import_keras_hub  # noqa: E402
+import zoo.models
+from zoo.data import SentencePieceTokenizer
+from zoo.models.importers import _t5_layout, import_keras_hub
 
 V = 50
 #: (seed, gated, tied, activation): T5 v1.1 / Flan (gated GELU, untied), T5 1.0 (ReLU,
@@ -172,3 +172,31 @@ def test_unsupported_models_and_tasks_are_refused():
         import_keras_hub(_hub(*CONFIGS[1]), task="classifier")
     with pytest.raises(ValueError, match="T5"):
         import_keras_hub(keras.layers.Dense(2))
+
+
+def test_zoo_import_writes_a_model_directory_from_a_keras_hub_preset(tmp_path, t5_sentencepiece,
+                                                                     capsys):
+    """``zoo import keras_hub:DIR`` on a preset saved by KerasHub (no network): an ordinary
+    model directory that ``zoo summarize`` runs; an existing --out is refused, a bad SOURCE
+    named."""
+    from zoo import cli
+
+    proto, vocab = t5_sentencepiece
+    tokenizer = keras_hub.models.T5Tokenizer(proto=proto)
+    preprocessor = keras_hub.models.T5Seq2SeqLMPreprocessor(
+        tokenizer=tokenizer, encoder_sequence_length=64, decoder_sequence_length=16)
+    hub = _hub(*CONFIGS[1], vocab=vocab)
+    hub = keras_hub.models.T5Seq2SeqLM(backbone=hub.backbone, preprocessor=preprocessor)
+    hub.save_to_preset(str(tmp_path / "preset"))
+    out = tmp_path / "model"
+    assert cli.main(["import", f"keras_hub:{tmp_path / 'preset'}", "--out", str(out),
+                     "--max-target-length", "16"]) == 0
+    model = zoo.models.load(str(out))
+    assert type(model).__name__ == "Summarizer" and model.max_target_length == 16
+    capsys.readouterr()
+    assert cli.main(["summarize", "--model", str(out), "#Person1#: Hi. #Person2#: Hello."]) == 0
+    assert capsys.readouterr().out.strip()
+    assert cli.main(["import", f"keras_hub:{tmp_path / 'preset'}", "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert cli.main(["import", "t5_small", "--out", str(tmp_path / "x")]) == 2
+    assert "keras_hub:PRESET_OR_DIR" in capsys.readouterr().err

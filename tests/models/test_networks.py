@@ -132,15 +132,22 @@ def _packed_vs_padded(model, x, target):
     return out
 
 
-@pytest.mark.parametrize("normalize_first", [True, False])
-def test_packed_training_equals_padded_training(normalize_first):
+#: T5's options (imported models): RMS norms, relative position bias, gated GELU, no biases.
+T5_OPTIONS = {"norm": "rms", "positions": "relative", "gated_ffn": True, "use_bias": False,
+              "activation": "gelu_approximate", "head_dim": 6, "relative_buckets": 8,
+              "relative_max_distance": 6}
+
+
+@pytest.mark.parametrize("normalize_first,options", [(True, {}), (False, {}),
+                                                     (True, T5_OPTIONS)])
+def test_packed_training_equals_padded_training(normalize_first, options):
     """``pack_training`` runs the layers on the real positions only: same logits at real
     positions, same gradients for every weight (dropout off, so both see the same maths)."""
     from zoo.models import Translator
 
     keras.utils.set_random_seed(1)
     net = {"dim": 16, "num_layers": 2, "num_heads": 2, "ff_dim": 24,
-           "normalize_first": normalize_first}
+           "normalize_first": normalize_first, **options}
     model = Translator.from_preset("transformer_tiny", vocab_size=40, dropout=0.0,
                                    encoder=net, decoder=net)
     rng = np.random.default_rng(0)
@@ -229,3 +236,38 @@ def test_no_two_weights_of_a_preset_start_equal(name):
         name, vocab_size=50)
     model.build()
     assert not equal_drawn_weights(model.weights)
+
+
+def test_relative_position_buckets_match_hand_computed_values():
+    """T5's bucketing (Raffel et al. 2020), computed by hand: exact below half the buckets,
+    then logarithmic up to max_distance, one bucket beyond; the bidirectional form gives keys
+    after the query their own half."""
+    both = zoo.layers.RelativePositionBias(num_heads=1, num_buckets=8, max_distance=16)
+    # n = 4 per side, 2 exact: d = -5 -> 2 + floor(log(5 / 2) / log(16 / 2) * 2) = 2 + 0;
+    # d = -7 -> 2 + floor(log(3.5) / log(8) * 2) = 2 + 1; beyond: the last bucket, 3.
+    distances = np.array([0, 1, -1, -2, -5, -7, -100, 7])
+    assert both.buckets(distances).numpy().tolist() == [0, 5, 1, 2, 2, 3, 3, 7]
+    causal = zoo.layers.RelativePositionBias(num_heads=1, bidirectional=False, num_buckets=8,
+                                             max_distance=16)
+    # 4 exact; d = -9 -> 4 + floor(log(9 / 4) / log(16 / 4) * 4) = 4 + 2; keys after: 0.
+    assert causal.buckets(np.array([3, -3, -4, -9, -20])).numpy().tolist() == [0, 3, 4, 6, 7]
+
+
+def test_t5_options_step_equals_teacher_forcing_in_both_caches():
+    """With relative position bias (past max_distance), RMS norms, gated GELU and no biases,
+    a decoder step over a rolled window or a grown cache gives teacher forcing's logits."""
+    keras.utils.set_random_seed(4)
+    options = {k: v for k, v in T5_OPTIONS.items()}
+    enc = zoo.layers.TransformerEncoder(vocab_size=30, dim=12, num_layers=2, num_heads=2,
+                                        ff_dim=16, dropout=0.0, **options)
+    dec = zoo.layers.TransformerDecoder(vocab_size=30, dim=12, num_layers=2, num_heads=2,
+                                        ff_dim=16, dropout=0.0, **options)
+    encoded = enc(np.array([[4, 5, 6, 7, 8, 9, 3], [7, 8, 3, 0, 0, 0, 0]]))
+    target = np.array([[2, 9, 11, 4, 5, 6, 7, 8, 10, 12], [2, 5, 6, 7, 8, 9, 10, 11, 12, 13]])
+    full = dec(target, encoded).numpy()
+    memory = dec.prepare_memory(encoded)
+    for growing in (False, True):
+        state = dec.initial_state(encoded, 12, growing=growing)
+        for t in range(target.shape[1]):
+            logits, state, _ = dec.step(target[:, t], state, memory)
+            np.testing.assert_allclose(logits, full[:, t], atol=1e-5, err_msg=f"{growing} {t}")

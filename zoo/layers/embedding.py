@@ -99,9 +99,13 @@ class RelativePositionBias(keras.layers.Layer):
         max_distance: Distances at or beyond it share the last bucket.
         **kwargs: Keras layer arguments.
 
+    Its inputs are lengths, not tensors: call :meth:`full` or :meth:`for_step` (after
+    ``build``), not the layer.
+
     Example:
         >>> bias = RelativePositionBias(num_heads=2, bidirectional=False)
-        >>> tuple(bias(3, 3).shape)   # (1, heads, queries, keys)
+        >>> bias.build()
+        >>> tuple(bias.full(3, 3).shape)   # (1, heads, queries, keys)
         (1, 2, 3, 3)
         >>> tuple(bias.for_step(5).shape)   # a decoder step over 5 cached keys
         (1, 2, 1, 5)
@@ -112,9 +116,10 @@ class RelativePositionBias(keras.layers.Layer):
         super().__init__(**kwargs)
         self.num_heads, self.bidirectional = int(num_heads), bool(bidirectional)
         self.num_buckets, self.max_distance = int(num_buckets), int(max_distance)
-        if self.num_buckets < 2 or self.max_distance < 1:
-            raise ValueError(f"num_buckets must be >= 2 and max_distance >= 1, got "
-                             f"{num_buckets}, {max_distance}")
+        # The logarithmic buckets span (exact, max_distance]: it must not be empty.
+        if self.num_buckets < 4 or self.max_distance <= self.num_buckets // 2:
+            raise ValueError(f"num_buckets must be >= 4 and max_distance > num_buckets // 2, "
+                             f"got {num_buckets} and {max_distance}")
 
     def build(self, input_shape=None):
         self.embeddings = self.add_weight(
@@ -142,9 +147,6 @@ class RelativePositionBias(keras.layers.Layer):
     def _lookup(self, distance):
         values = ops.take(self.embeddings, self.buckets(distance), axis=0)  # (Tq, Tk, H)
         return ops.expand_dims(ops.transpose(values, (2, 0, 1)), 0)  # (1, H, Tq, Tk)
-
-    def call(self, query_length, key_length):
-        return self.full(query_length, key_length)
 
     def full(self, query_length, key_length):
         """The bias of ``query_length`` queries over ``key_length`` keys, both from position

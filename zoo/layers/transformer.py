@@ -206,9 +206,13 @@ class TransformerEncoder(_Base):
 
     def __init__(self, vocab_size, dim=256, num_layers=3, num_heads=8, ff_dim=1024,
                  dropout=0.1, attention_dropout=0.0, activation_dropout=None,
-                 normalize_first=True, **kwargs):
+                 normalize_first=True, norm="layer", norm_epsilon=1e-6, activation="relu",
+                 gated_ffn=False, use_bias=True, head_dim=None, positions="sinusoidal",
+                 relative_buckets=32, relative_max_distance=128, **kwargs):
         super().__init__(vocab_size, dim, num_layers, num_heads, ff_dim, dropout,
-                         attention_dropout, activation_dropout, normalize_first, **kwargs)
+                         attention_dropout, activation_dropout, normalize_first, norm,
+                         norm_epsilon, activation, gated_ffn, use_bias, head_dim, positions,
+                         relative_buckets, relative_max_distance, **kwargs)
         self.blocks = [{"norm1": self._norm(f"l{i}_norm1"),
                         "attn": self._mha(f"l{i}_self_attention"),
                         "norm2": self._norm(f"l{i}_norm2"),
@@ -275,8 +279,11 @@ class TransformerDecoder(_Base, Decoder):
     Args:
         vocab_size: Target vocabulary size.
         dim, num_layers, num_heads, ff_dim, dropout, attention_dropout, activation_dropout,
-            normalize_first: As the encoder's.
-        tie_embeddings: Use the embedding matrix as the output projection.
+            normalize_first, norm, norm_epsilon, activation, gated_ffn, use_bias, head_dim,
+            positions, relative_buckets, relative_max_distance: As the encoder's (a decoder's
+            relative position bias is causal: keys after the query have none).
+        tie_embeddings: Use the embedding matrix as the output projection (else a Dense
+            layer, with a bias when ``use_bias``).
         copy: Pointer-generator output (see :class:`zoo.layers.Decoder`) over the last
             layer's cross-attention, averaged over heads.
         **kwargs: Keras layer arguments.
@@ -291,10 +298,14 @@ class TransformerDecoder(_Base, Decoder):
 
     def __init__(self, vocab_size, dim=256, num_layers=3, num_heads=8, ff_dim=1024,
                  dropout=0.1, attention_dropout=0.0, activation_dropout=None,
-                 tie_embeddings=True, copy=False, normalize_first=True, **kwargs):
+                 tie_embeddings=True, copy=False, normalize_first=True, norm="layer",
+                 norm_epsilon=1e-6, activation="relu", gated_ffn=False, use_bias=True,
+                 head_dim=None, positions="sinusoidal", relative_buckets=32,
+                 relative_max_distance=128, **kwargs):
         super().__init__(vocab_size, dim, num_layers, num_heads, ff_dim, dropout,
-                         attention_dropout, activation_dropout, normalize_first, copy=copy,
-                         **kwargs)
+                         attention_dropout, activation_dropout, normalize_first, norm,
+                         norm_epsilon, activation, gated_ffn, use_bias, head_dim, positions,
+                         relative_buckets, relative_max_distance, copy=copy, **kwargs)
         self.tie_embeddings = bool(tie_embeddings)
         self.blocks = [{"norm1": self._norm(f"l{i}_norm1"),
                         "self_attn": self._mha(f"l{i}_self_attention"),
