@@ -297,10 +297,11 @@ def _print_training(args, info, history, n_train, dev) -> None:
             print(f"{info['truncated_pairs']:,} of {n_train:,} training pairs were longer "
                   f"than --max-length {info['max_source_length']} ids and were truncated")
     else:
+        coverage = info["coverage_epochs"]
         print(f"{info['truncated_sources']:,} of {n_train:,} training dialogues were longer "
               f"than {info['max_source_length']} tokens and were truncated (the SAMSum "
-              f"baselines' limit: 400); coverage loss in the last {info['coverage_epochs']} "
-              f"epoch(s)")
+              f"baselines' limit: 400)" + (f"; coverage loss in the last {coverage} epoch(s)"
+                                           if coverage else ""))
     if args.init_from:
         print(f"{info['unknown_pieces']:,} of {info['pieces']:,} pieces of the training text "
               f"are unknown to {args.init_from}'s vocabulary (kept: the checkpoint's "

@@ -1,0 +1,136 @@
+"""An imported KerasHub T5 deployed through zoo's exports against KerasHub's own ``generate``.
+
+One T5 of t5-small's shape (6+6 layers, d=512, 8 heads of 64, ffn 2,048, ReLU, tied output;
+random weights: nothing can be downloaded here) with a SentencePiece vocabulary learned from
+the embedded DialogSum dialogues (t5-small's own 32,128-piece model is not available offline,
+so the output projection is smaller than t5-small's). zoo imports it
+(``zoo.models.import_keras_hub``) and exports it to ONNX and CTranslate2; each engine then
+summarizes the same DialogSum dev dialogues greedily, forced to the same number of steps (no
+early end: zoo's and CTranslate2's minimum length, KerasHub with no stop token), at batch 1
+and 32. KerasHub's ``T5Seq2SeqLM.generate`` runs compiled (its default) on token ids, so its
+time leaves out tokenization, which zoo's and CTranslate2's include. The engines of one batch
+size alternate in rounds (the host's speed drifts); the median round is reported, in
+sentences per second, with the machine's CPU.
+
+Usage:
+    python bench/imported.py                 # 3 rounds
+    python bench/imported.py --rounds 1 --sentences 8
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+RESULTS = os.path.join(HERE, "results", "imported.jsonl")
+T5_SMALL = {"num_layers": 6, "num_heads": 8, "hidden_dim": 512, "intermediate_dim": 2048,
+            "key_value_dim": 64, "activation": "relu", "use_gated_activation": False,
+            "tie_embedding_weights": True, "dropout": 0.0}
+
+
+def t5_sentencepiece(vocab_size):
+    """A SentencePiece model with T5's special ids, learned from the embedded dialogues."""
+    import io
+
+    import sentencepiece as spm
+
+    from zoo.data import dialogsum_pairs
+
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter([d for d, _ in dialogsum_pairs("train")]), model_writer=buf,
+        vocab_size=vocab_size, pad_id=0, eos_id=1, unk_id=2, bos_id=-1, minloglevel=2,
+        hard_vocab_limit=False)
+    return buf.getvalue()
+
+
+def engines(args, workdir):
+    """``{name: run(texts) -> None}`` for the three engines, and the dialogues."""
+    import keras
+    import keras_hub
+    import numpy as np
+    import sentencepiece as spm
+
+    from zoo.data import dialogsum_pairs
+    from zoo.export import export
+    from zoo.models.importers import import_keras_hub
+    from zoo.serving import load
+
+    proto = t5_sentencepiece(args.vocab)
+    sp = spm.SentencePieceProcessor(model_proto=proto)
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.T5Backbone(vocabulary_size=sp.get_piece_size(), **T5_SMALL)
+    hub = keras_hub.models.T5Seq2SeqLM(backbone=backbone, preprocessor=None)
+    model = import_keras_hub(hub, tokenizer=proto, max_source_length=args.source_length,
+                             max_target_length=args.steps)
+    fixed = {"max_length": args.steps, "min_length": args.steps, "no_repeat_ngram_size": 0}
+    for fmt in ("onnx", "ctranslate2"):
+        export(model, os.path.join(workdir, fmt), format=fmt, **fixed)
+    texts = [d for d, _ in dialogsum_pairs("dev")][:args.sentences]
+
+    def keras_hub_ids(batch):
+        ids = [sp.encode(t)[:args.source_length - 1] + [1] for t in batch]
+        width = max(map(len, ids))
+        src = np.array([r + [0] * (width - len(r)) for r in ids], "int32")
+        prompt = np.zeros((len(batch), args.steps + 1), "int32")
+        mask = np.zeros_like(prompt, dtype=bool)
+        mask[:, 0] = True
+        return {"encoder_token_ids": src, "encoder_padding_mask": src != 0,
+                "decoder_token_ids": prompt, "decoder_padding_mask": mask}
+
+    runners = {fmt: load(os.path.join(workdir, fmt)) for fmt in ("onnx", "ctranslate2")}
+    return {"KerasHub generate (compiled)":
+            lambda b: hub.generate(keras_hub_ids(b), stop_token_ids=None),
+            "zoo ONNX": lambda b: runners["onnx"].generate_text(b, strategy="greedy"),
+            "CTranslate2 float32 (zoo export)":
+            lambda b: runners["ctranslate2"].generate_text(b, strategy="greedy")}, texts
+
+
+def timed(run, texts, batch):
+    t0 = time.perf_counter()
+    for i in range(0, len(texts), batch):
+        run(texts[i:i + batch])
+    return len(texts) / (time.perf_counter() - t0)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--sentences", type=int, default=32)
+    p.add_argument("--steps", type=int, default=32, help="tokens generated per summary")
+    p.add_argument("--source-length", type=int, default=128)
+    p.add_argument("--vocab", type=int, default=8000)
+    args = p.parse_args(argv)
+    import numpy as np
+
+    from quality import append_record, hardware
+
+    with tempfile.TemporaryDirectory() as workdir:
+        runs, texts = engines(args, workdir)
+        rows = {}
+        for batch in (1, 32):
+            for run in runs.values():  # warm-up: every shape traced before the clock
+                run(texts[:batch])
+            seen = {name: [] for name in runs}
+            for _ in range(args.rounds):
+                for name, run in runs.items():
+                    seen[name].append(timed(run, texts, batch))
+            rows[batch] = {name: float(np.median(v)) for name, v in seen.items()}
+    print(f"{hardware()}; t5-small shape, vocabulary {args.vocab}, {len(texts)} DialogSum dev "
+          f"dialogues (<= {args.source_length} ids), {args.steps} greedy steps each, median "
+          f"of {args.rounds} rounds\n")
+    print("| engine | batch 1 sentences/s | batch 32 sentences/s |\n|---|---|---|")
+    for name in runs:
+        print(f"| {name} | {rows[1][name]:.2f} | {rows[32][name]:.2f} |")
+    append_record(RESULTS, {"rows": rows, "steps": args.steps, "sentences": len(texts),
+                            "rounds": args.rounds, "hardware": hardware(),
+                            "date": time.strftime("%Y-%m-%d %H:%M")})
+
+
+if __name__ == "__main__":
+    main()
