@@ -102,6 +102,12 @@ def test_ctranslate2_refuses_models_it_cannot_run(data, tmp_path):
         export(model, str(tmp_path / "ct2"), "ctranslate2")
     mixed = Translator.from_preset("transformer_tiny", tokenizer=tok, dim=16, ff_dim=32,
                                    num_heads=2, decoder={"normalize_first": False})
-    with pytest.raises(ValueError, match="one norm placement.*True and False"):
+    with pytest.raises(ValueError, match="one normalize_first in the encoder and decoder, "
+                                         "got True and False"):
         export(mixed, str(tmp_path / "ct2"), "ctranslate2")
+    t5_mixed = Translator.from_preset("transformer_tiny", tokenizer=tok, dim=16, ff_dim=32,
+                                      num_heads=2, decoder={"norm": "rms"})
+    with pytest.raises(ValueError, match="one norm in the encoder and decoder, got 'layer' "
+                                         "and 'rms'"):
+        export(t5_mixed, str(tmp_path / "ct2"), "ctranslate2")
     assert not (tmp_path / "ct2").exists()
