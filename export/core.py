@@ -176,13 +176,14 @@ class ExportCore:
             no_repeat_ngram_size=self.no_repeat_ngram_size), max_length, min_length)
 
     def beam(self, source_ids, length_penalty, coverage_penalty, max_length=None,
-             min_length=None) -> dict:
-        """Beam search of the export's size; the penalties (and ``max_length``,
-        ``min_length``) may be scalar tensors."""
+             min_length=None, beam_size=None) -> dict:
+        """Beam search, of the export's size unless ``beam_size`` is given; the penalties
+        (and ``max_length``, ``min_length``, ``beam_size``) may be scalar tensors."""
         from zoo import decoding
 
         return self.generate(source_ids, decoding.BeamSearch(
-            beam_size=self.beam_size, length_penalty=length_penalty,
+            beam_size=self.beam_size if beam_size is None else beam_size,
+            length_penalty=length_penalty,
             coverage_penalty=coverage_penalty, no_repeat_ngram_size=self.no_repeat_ngram_size),
             max_length, min_length)
 

@@ -7,11 +7,11 @@ Four graphs plus the tokenizers, in one directory (signature names as in docs/ex
 * ``decoder_step.onnx``: ``token_ids (batch,)`` + state + memory -> ``logits``, ``attention``
   and the next state (``next__<name>``); the memory is an input only, never copied out.
 * ``greedy.onnx`` and ``beam.onnx``: ``source_ids`` -> ``tokens (batch, max_length)``,
-  ``lengths``, ``scores``, ``attention`` - the whole decoding loop inside the graph. The beam
-  size is fixed at export; ``beam.onnx`` also takes ``length_penalty`` and
-  ``coverage_penalty`` (float scalars, GNMT alpha and beta). Both loops also take
-  ``max_length`` (at most the export's, which sizes their outputs) and ``min_length`` (int32
-  scalars): settings per call, no re-export.
+  ``lengths``, ``scores``, ``attention`` - the whole decoding loop inside the graph.
+  ``beam.onnx`` also takes ``beam_size`` (int32; the export's ``beam_size`` is the runner's
+  default), ``length_penalty`` and ``coverage_penalty`` (float scalars, GNMT alpha and beta).
+  Both loops also take ``max_length`` (at most the export's, which sizes their outputs) and
+  ``min_length`` (int32 scalars): settings per call, no re-export.
 * ``source.model`` (and ``target.model``): the SentencePiece models; ``zoo.serving``
   tokenizes host-side with the ``sentencepiece`` package and gets exactly the ids
   tensorflow-text gives (same file).
@@ -108,8 +108,10 @@ FILES = {"encode": "encoder.onnx", "decode_step": "decoder_step.onnx",
          "generate": "greedy.onnx", "generate_beam": "beam.onnx"}
 
 
-#: Decoding settings the loop graphs take per call, as scalar int32 inputs.
+#: Decoding settings the loop graphs take per call, as scalar int32 inputs (``beam_size``:
+#: the beam graph only; any size ``zoo.inputs.OPTIONS`` allows).
 PER_REQUEST = ("max_length", "min_length")
+BEAM_PER_REQUEST = ("beam_size",)
 
 
 def _graphs(core):
@@ -135,10 +137,11 @@ def _graphs(core):
         "generate": (lambda source_ids, max_length, min_length: named(
             core.greedy(source_ids, max_length, min_length)), [src, *lengths]),
         "generate_beam": (lambda source_ids, length_penalty, coverage_penalty, max_length,
-                          min_length: named(core.beam(source_ids, length_penalty,
-                                                      coverage_penalty, max_length,
-                                                      min_length)),
-                          [src, *penalties, *lengths]),
+                          min_length, beam_size: named(core.beam(
+                              source_ids, length_penalty, coverage_penalty, max_length,
+                              min_length, beam_size)),
+                          [src, *penalties, *lengths,
+                           tf.TensorSpec([], tf.int32, name="beam_size")]),
     }
 
 
@@ -154,11 +157,11 @@ def _write(core, tmp, opset, quantization) -> dict:
             quantize_int8(file)
     inputs = {"generate": ["source_ids", *PER_REQUEST],
               "generate_beam": ["source_ids", "length_penalty", "coverage_penalty",
-                                *PER_REQUEST],
+                                *PER_REQUEST, *BEAM_PER_REQUEST],
               "encode": ["source_ids"], "decode_step": ["token_ids", *core.specs]}
     return {"files": {k: FILES[k] for k in ("generate", "generate_beam", "encode",
                                             "decode_step")},
             "signatures": {k: {"inputs": inputs[k], "outputs": v} for k, v in outputs.items()},
             "strategies": ["greedy", "beam"], "quantization": [quantization],
-            "per_request": list(PER_REQUEST), "opset": opset,
+            "per_request": list(PER_REQUEST + BEAM_PER_REQUEST), "opset": opset,
             "requires": ["onnxruntime", "sentencepiece"]}

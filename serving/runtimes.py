@@ -105,7 +105,11 @@ class Runner:
         if min_length > max_length:
             raise InputError("min_length", f"min_length {min_length} is over max_length "
                                            f"{max_length}")
-        return {"max_length": max_length, "min_length": min_length}
+        out = {"max_length": max_length, "min_length": min_length}
+        if "beam_size" in names:  # any size the contract allows (check_decoding bounds it)
+            out["beam_size"] = int(options.pop("beam_size",
+                                               self.manifest["decoding"]["beam_size"]))
+        return out
 
     def encode_texts(self, texts: Sequence[str]):
         """Strings -> ``(ids (batch, S) int32, ids dropped per text)``, with a warning for
@@ -248,12 +252,16 @@ class OnnxRunner(Runner):
         return dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
 
     def _generate(self, ids, strategy, options):
+        signature = "generate" if strategy == "greedy" else "generate_beam"
         feeds = {"source_ids": ids}
-        for name in self.manifest.get("per_request") or ():  # (older exports take none)
-            feeds[name] = np.asarray(options[name], np.int32)
+        inputs = self.manifest["signatures"][signature].get("inputs") or ()
+        # Each graph's own per-call settings (older exports take none, or no beam_size).
+        for name in self.manifest.get("per_request") or ():
+            if name in inputs:
+                feeds[name] = np.asarray(options[name], np.int32)
         if strategy == "greedy":
-            return self._run("generate", feeds)
-        return self._run("generate_beam", {
+            return self._run(signature, feeds)
+        return self._run(signature, {
             **feeds, "length_penalty": np.asarray(options["length_penalty"], np.float32),
             "coverage_penalty": np.asarray(options["coverage_penalty"], np.float32)})
 

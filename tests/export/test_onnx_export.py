@@ -28,7 +28,7 @@ state = t.encode(ids)
 step = t.decode_step(np.full([len(texts)], 2, np.int32), state)
 errors = []
 for kw in ({"length_penalty": 1.0}, {"strategy": "beam", "coverage_penalty": -1.0},
-           {"strategy": "beam", "beam_size": 5}):
+           {"strategy": "beam", "beam_size": 65}):
     try:
         t.generate_text(texts, **kw)
     except ValueError as e:
@@ -106,7 +106,7 @@ def test_onnx_matches_keras_without_tensorflow(preset, tok, tmp_path):
         "unknown decoding option 'length_penalty' for strategy 'greedy'; it belongs to "
         "strategy 'beam' (options: max_length, min_length, no_repeat_ngram_size)",
         "coverage_penalty must be in [0, 10], got -1.0",
-        "beam_size is fixed at export to 3 in this onnx export; re-export to change it"]
+        "beam_size must be in [1, 64], got 65"]
     # host-side ids == tf-text ids
     from zoo.data import encode_sources
 

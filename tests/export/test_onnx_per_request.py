@@ -43,7 +43,37 @@ def test_the_default_is_the_exports_maximum(tiny_exports):
     runner = load(str(root / "onnx"))
     ids, _ = runner.encode_texts(["Hola.", "Buenos días."])
     assert _onnx(runner, ids, "greedy") == _keras(model, ids, "greedy", 6, 0)
-    assert runner.manifest["per_request"] == ["max_length", "min_length"]
+    assert runner.manifest["per_request"] == ["max_length", "min_length", "beam_size"]
+
+
+@pytest.mark.parametrize("beam_size", [1, 3, 6])
+@pytest.mark.parametrize("max_length", [4, 6])
+def test_per_call_beam_size_gives_the_keras_tokens(tiny_exports, beam_size, max_length):
+    """An export made with beam 2 searches with the beam a call asks for, as Keras does."""
+    model, root = tiny_exports
+    runner = load(str(root / "onnx"))
+    texts = ["Hola.", "¿Dónde está la estación de tren?", "Tengo hambre y sed.", "Buenas."]
+    ids, _ = runner.encode_texts(texts)
+    want = _keras(model, ids, BeamSearch(beam_size=beam_size, length_penalty=0.6),
+                  max_length, 0)
+    got = _onnx(runner, ids, "beam", beam_size=beam_size, max_length=max_length)
+    assert got == want
+    scores = runner.generate(ids, "beam", beam_size=beam_size, max_length=max_length)["scores"]
+    keras_scores = model.generate(ids, BeamSearch(beam_size=beam_size, length_penalty=0.6),
+                                  max_length=max_length).scores
+    np.testing.assert_allclose(np.asarray(scores).reshape(-1),
+                               np.asarray(keras_scores)[:, 0], atol=1e-4)
+
+
+def test_beam_size_over_the_documented_maximum_is_refused_by_name(tiny_exports):
+    from zoo.inputs import MAX_BEAM_SIZE
+
+    _, root = tiny_exports
+    runner = load(str(root / "onnx"))
+    with pytest.raises(InputError, match=f"beam_size must be in \\[1, {MAX_BEAM_SIZE}\\]") \
+            as err:
+        runner.generate_text(["Hola."], "beam", beam_size=MAX_BEAM_SIZE + 1)
+    assert err.value.field == "beam_size"
 
 
 @pytest.mark.parametrize("options, field, message", [

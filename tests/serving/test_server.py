@@ -81,6 +81,18 @@ def test_beam_is_the_exported_beam(server, runtime):
     assert out["outputs"] == expected
 
 
+def test_an_onnx_request_picks_its_beam_size(server):
+    """The ONNX export (made with beam 2) searches with the beam a request asks for."""
+    model, srv = server
+    for beam_size in (1, 3):
+        status, out, _ = srv.post("/v1/models/onnx:generate",
+                                  {"texts": TEXTS, "beam_size": beam_size,
+                                   "length_penalty": 0.6})
+        assert status == 200, out
+        assert out["outputs"] == model.translate(TEXTS, strategy="beam", beam_size=beam_size,
+                                                 length_penalty=0.6, coverage_penalty=0.0)
+
+
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_tf_serving_endpoints(server, runtime):
     _, srv = server
@@ -171,8 +183,10 @@ BAD = [  # (path, body, status, message pattern, field)
     (GEN, {"texts": ["a", "b" * 501]}, 400, r"texts\[1\] has 501 characters; the limit is 500",
      "texts[1]"),
     (GEN, b'{"texts": ["\\ud800"]}', 400, r"texts\[0\] is not valid Unicode", "texts[0]"),
-    (GEN, {"texts": ["a"], "beam_size": 5}, 400, "beam_size is fixed at export to 2",
+    (GEN, {"texts": ["a"], "beam_size": 65}, 400, r"beam_size must be in \[1, 64\]",
      "beam_size"),
+    ("/v1/models/savedmodel:generate", {"texts": ["a"], "beam_size": 5}, 400,
+     "beam_size is fixed at export to 2 in this savedmodel export", "beam_size"),
     (GEN, {"texts": ["a"], "max_length": 99}, 400, "max_length 99 is over this export's maximum of 6",
      "max_length"),
     (GEN, {"texts": ["a"], "length_penalty": -1}, 400, "length_penalty must be in \\[0, 10\\]",

@@ -458,16 +458,19 @@ class BeamSearch(Strategy):
 
     def __init__(self, beam_size=4, length_penalty=0.0, coverage_penalty=0.0, n_best=1,
                  early_stop=True, no_repeat_ngram_size=0):
-        if int(beam_size) < 1:
+        # The beam size and the penalties may also be scalar tensors (an exported graph
+        # takes them as inputs); the caller checks those.
+        fixed = isinstance(beam_size, numbers.Integral)
+        if fixed and int(beam_size) < 1:
             raise ValueError(f"beam_size must be >= 1, got {beam_size}")
-        if not 1 <= int(n_best) <= int(beam_size):
+        if not 1 <= int(n_best) <= (int(beam_size) if fixed else int(n_best)):
             raise ValueError(f"n_best must be in [1, beam_size={beam_size}], got {n_best}")
-        # The penalties may also be scalar tensors (an exported graph takes them as inputs).
         for nm, v in (("length_penalty", length_penalty),
                       ("coverage_penalty", coverage_penalty)):
             if isinstance(v, (int, float)) and v < 0:
                 raise ValueError(f"{nm} must be >= 0, got {v}")
-        self.beam_size, self.n_best = int(beam_size), int(n_best)
+        self.beam_size = int(beam_size) if fixed else beam_size
+        self.n_best = int(n_best)
         self.length_penalty = (float(length_penalty) if isinstance(length_penalty, (int, float))
                                else length_penalty)
         self.coverage_penalty = (float(coverage_penalty)
@@ -515,10 +518,15 @@ class BeamSearch(Strategy):
         top_tok = ops.reshape(ops.cast(top_tok, "int32"), (b, k, kk))
         # A finished (or frozen) hypothesis has one continuation, pad, at no cost; its other
         # candidates are the lowest other ids at NEG, as the full table ranks them.
-        frozen_tok = [pad_id] + [i for i in range(kk + 1) if i != pad_id][:kk - 1]
-        step_logp = ops.where(fin, ops.convert_to_tensor([0.0] + [NEG] * (kk - 1), "float32"),
-                              top_logp)
-        return step_logp, ops.where(fin, ops.convert_to_tensor(frozen_tok, "int32"), top_tok)
+        if isinstance(kk, int):
+            frozen_tok = ops.convert_to_tensor(
+                [pad_id] + [i for i in range(kk + 1) if i != pad_id][:kk - 1], "int32")
+            frozen_logp = ops.convert_to_tensor([0.0] + [NEG] * (kk - 1), "float32")
+        else:  # a beam size given at run time (zoo's pad is id 0: the lowest ids in order)
+            frozen_tok = ops.arange(kk, dtype="int32")
+            frozen_logp = ops.where(ops.equal(frozen_tok, 0), 0.0, NEG)
+        step_logp = ops.where(fin, frozen_logp, top_logp)
+        return step_logp, ops.where(fin, frozen_tok, top_tok)
 
     def __call__(self, step_fn, state, memory, batch_size, memory_length, max_length, bos_id,
                  eos_id, pad_id=0, min_length=0, memory_mask=None):
@@ -529,9 +537,14 @@ class BeamSearch(Strategy):
         if memory_mask is None:
             memory_mask = ops.ones((b, memory_length), "bool")
         mask = ops.reshape(_tile(ops.cast(memory_mask, "bool"), k), (b, k, 1, -1))
+        if not isinstance(k, int) and pad_id != 0:
+            raise ValueError(f"a beam size given at run time needs pad id 0, got {pad_id}")
         # Only beam 0 is live at the start, so the first expansion has no duplicates.
-        first = ops.concatenate([ops.zeros((1,), "float32"),
-                                 ops.full((k - 1,), NEG, "float32")])
+        if isinstance(k, int):
+            first = ops.concatenate([ops.zeros((1,), "float32"),
+                                     ops.full((k - 1,), NEG, "float32")])
+        else:
+            first = ops.where(ops.equal(ops.arange(k, dtype="int32"), 0), 0.0, NEG)
         init = (ops.convert_to_tensor(0, "int32"),
                 ops.full((bk,), bos_id, "int32"), state,
                 ops.zeros((bk, max_length), "int32"),
@@ -562,7 +575,11 @@ class BeamSearch(Strategy):
             row_done = finished[:, 0] if self.early_stop else ops.all(finished, axis=1)
             frozen = ops.logical_or(finished, ops.expand_dims(row_done, -1))  # (b, k)
             fin = ops.expand_dims(frozen, -1)  # (b, k, 1)
-            kk = k if self._vocab(logits) is None else min(k, self._vocab(logits))
+            vocab = self._vocab(logits)
+            if isinstance(k, int):
+                kk = k if vocab is None else min(k, vocab)
+            else:
+                kk = k if vocab is None else ops.minimum(k, vocab)
             step_logp, top_tok = self._continuations(logp, fin, b, kk, pad_id)
             cand_logprob = ops.expand_dims(logprob, -1) + step_logp  # (b, k, kk)
             cand_len = lengths + ops.cast(ops.logical_not(frozen), "int32")  # (b, k)
