@@ -10,6 +10,12 @@ docs/export.md):
   from each overlong input).
 * ``generate_beam(text, length_penalty, coverage_penalty)`` - beam search with the beam size
   fixed at export and the GNMT length and coverage penalties as inputs.
+* ``generate_settings(text, max_length, min_length)`` and ``generate_beam_settings(text,
+  beam_size, length_penalty, coverage_penalty, max_length, min_length)`` - the same loops
+  with every setting per call (int32 / float32 scalars; ``max_length`` at most the
+  export's, which sizes the outputs; ``beam_size`` 1 to 64). Separate signatures, so a client
+  of ``generate``/``generate_beam`` (TensorFlow Serving's REST API needs every input of a
+  signature) is not asked for more.
 * ``encode(source_ids)`` - the initial decoder state and the memory as named tensors.
 * ``decode_step(token_ids, state)`` - one step: takes the state and the memory (one dict,
   ``encode``'s names) and returns ``logits``, ``attention`` and ``next__<state name>``.
@@ -27,7 +33,10 @@ from typing import Optional
 
 from zoo.export.core import GENERATE_OUTPUTS, ExportCore
 
-SIGNATURES = ("generate", "generate_beam", "encode", "decode_step", "tokenize")
+SIGNATURES = ("generate", "generate_beam", "generate_settings", "generate_beam_settings",
+              "encode", "decode_step", "tokenize")
+#: The settings ``generate_settings``/``generate_beam_settings`` take per call.
+PER_REQUEST = ("max_length", "min_length", "beam_size")
 
 
 def export_savedmodel(model, path: str, max_length: Optional[int] = None,
@@ -98,6 +107,13 @@ def _check_penalty(value, name):
     return tf.debugging.Assert(ok, [f"{name} must be finite and >= 0, got", value])
 
 
+def _check_int(value, name, low, high):
+    import tensorflow as tf
+
+    ok = tf.logical_and(value >= low, value <= high)
+    return tf.debugging.Assert(ok, [f"{name} must be in [{low}, {high}] (here), got", value])
+
+
 class _Endpoints:
     """The SavedModel's functions: strings in, strings out, around the export core."""
 
@@ -145,6 +161,25 @@ class _Endpoints:
         return self.run(text, lambda ids: self.core.beam(ids, length_penalty,
                                                          coverage_penalty), checks)
 
+    def _length_checks(self, max_length, min_length):
+        return (_check_int(max_length, "max_length", 1, self.core.max_length),
+                _check_int(min_length, "min_length", 0, max_length))
+
+    def generate_settings(self, text, max_length, min_length):
+        return self.run(text, lambda ids: self.core.greedy(ids, max_length, min_length),
+                        self._length_checks(max_length, min_length))
+
+    def generate_beam_settings(self, text, beam_size, length_penalty, coverage_penalty,
+                               max_length, min_length):
+        from zoo.inputs import MAX_BEAM_SIZE
+
+        checks = (_check_int(beam_size, "beam_size", 1, MAX_BEAM_SIZE),
+                  _check_penalty(length_penalty, "length_penalty"),
+                  _check_penalty(coverage_penalty, "coverage_penalty"),
+                  *self._length_checks(max_length, min_length))
+        return self.run(text, lambda ids: self.core.beam(
+            ids, length_penalty, coverage_penalty, max_length, min_length, beam_size), checks)
+
     def write(self, tmp) -> dict:
         """Writes the archive into ``tmp``: the manifest's part."""
         import keras
@@ -160,6 +195,13 @@ class _Endpoints:
                              input_signature=[text_spec])
         archive.add_endpoint("generate_beam", self.generate_beam,
                              input_signature=[text_spec, *penalties])
+        ints = {n: tf.TensorSpec([], tf.int32, name=n) for n in PER_REQUEST}
+        archive.add_endpoint("generate_settings", self.generate_settings,
+                             input_signature=[text_spec, ints["max_length"],
+                                              ints["min_length"]])
+        archive.add_endpoint("generate_beam_settings", self.generate_beam_settings,
+                             input_signature=[text_spec, ints["beam_size"], *penalties,
+                                              ints["max_length"], ints["min_length"]])
         archive.add_endpoint("tokenize", lambda text: self.tokenize(text)[0],
                              input_signature=[text_spec])
         archive.add_endpoint("encode", self.core.encode,
@@ -169,4 +211,4 @@ class _Endpoints:
         archive.write_out(tmp, verbose=False)
         return {"files": {"savedmodel": "."}, "strategies": ["greedy", "beam"],
                 "quantization": ["float32"], "requires": ["tensorflow", "tensorflow_text"],
-                "signatures": SIGNATURES}
+                "signatures": SIGNATURES, "per_request": list(PER_REQUEST)}

@@ -12,8 +12,9 @@ out), ``encode(source_ids)`` and ``decode_step(token_ids, inputs)`` (one step; o
 * :class:`SavedModelRunner` - TensorFlow + tensorflow_text (tokenization in the graph).
 
 Overlong inputs are truncated to the export's ``max_source_length`` with a
-``zoo.inputs.InputTruncatedWarning``. Options fixed at export (``beam_size``, ``max_length``,
-``min_length``, ``no_repeat_ngram_size``) may be passed only with their exported value.
+``zoo.inputs.InputTruncatedWarning``. Options fixed at export (``no_repeat_ngram_size``;
+``beam_size``, ``max_length`` and ``min_length`` except where the manifest's ``per_request``
+lists them: ONNX and SavedModel) may be passed only with their exported value.
 """
 
 from __future__ import annotations
@@ -366,8 +367,17 @@ class SavedModelRunner(Runner):
         # the ids it cut: the host tokenizes only to name the attention's source pieces.
         tf = self._tf
         text = tf.constant(texts)
+        per_call = {k: tf.constant(options[k], tf.int32)
+                    for k in self.manifest.get("per_request") or () if k in options}
         if strategy == "greedy":
-            out = self.loaded.generate(text)
+            out = (self.loaded.generate_settings(text, per_call["max_length"],
+                                                 per_call["min_length"]) if per_call
+                   else self.loaded.generate(text))
+        elif per_call:  # exports before the settings signatures take none
+            out = self.loaded.generate_beam_settings(
+                text, per_call["beam_size"], tf.constant(options["length_penalty"]),
+                tf.constant(options["coverage_penalty"]), per_call["max_length"],
+                per_call["min_length"])
         else:
             out = self.loaded.generate_beam(text, tf.constant(options["length_penalty"]),
                                             tf.constant(options["coverage_penalty"]))

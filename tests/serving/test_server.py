@@ -81,11 +81,12 @@ def test_beam_is_the_exported_beam(server, runtime):
     assert out["outputs"] == expected
 
 
-def test_an_onnx_request_picks_its_beam_size(server):
-    """The ONNX export (made with beam 2) searches with the beam a request asks for."""
+@pytest.mark.parametrize("runtime", ("onnx", "savedmodel"))
+def test_a_request_picks_its_beam_size(server, runtime):
+    """An export made with beam 2 searches with the beam a request asks for."""
     model, srv = server
     for beam_size in (1, 3):
-        status, out, _ = srv.post("/v1/models/onnx:generate",
+        status, out, _ = srv.post(f"/v1/models/{runtime}:generate",
                                   {"texts": TEXTS, "beam_size": beam_size,
                                    "length_penalty": 0.6})
         assert status == 200, out
@@ -185,8 +186,9 @@ BAD = [  # (path, body, status, message pattern, field)
     (GEN, b'{"texts": ["\\ud800"]}', 400, r"texts\[0\] is not valid Unicode", "texts[0]"),
     (GEN, {"texts": ["a"], "beam_size": 65}, 400, r"beam_size must be in \[1, 64\]",
      "beam_size"),
-    ("/v1/models/savedmodel:generate", {"texts": ["a"], "beam_size": 5}, 400,
-     "beam_size is fixed at export to 2 in this savedmodel export", "beam_size"),
+    ("/v1/models/savedmodel:generate", {"texts": ["a"], "no_repeat_ngram_size": 2}, 400,
+     "no_repeat_ngram_size is fixed at export to 0 in this savedmodel export",
+     "no_repeat_ngram_size"),
     (GEN, {"texts": ["a"], "max_length": 99}, 400, "max_length 99 is over this export's maximum of 6",
      "max_length"),
     (GEN, {"texts": ["a"], "length_penalty": -1}, 400, "length_penalty must be in \\[0, 10\\]",
