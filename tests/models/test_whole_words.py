@@ -27,11 +27,12 @@ def _start(source=SOURCE):
 
 
 def test_piece_kinds_read_the_first_and_last_characters():
-    starts, opens, wordy, ends = KINDS
+    starts, opens, wordy, ends, symbols = KINDS
     assert np.flatnonzero(~starts).tolist() == sorted(CONTINUATIONS)
     assert np.flatnonzero(~opens).tolist() == [0, 1, 2, 9, 10, 12]  # <pad> ... , ' #P#
     assert np.flatnonzero(~wordy).tolist() == [9, 10]
     assert np.flatnonzero(~ends).tolist() == sorted(CONTINUATIONS | {12})
+    assert np.flatnonzero(symbols).tolist() == [12]
 
 
 def test_a_copied_word_is_finished_from_its_source_word():
@@ -48,7 +49,18 @@ def test_words_that_match_no_source_word_are_free():
     state = _start()
     for token in (6, 7, 9, 0):  # "▁special ly ," then a finished row's padding
         state, banned = _step(token, state)
-        assert not np.asarray(state["match"]).any() and banned == set()
+        # Only the tag is banned: the source has none.
+        assert not np.asarray(state["match"]).any() and banned == {12}
+
+
+def test_a_speaker_tag_is_written_only_when_the_source_holds_it():
+    with_tag = np.array([[12, 8, 2, 0], [8, 12, 2, 0]], "int32")
+    without = np.array([[8, 3, 2, 0], [0, 0, 0, 0]], "int32")  # no tag; a padding row
+    for source, banned in ((with_tag, [False, False]), (without, [True, True])):
+        # After "," (no word open), only the new rule can ban the tag.
+        _, out = whole_words.step(np.array([9, 9], "int32"), whole_words.initial(source > 0),
+                                  source, KINDS)
+        assert np.asarray(out)[:, 12].tolist() == banned
 
 
 def test_a_piece_after_punctuation_or_a_tag_begins_a_new_word():

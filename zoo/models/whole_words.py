@@ -5,7 +5,9 @@ pieces of one source word and go on with pieces of another ("specia" + "ist" -> 
 While the word being written matches the start of one or more source words, this constraint
 allows only the pieces that continue one of them, and lets the word end only where one of them
 ends (or where the word is a single piece, a word of the vocabulary). Words that match no source
-word are generated freely.
+word are generated freely. A user-defined piece (a speaker tag such as ``#Person1#``, the turn
+separator) is written only when the source holds it: a model trained on dialogues with tags
+does not put ``#Person1#`` into the summary of a dialogue between Amanda and Hannah.
 
 A word is a run of letters and digits. A piece continues the word before it when it starts with
 a letter or digit (no ``▁``) and the piece before it ended with one; anything else ends the
@@ -29,10 +31,11 @@ BANNED = -1e4
 
 
 def piece_kinds(pieces, symbols=()):
-    """``(4, V)`` bool rows, by piece: *starts* (its first character is no letter or digit,
+    """``(5, V)`` bool rows, by piece: *starts* (its first character is no letter or digit,
     so it never continues a word), *opens* (its last character is one: a word may go on
-    after it), *wordy* (it holds one at all) and *ends* (it may end a copied word: a start
-    that is not one of ``symbols``).
+    after it), *wordy* (it holds one at all), *ends* (it may end a copied word: a start
+    that is not one of ``symbols``) and *symbols* (one of ``symbols``: written only when the
+    source holds it).
 
     Args:
         pieces: The vocabulary's pieces, by id (``SentencePieceTokenizer.id_to_piece``).
@@ -40,13 +43,15 @@ def piece_kinds(pieces, symbols=()):
 
     Example:
         >>> kinds = piece_kinds(["<pad>", "▁spec", "ial", "'s", "'", "#P1#"], {"#P1#"})
-        >>> kinds.astype(int).tolist()
-        [[1, 1, 0, 1, 1, 1], [0, 1, 1, 1, 0, 0], [1, 1, 1, 1, 0, 1], [1, 1, 0, 1, 1, 0]]
+        >>> kinds.astype(int).tolist()  # doctest: +NORMALIZE_WHITESPACE
+        [[1, 1, 0, 1, 1, 1], [0, 1, 1, 1, 0, 0], [1, 1, 1, 1, 0, 1], [1, 1, 0, 1, 1, 0],
+         [0, 0, 0, 0, 0, 1]]
     """
     starts = [not p[:1].isalnum() for p in pieces]
     return np.array([starts, [p[-1:].isalnum() for p in pieces],
                      [any(c.isalnum() for c in p) for p in pieces],
-                     [s and p not in symbols for s, p in zip(starts, pieces)]], bool)
+                     [s and p not in symbols for s, p in zip(starts, pieces)],
+                     [p in symbols for p in pieces]], bool)
 
 
 def initial(memory_mask):
@@ -62,13 +67,13 @@ def step(token_ids, state, source_ids, kinds):
         token_ids: ``(batch,)`` int32, the piece just written (the step's input).
         state: ``{"match": (batch, S) bool, "open": (batch,) bool}`` before it.
         source_ids: ``(batch, S)`` int32, the source pieces (0 = padding).
-        kinds: ``(4, V)`` bool, :func:`piece_kinds`.
+        kinds: ``(5, V)`` bool, :func:`piece_kinds`.
 
     Returns:
         ``(state, banned (batch, V) bool)``: the state after the piece, and the pieces the
         next step may not write.
     """
-    starts, opens, wordy, ends = kinds[0], kinds[1], kinds[2], kinds[3]
+    starts, opens, wordy, ends, symbols = (kinds[i] for i in range(5))
     vocab = ops.shape(starts)[0]
     begins = ops.logical_or(ops.take(starts, token_ids, axis=0),
                             ops.logical_not(state["open"]))  # (b,) a new word
@@ -90,5 +95,8 @@ def step(token_ids, state, source_ids, kinds):
     may_end = ops.logical_and(ops.expand_dims(can_end, -1), ops.expand_dims(ends, 0))
     banned = ops.where(continues, ops.logical_not(allowed), ops.logical_not(may_end))
     copying = ops.logical_and(ops.any(match, axis=1), is_open)  # an open word from the source
+    in_source = ops.greater(scatter_onto_vocabulary(
+        ops.cast(ops.not_equal(source_ids, 0), "float32"), source_ids, vocab), 0.0)
+    unsourced = ops.logical_and(ops.expand_dims(symbols, 0), ops.logical_not(in_source))
     return ({"match": match, "open": is_open},
-            ops.logical_and(ops.expand_dims(copying, -1), banned))
+            ops.logical_or(ops.logical_and(ops.expand_dims(copying, -1), banned), unsourced))
