@@ -528,6 +528,26 @@ class BeamSearch(Strategy):
         step_logp = ops.where(fin, frozen_logp, top_logp)
         return step_logp, ops.where(fin, frozen_tok, top_tok)
 
+    def _start(self, b, state, memory_length, max_length, bos_id):
+        """The loop's initial values: step, previous tokens, state, tokens, log-probs,
+        lengths, finished, attention, coverage and ranking scores."""
+        k = self.beam_size
+        bk = b * k
+        # Only beam 0 is live at the start, so the first expansion has no duplicates.
+        if isinstance(k, int):
+            first = ops.concatenate([ops.zeros((1,), "float32"),
+                                     ops.full((k - 1,), NEG, "float32")])
+        else:
+            first = ops.where(ops.equal(ops.arange(k, dtype="int32"), 0), 0.0, NEG)
+        return (ops.convert_to_tensor(0, "int32"), ops.full((bk,), bos_id, "int32"), state,
+                ops.zeros((bk, max_length), "int32"),
+                ops.tile(ops.expand_dims(first, 0), (b, 1)),  # log-probs (b, k)
+                ops.zeros((b, k), "int32"),  # lengths
+                ops.zeros((b, k), "bool"),  # finished
+                ops.zeros((bk, max_length, memory_length), "float32"),
+                ops.zeros((b, k, memory_length), "float32"),  # coverage
+                ops.zeros((b, k), "float32"))  # ranking scores
+
     def __call__(self, step_fn, state, memory, batch_size, memory_length, max_length, bos_id,
                  eos_id, pad_id=0, min_length=0, memory_mask=None):
         _check_lengths(max_length, min_length)
@@ -539,21 +559,7 @@ class BeamSearch(Strategy):
         mask = ops.reshape(_tile(ops.cast(memory_mask, "bool"), k), (b, k, 1, -1))
         if not isinstance(k, int) and pad_id != 0:
             raise ValueError(f"a beam size given at run time needs pad id 0, got {pad_id}")
-        # Only beam 0 is live at the start, so the first expansion has no duplicates.
-        if isinstance(k, int):
-            first = ops.concatenate([ops.zeros((1,), "float32"),
-                                     ops.full((k - 1,), NEG, "float32")])
-        else:
-            first = ops.where(ops.equal(ops.arange(k, dtype="int32"), 0), 0.0, NEG)
-        init = (ops.convert_to_tensor(0, "int32"),
-                ops.full((bk,), bos_id, "int32"), state,
-                ops.zeros((bk, max_length), "int32"),
-                ops.tile(ops.expand_dims(first, 0), (b, 1)),  # log-probs (b, k)
-                ops.zeros((b, k), "int32"),  # lengths
-                ops.zeros((b, k), "bool"),  # finished
-                ops.zeros((bk, max_length, memory_length), "float32"),
-                ops.zeros((b, k, memory_length), "float32"),  # coverage
-                ops.zeros((b, k), "float32"))  # ranking scores
+        init = self._start(b, state, memory_length, max_length, bos_id)
 
         processors = self.processors(bos_id, eos_id, pad_id, min_length)
 
