@@ -909,8 +909,8 @@ def _add_export_parser(sub):
     x.add_argument("--overwrite", action="store_true", help="replace the export in --out")
     x.add_argument("--max-length", type=int, default=None, help="maximum output tokens")
     x.add_argument("--beam-size", type=int, default=4,
-                   help="beam size of the exported beam search (savedmodel, onnx, "
-                        "ctranslate2)")
+                   help="beam size of the exported beam search: fixed in ctranslate2, "
+                        "the default of onnx and savedmodel (which take one per request)")
     x.add_argument("--no-repeat-ngram-size", type=int, default=None,
                    help="n-gram blocking inside the exported loops (default: 3 for a "
                         "summarizer, 0 for a translator)")
