@@ -7,6 +7,8 @@ the summarizer) through ``zoo.serving.load``, timed in alternating rounds in one
 Usage:
     python bench/int8.py                        # every shipped checkpoint
     python bench/int8.py anki_es_en --limit 500
+    python bench/int8.py --model zoo-translator # the main job's RNN, on its 2,000 held-out
+                                                # pairs
 """
 
 import argparse
@@ -24,6 +26,14 @@ sys.path.insert(0, HERE)
 def held_out(name, limit):
     from checkpoints import splits
 
+    if os.path.isdir(name):  # `zoo train translator`'s held-out pairs (its --seed 0 split)
+        import random
+
+        from zoo.data import anki_spa_eng_pairs
+
+        pairs = list(anki_spa_eng_pairs())
+        random.Random(0).shuffle(pairs)
+        return pairs[:2000][:limit]
     return splits(name)[2][:limit]
 
 
@@ -40,12 +50,15 @@ def main(argv=None):
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("names", nargs="*", default=None)
+    p.add_argument("--model", action="append", default=[], metavar="DIR",
+                   help="a translator directory trained on the embedded Anki pairs")
     p.add_argument("--limit", type=int, default=2000)
     p.add_argument("--rounds", type=int, default=2)
     args = p.parse_args(argv)
     from quality import hardware
 
-    names = args.names or zoo.models.presets.checkpoint_names()
+    names = (args.names or ([] if args.model else zoo.models.presets.checkpoint_names())) + \
+        args.model
     print(f"{hardware()}")
     print("| checkpoint | onnx | size MB | score | texts/s |\n|---|---|---|---|---|")
     for name in names:
