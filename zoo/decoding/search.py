@@ -517,14 +517,13 @@ class BeamSearch(Strategy):
         top_logp = ops.reshape(top_logp, (b, k, kk))
         top_tok = ops.reshape(ops.cast(top_tok, "int32"), (b, k, kk))
         # A finished (or frozen) hypothesis has one continuation, pad, at no cost; its other
-        # candidates are the lowest other ids at NEG, as the full table ranks them.
-        if isinstance(kk, int):
-            frozen_tok = ops.convert_to_tensor(
-                [pad_id] + [i for i in range(kk + 1) if i != pad_id][:kk - 1], "int32")
-            frozen_logp = ops.convert_to_tensor([0.0] + [NEG] * (kk - 1), "float32")
-        else:  # a beam size given at run time (zoo's pad is id 0: the lowest ids in order)
-            frozen_tok = ops.arange(kk, dtype="int32")
-            frozen_logp = ops.where(ops.equal(frozen_tok, 0), 0.0, NEG)
+        # candidates are the lowest other ids at NEG, as the full table ranks them. (Written
+        # with ops, so the beam size may be a tensor.)
+        slot = ops.arange(kk, dtype="int32")
+        other = slot - 1  # the (i - 1)-th id that is not pad
+        frozen_tok = ops.where(ops.equal(slot, 0), pad_id,
+                               ops.where(ops.less(other, pad_id), other, other + 1))
+        frozen_logp = ops.where(ops.equal(slot, 0), 0.0, NEG)
         step_logp = ops.where(fin, frozen_logp, top_logp)
         return step_logp, ops.where(fin, frozen_tok, top_tok)
 
@@ -534,11 +533,7 @@ class BeamSearch(Strategy):
         k = self.beam_size
         bk = b * k
         # Only beam 0 is live at the start, so the first expansion has no duplicates.
-        if isinstance(k, int):
-            first = ops.concatenate([ops.zeros((1,), "float32"),
-                                     ops.full((k - 1,), NEG, "float32")])
-        else:
-            first = ops.where(ops.equal(ops.arange(k, dtype="int32"), 0), 0.0, NEG)
+        first = ops.where(ops.equal(ops.arange(k, dtype="int32"), 0), 0.0, NEG)
         return (ops.convert_to_tensor(0, "int32"), ops.full((bk,), bos_id, "int32"), state,
                 ops.zeros((bk, max_length), "int32"),
                 ops.tile(ops.expand_dims(first, 0), (b, 1)),  # log-probs (b, k)
@@ -557,8 +552,6 @@ class BeamSearch(Strategy):
         if memory_mask is None:
             memory_mask = ops.ones((b, memory_length), "bool")
         mask = ops.reshape(_tile(ops.cast(memory_mask, "bool"), k), (b, k, 1, -1))
-        if not isinstance(k, int) and pad_id != 0:
-            raise ValueError(f"a beam size given at run time needs pad id 0, got {pad_id}")
         init = self._start(b, state, memory_length, max_length, bos_id)
 
         processors = self.processors(bos_id, eos_id, pad_id, min_length)
