@@ -78,6 +78,7 @@ def main(argv=None):
     p.add_argument("--evaluate", metavar="DIR", help="score a trained run, no training")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     args = p.parse_args(argv)
     if args.threads:
         import tensorflow as tf
@@ -95,12 +96,16 @@ def main(argv=None):
         return
     random.Random(0).shuffle(train)
     t0 = time.time()
+    extra = {"epochs": args.epochs} if args.epochs else {}
     model, _, info = recipes.train_summarizer(
         train, recipe=args.recipe, out_dir=args.out, seed=0, verbose=2, resume=args.resume,
-        overwrite=not args.resume, dev_pairs=read("samsum", "validation.jsonl.gz")[:200])
+        overwrite=not args.resume, dev_pairs=read("samsum", "validation.jsonl.gz")[:200],
+        **extra)
     seconds = round(time.time() - t0)
     print(f"trained in {seconds} s; val_loss {info['history'].get('val_loss')}", flush=True)
-    evaluate(model, summaries, f"{args.recipe} on {'+'.join(args.data)}", seconds)
+    label = f"{args.recipe} on {'+'.join(args.data)}" + (f", {args.epochs} epochs"
+                                                           if args.epochs else "")
+    evaluate(model, summaries, label, seconds)
 
 
 if __name__ == "__main__":
