@@ -25,6 +25,7 @@ copies its carried values every iteration, which for the memory cost more than t
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Optional
 
@@ -36,12 +37,30 @@ from zoo.export.onnx_passes import optimize
 OPSET = 17
 
 
+@contextlib.contextmanager
+def _optimizer_errors_raised():
+    """tf2onnx deep-copies the whole graph before each of its optimizers so that a failing one
+    can be skipped; that copying is a third of an export's time (docs/RESULTS.md). With
+    ``TF2ONNX_CATCH_ERRORS`` set (tf2onnx reads any value as "raise") the optimizers run
+    in place and a failure stops the export instead of passing silently."""
+    key, before = "TF2ONNX_CATCH_ERRORS", os.environ.get("TF2ONNX_CATCH_ERRORS")
+    os.environ[key] = "FALSE"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[key]
+        else:
+            os.environ[key] = before
+
+
 def _convert(fn, signature, path, opset):
     import tf2onnx
 
     handlers = onnx_handlers.HANDLERS if opset >= onnx_handlers.MIN_OPSET else None
-    model_proto, _ = tf2onnx.convert.from_function(fn, input_signature=signature, opset=opset,
-                                                   custom_op_handlers=handlers)
+    with _optimizer_errors_raised():
+        model_proto, _ = tf2onnx.convert.from_function(fn, input_signature=signature,
+                                                       opset=opset, custom_op_handlers=handlers)
     optimize(model_proto, opset)
     with open(path, "wb") as f:
         f.write(model_proto.SerializeToString())
@@ -110,8 +129,12 @@ FILES = {"encode": "encoder.onnx", "decode_step": "decoder_step.onnx",
 
 #: Decoding settings the loop graphs take per call, as scalar int32 inputs (``beam_size``:
 #: the beam graph only; any size ``zoo.inputs.OPTIONS`` allows).
-PER_REQUEST = ("max_length", "min_length")
+PER_REQUEST = ("max_length", "min_length", "no_repeat_ngram_size")
 BEAM_PER_REQUEST = ("beam_size",)
+#: Each loop graph's inputs, in order.
+LOOP_INPUTS = {"generate": ("source_ids", *PER_REQUEST),
+               "generate_beam": ("source_ids", "length_penalty", "coverage_penalty",
+                                 *PER_REQUEST, *BEAM_PER_REQUEST)}
 
 
 def _graphs(core):
@@ -119,29 +142,27 @@ def _graphs(core):
     import tensorflow as tf
 
     names = list(core.specs)
-    src = core.source_spec()
-    penalties = [tf.TensorSpec([], tf.float32, name="length_penalty"),
-                 tf.TensorSpec([], tf.float32, name="coverage_penalty")]
-    lengths = [tf.TensorSpec([], tf.int32, name=n) for n in PER_REQUEST]
+    specs = {"source_ids": core.source_spec(),
+             **{n: tf.TensorSpec([], tf.float32, name=n)
+                for n in ("length_penalty", "coverage_penalty")},
+             **{n: tf.TensorSpec([], tf.int32, name=n) for n in PER_REQUEST + BEAM_PER_REQUEST}}
 
     def named(flat):
         # tf.identity names the ONNX outputs after the flat names.
         return {n: tf.identity(v, name=n) for n, v in flat.items()}
 
+    def loop(signature, method):
+        return (lambda *args: named(method(**dict(zip(LOOP_INPUTS[signature], args)))),
+                [specs[n] for n in LOOP_INPUTS[signature]])
+
     return {
-        "encode": (lambda source_ids: named(core.encode(source_ids)), [src]),
+        "encode": (lambda source_ids: named(core.encode(source_ids)), [specs["source_ids"]]),
         "decode_step": (lambda token_ids, *state: named(core.step(token_ids,
                                                                   dict(zip(names, state)))),
                         [tf.TensorSpec([None], tf.int32, name="token_ids")]
                         + [core.specs[n] for n in names]),
-        "generate": (lambda source_ids, max_length, min_length: named(
-            core.greedy(source_ids, max_length, min_length)), [src, *lengths]),
-        "generate_beam": (lambda source_ids, length_penalty, coverage_penalty, max_length,
-                          min_length, beam_size: named(core.beam(
-                              source_ids, length_penalty, coverage_penalty, max_length,
-                              min_length, beam_size)),
-                          [src, *penalties, *lengths,
-                           tf.TensorSpec([], tf.int32, name="beam_size")]),
+        "generate": loop("generate", core.greedy),
+        "generate_beam": loop("generate_beam", core.beam),
     }
 
 
@@ -155,9 +176,7 @@ def _write(core, tmp, opset, quantization) -> dict:
         outputs[signature] = _convert(tf.function(fn), spec, file, opset)
         if quantization == "int8":
             quantize_int8(file)
-    inputs = {"generate": ["source_ids", *PER_REQUEST],
-              "generate_beam": ["source_ids", "length_penalty", "coverage_penalty",
-                                *PER_REQUEST, *BEAM_PER_REQUEST],
+    inputs = {**{k: list(v) for k, v in LOOP_INPUTS.items()},
               "encode": ["source_ids"], "decode_step": ["token_ids", *core.specs]}
     return {"files": {k: FILES[k] for k in ("generate", "generate_beam", "encode",
                                             "decode_step")},

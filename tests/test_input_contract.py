@@ -13,15 +13,13 @@ import warnings
 import pytest
 
 from zoo import cli
-from zoo.data import SentencePieceTokenizer, anki_spa_eng_pairs
-from zoo.export import export
 from zoo.inputs import InputTruncatedWarning
-from zoo.models import Translator
 from zoo.serving import load
 
-SOURCE_LIMIT = 16
+#: The source limit of each entry point: the model's, and the LiteRT export's fixed shape.
+SOURCE_LIMITS = {"litert": 32}
 GOOD = ["Tengo hambre.", "Hola."]
-LONG = " ".join(["¿Dónde está la estación de tren?"] * 6)
+LONG = " ".join(["¿Dónde está la estación de tren?"] * 14)  # over 256 ids
 
 
 class Refused(Exception):
@@ -29,19 +27,10 @@ class Refused(Exception):
 
 
 @pytest.fixture(scope="module")
-def entry_points(tmp_path_factory):
-    pairs = anki_spa_eng_pairs(limit=300)
-    tok = SentencePieceTokenizer.train([s for p in pairs for s in p], vocab_size=200)
-    model = Translator.from_preset("rnn_tiny", tokenizer=tok, max_target_length=6,
-                                   max_source_length=SOURCE_LIMIT, units=16, embedding_dim=8)
-    root = tmp_path_factory.mktemp("contract")
-    model.save(str(root / "model"))
-    runners = {}
-    for fmt, kw in (("savedmodel", {"beam_size": 2}), ("onnx", {"beam_size": 2}),
-                    ("litert", {"quantizations": ["float32"],
-                                "max_source_length": SOURCE_LIMIT})):
-        export(model, str(root / fmt), fmt, **kw)
-        runners[fmt] = load(str(root / fmt))
+def entry_points(tiny_exports):
+    """The run's shared tiny translator and its SavedModel, ONNX and LiteRT exports."""
+    model, root = tiny_exports
+    runners = {fmt: load(str(root / fmt)) for fmt in ("savedmodel", "onnx", "litert")}
 
     def python_api(texts, strategy, options):
         return model.translate(texts, strategy=strategy, **options)
@@ -122,12 +111,14 @@ def test_empty_batch_gives_empty_result(entry_points, entry):
 
 
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
-def test_overlong_input_is_truncated_with_a_warning_that_says_how_much(entry_points, entry):
+def test_overlong_input_is_truncated_with_a_warning_that_says_how_much(entry_points, entry,
+                                                                        tiny_exports):
+    limit = SOURCE_LIMITS.get(entry, tiny_exports[0].max_source_length)
     with pytest.warns(InputTruncatedWarning) as record:
         out = entry_points[entry](["Hola.", LONG], "greedy", {})
     assert len(out) == 2
     message = str(record[0].message)
-    assert f"maximum of {SOURCE_LIMIT} ids" in message and "dropped" in message
+    assert f"maximum of {limit} ids" in message and "dropped" in message
 
 
 @pytest.mark.parametrize("entry", ["python", "savedmodel", "onnx", "litert"])

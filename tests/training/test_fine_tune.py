@@ -71,6 +71,9 @@ def test_unknown_freeze_part_is_refused(base):
         _fine_tune(base, preset="rnn_tiny")
 
 
+# A fine-tuned model is an ordinary model directory, and exports of those are checked in the
+# default run; this one and the resume below take a minute of CI's 2 cores: `pytest -m slow`.
+@pytest.mark.slow
 def test_fine_tuned_model_exports_with_parity(base, tmp_path):
     from zoo.export import export, verify
 
@@ -82,6 +85,7 @@ def test_fine_tuned_model_exports_with_parity(base, tmp_path):
     assert report["onnx"]["max_logit_diff"] < 1e-3, report
 
 
+@pytest.mark.slow
 def test_fine_tuning_run_resumes(base, tmp_path):
     # (A schedule that does not depend on the epoch count: "more epochs" is then exact.)
     kw = {"schedule": "inverse_sqrt", "keep_best": False}
