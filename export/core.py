@@ -154,38 +154,44 @@ class ExportCore:
         return {"logits": logits, "attention": weights,
                 **self.state.flat(state, prefix=NEXT_PREFIX)}
 
-    def generate(self, source_ids, strategy, max_length=None, min_length=None) -> dict:
+    def generate(self, source_ids, strategy, max_length=None, min_length=None,
+                 no_repeat_ngram_size=None) -> dict:
         """The model's decoding graph -> the best hypothesis' ``tokens`` ``(batch, L)``,
-        ``lengths``, ``scores`` and ``attention`` ``(batch, L, S)``. ``max_length`` and
-        ``min_length``, scalar int32 graph inputs when given, are taken per call: the buffers
-        keep the export's ``max_length``."""
+        ``lengths``, ``scores`` and ``attention`` ``(batch, L, S)``. ``max_length``,
+        ``min_length`` and ``no_repeat_ngram_size``, scalar int32 graph inputs when given, are
+        taken per call: the buffers keep the export's ``max_length``."""
         if self.batch_size is not None:
             # A fixed-batch graph (LiteRT) keeps every loop tensor's shape.
             strategy = strategy.with_static_shapes()
         if max_length is not None:
             strategy = strategy.with_length_limit(max_length)
+        if no_repeat_ngram_size is not None:
+            strategy = strategy.with_ngram_size(no_repeat_ngram_size)
         res = self.model.decode(source_ids, strategy, self.max_length,
                                 self.min_length if min_length is None else min_length)
         return dict(zip(GENERATE_OUTPUTS, (res.tokens[:, 0], res.lengths[:, 0],
                                            res.scores[:, 0], res.attention[:, 0])))
 
-    def greedy(self, source_ids, max_length=None, min_length=None) -> dict:
+    def greedy(self, source_ids, max_length=None, min_length=None,
+               no_repeat_ngram_size=None) -> dict:
         from zoo import decoding
 
         return self.generate(source_ids, decoding.Greedy(
-            no_repeat_ngram_size=self.no_repeat_ngram_size), max_length, min_length)
+            no_repeat_ngram_size=self.no_repeat_ngram_size), max_length, min_length,
+            no_repeat_ngram_size)
 
     def beam(self, source_ids, length_penalty, coverage_penalty, max_length=None,
-             min_length=None, beam_size=None) -> dict:
+             min_length=None, beam_size=None, no_repeat_ngram_size=None) -> dict:
         """Beam search, of the export's size unless ``beam_size`` is given; the penalties
-        (and ``max_length``, ``min_length``, ``beam_size``) may be scalar tensors."""
+        (and ``max_length``, ``min_length``, ``beam_size``, ``no_repeat_ngram_size``) may be
+        scalar tensors."""
         from zoo import decoding
 
         return self.generate(source_ids, decoding.BeamSearch(
             beam_size=self.beam_size if beam_size is None else beam_size,
             length_penalty=length_penalty,
             coverage_penalty=coverage_penalty, no_repeat_ngram_size=self.no_repeat_ngram_size),
-            max_length, min_length)
+            max_length, min_length, no_repeat_ngram_size)
 
     # ------------------------------------------------------------------ files
     def manifest(self, fmt: str, files: dict, signatures: dict, strategies, quantization,

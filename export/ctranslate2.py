@@ -239,6 +239,9 @@ def export_ctranslate2(model, path: str, max_length: Optional[int] = None,
         return {"files": {"model": MODEL_DIR}, "quantization": quantizations,
                 "strategies": ["greedy", "beam"], "ctranslate2": ctranslate2.__version__,
                 "requires": ["ctranslate2", "sentencepiece"],
+                # translate_batch takes them all per call.
+                "per_request": ["max_length", "min_length", "no_repeat_ngram_size",
+                                "beam_size"],
                 "signatures": {"translate_batch": {
                     "inputs": "source pieces with </s>",
                     "outputs": ["tokens", "lengths", "scores", "attention"]}},

@@ -10,10 +10,11 @@ docs/export.md):
   from each overlong input).
 * ``generate_beam(text, length_penalty, coverage_penalty)`` - beam search with the beam size
   fixed at export and the GNMT length and coverage penalties as inputs.
-* ``generate_settings(text, max_length, min_length)`` and ``generate_beam_settings(text,
-  beam_size, length_penalty, coverage_penalty, max_length, min_length)`` - the same loops
-  with every setting per call (int32 / float32 scalars; ``max_length`` at most the
-  export's, which sizes the outputs; ``beam_size`` 1 to 64). Separate signatures, so a client
+* ``generate_settings(text, max_length, min_length, no_repeat_ngram_size)`` and
+  ``generate_beam_settings(text, beam_size, length_penalty, coverage_penalty, max_length,
+  min_length, no_repeat_ngram_size)`` - the same loops with every setting per call (int32 /
+  float32 scalars; ``max_length`` at most the export's, which sizes the outputs;
+  ``beam_size`` 1 to 64; ``no_repeat_ngram_size`` 0 to 16). Separate signatures, so a client
   of ``generate``/``generate_beam`` (TensorFlow Serving's REST API needs every input of a
   signature) is not asked for more.
 * ``encode(source_ids)`` - the initial decoder state and the memory as named tensors.
@@ -33,10 +34,8 @@ from typing import Optional
 
 from zoo.export.core import GENERATE_OUTPUTS, ExportCore
 
-SIGNATURES = ("generate", "generate_beam", "generate_settings", "generate_beam_settings",
-              "encode", "decode_step", "tokenize")
 #: The settings ``generate_settings``/``generate_beam_settings`` take per call.
-PER_REQUEST = ("max_length", "min_length", "beam_size")
+PER_REQUEST = ("max_length", "min_length", "no_repeat_ngram_size", "beam_size")
 
 
 def export_savedmodel(model, path: str, max_length: Optional[int] = None,
@@ -68,8 +67,9 @@ def export_savedmodel(model, path: str, max_length: Optional[int] = None,
         >>> m = zoo.models.Translator.from_preset("rnn_tiny", tokenizer=tok)
         >>> manifest = export_savedmodel(m, os.path.join(tempfile.mkdtemp(), "sm"),
         ...                              max_length=4)
-        >>> sorted(manifest["signatures"])
-        ['decode_step', 'encode', 'generate', 'generate_beam', 'tokenize']
+        >>> sorted(manifest["signatures"])  # doctest: +NORMALIZE_WHITESPACE
+        ['decode_step', 'encode', 'generate', 'generate_beam', 'generate_beam_settings',
+         'generate_settings', 'tokenize']
     """
     core = ExportCore(model, max_length=max_length, max_source_length=max_source_length,
                       beam_size=beam_size, length_penalty=length_penalty,
@@ -86,6 +86,16 @@ SIGNATURES = {
     "generate_beam": {"inputs": {"text": "string (batch,)", "length_penalty": "float32 ()",
                                  "coverage_penalty": "float32 ()"},
                       "outputs": _OUTPUTS, "strategy": "beam"},
+    "generate_settings": {"inputs": {"text": "string (batch,)", "max_length": "int32 ()",
+                                     "min_length": "int32 ()",
+                                     "no_repeat_ngram_size": "int32 ()"},
+                          "outputs": _OUTPUTS, "strategy": "greedy"},
+    "generate_beam_settings": {"inputs": {"text": "string (batch,)", "beam_size": "int32 ()",
+                                          "length_penalty": "float32 ()",
+                                          "coverage_penalty": "float32 ()",
+                                          "max_length": "int32 ()", "min_length": "int32 ()",
+                                          "no_repeat_ngram_size": "int32 ()"},
+                               "outputs": _OUTPUTS, "strategy": "beam"},
     "tokenize": {"inputs": {"text": "string (batch,)"}, "outputs": "int32 (batch, S)"},
     "encode": {"inputs": {"source_ids": "int32 (batch, S)"}, "outputs": "state and memory"},
     "decode_step": {"inputs": {"token_ids": "int32 (batch,)", "state": "state and memory"},
@@ -161,24 +171,29 @@ class _Endpoints:
         return self.run(text, lambda ids: self.core.beam(ids, length_penalty,
                                                          coverage_penalty), checks)
 
-    def _length_checks(self, max_length, min_length):
-        return (_check_int(max_length, "max_length", 1, self.core.max_length),
-                _check_int(min_length, "min_length", 0, max_length))
+    def _settings_checks(self, max_length, min_length, no_repeat_ngram_size):
+        from zoo.decoding.search import MAX_NGRAM_SIZE
 
-    def generate_settings(self, text, max_length, min_length):
-        return self.run(text, lambda ids: self.core.greedy(ids, max_length, min_length),
-                        self._length_checks(max_length, min_length))
+        return (_check_int(max_length, "max_length", 1, self.core.max_length),
+                _check_int(min_length, "min_length", 0, max_length),
+                _check_int(no_repeat_ngram_size, "no_repeat_ngram_size", 0, MAX_NGRAM_SIZE))
+
+    def generate_settings(self, text, max_length, min_length, no_repeat_ngram_size):
+        return self.run(text, lambda ids: self.core.greedy(ids, max_length, min_length,
+                                                           no_repeat_ngram_size),
+                        self._settings_checks(max_length, min_length, no_repeat_ngram_size))
 
     def generate_beam_settings(self, text, beam_size, length_penalty, coverage_penalty,
-                               max_length, min_length):
+                               max_length, min_length, no_repeat_ngram_size):
         from zoo.inputs import MAX_BEAM_SIZE
 
         checks = (_check_int(beam_size, "beam_size", 1, MAX_BEAM_SIZE),
                   _check_penalty(length_penalty, "length_penalty"),
                   _check_penalty(coverage_penalty, "coverage_penalty"),
-                  *self._length_checks(max_length, min_length))
+                  *self._settings_checks(max_length, min_length, no_repeat_ngram_size))
         return self.run(text, lambda ids: self.core.beam(
-            ids, length_penalty, coverage_penalty, max_length, min_length, beam_size), checks)
+            ids, length_penalty, coverage_penalty, max_length, min_length, beam_size,
+            no_repeat_ngram_size), checks)
 
     def write(self, tmp) -> dict:
         """Writes the archive into ``tmp``: the manifest's part."""
@@ -196,12 +211,12 @@ class _Endpoints:
         archive.add_endpoint("generate_beam", self.generate_beam,
                              input_signature=[text_spec, *penalties])
         ints = {n: tf.TensorSpec([], tf.int32, name=n) for n in PER_REQUEST}
+        settings = [ints[n] for n in ("max_length", "min_length", "no_repeat_ngram_size")]
         archive.add_endpoint("generate_settings", self.generate_settings,
-                             input_signature=[text_spec, ints["max_length"],
-                                              ints["min_length"]])
+                             input_signature=[text_spec, *settings])
         archive.add_endpoint("generate_beam_settings", self.generate_beam_settings,
                              input_signature=[text_spec, ints["beam_size"], *penalties,
-                                              ints["max_length"], ints["min_length"]])
+                                              *settings])
         archive.add_endpoint("tokenize", lambda text: self.tokenize(text)[0],
                              input_signature=[text_spec])
         archive.add_endpoint("encode", self.core.encode,

@@ -53,7 +53,7 @@ FIELDS: Dict[str, Field] = {f.name: f for f in (
     Field("signatures", (dict,), False, "each signature's inputs and outputs"),
     Field("parity", (dict, _NULL), False, "null, or the verify report"),
     Field("per_request", (list,), False, "decoding settings the graphs take per call "
-                                         "(ONNX: max_length, min_length)"),
+                                         "(ONNX, SavedModel, CTranslate2)"),
     Field("opset", (int,), False, "ONNX: the opset"),
     Field("ops", (str,), False, "LiteRT: the op set"),
     Field("requires", (list,), False, "the runtime packages"),

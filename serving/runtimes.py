@@ -12,9 +12,9 @@ out), ``encode(source_ids)`` and ``decode_step(token_ids, inputs)`` (one step; o
 * :class:`SavedModelRunner` - TensorFlow + tensorflow_text (tokenization in the graph).
 
 Overlong inputs are truncated to the export's ``max_source_length`` with a
-``zoo.inputs.InputTruncatedWarning``. Options fixed at export (``no_repeat_ngram_size``;
-``beam_size``, ``max_length`` and ``min_length`` except where the manifest's ``per_request``
-lists them: ONNX and SavedModel) may be passed only with their exported value.
+``zoo.inputs.InputTruncatedWarning``. Options fixed at export (``beam_size``, ``max_length``,
+``min_length`` and ``no_repeat_ngram_size``, except where the manifest's ``per_request`` lists
+them: ONNX, SavedModel and CTranslate2) may be passed only with their exported value.
 """
 
 from __future__ import annotations
@@ -107,9 +107,9 @@ class Runner:
             raise InputError("min_length", f"min_length {min_length} is over max_length "
                                            f"{max_length}")
         out = {"max_length": max_length, "min_length": min_length}
-        if "beam_size" in names:  # any size the contract allows (check_decoding bounds it)
-            out["beam_size"] = int(options.pop("beam_size",
-                                               self.manifest["decoding"]["beam_size"]))
+        for name in ("no_repeat_ngram_size", "beam_size"):  # (check_decoding bounded them)
+            if name in names:
+                out[name] = int(options.pop(name, self.manifest["decoding"].get(name, 0)))
         return out
 
     def encode_texts(self, texts: Sequence[str]):
@@ -369,18 +369,17 @@ class SavedModelRunner(Runner):
         text = tf.constant(texts)
         per_call = {k: tf.constant(options[k], tf.int32)
                     for k in self.manifest.get("per_request") or () if k in options}
-        if strategy == "greedy":
-            out = (self.loaded.generate_settings(text, per_call["max_length"],
-                                                 per_call["min_length"]) if per_call
-                   else self.loaded.generate(text))
-        elif per_call:  # exports before the settings signatures take none
-            out = self.loaded.generate_beam_settings(
-                text, per_call["beam_size"], tf.constant(options["length_penalty"]),
-                tf.constant(options["coverage_penalty"]), per_call["max_length"],
-                per_call["min_length"])
+        if not per_call:  # exports before the settings signatures
+            out = (self.loaded.generate(text) if strategy == "greedy" else
+                   self.loaded.generate_beam(text, tf.constant(options["length_penalty"]),
+                                             tf.constant(options["coverage_penalty"])))
+        elif strategy == "greedy":
+            per_call.pop("beam_size", None)
+            out = self.loaded.generate_settings(text=text, **per_call)
         else:
-            out = self.loaded.generate_beam(text, tf.constant(options["length_penalty"]),
-                                            tf.constant(options["coverage_penalty"]))
+            out = self.loaded.generate_beam_settings(
+                text=text, length_penalty=tf.constant(options["length_penalty"]),
+                coverage_penalty=tf.constant(options["coverage_penalty"]), **per_call)
         out = {k: v.numpy() for k, v in out.items()}
         out["text"] = [s.decode("utf-8") for s in out["text"]]
         return out
@@ -453,12 +452,15 @@ class CTranslate2Runner(Runner):
         return [[self._source_pieces[int(i)] for i in row if i != pad] for row in ids]
 
     def _generate(self, ids, strategy, options):
-        beam = 1 if strategy == "greedy" else int(self.manifest["decoding"]["beam_size"])
+        # Per call where the manifest says so (``_per_call``), else the export's settings.
+        setting = {**self.manifest["decoding"], "max_length": self.max_length, **options}.get
+        beam = 1 if strategy == "greedy" else int(setting("beam_size"))
+        max_length = int(setting("max_length"))
         results = self.translator.translate_batch(
-            self._pieces(ids), beam_size=beam, max_decoding_length=self.max_length,
+            self._pieces(ids), beam_size=beam, max_decoding_length=max_length,
             length_penalty=float(options.get("length_penalty", 0.0)) if beam > 1 else 0.0,
-            min_decoding_length=int(self.manifest["decoding"].get("min_length", 0)),
-            no_repeat_ngram_size=int(self.manifest["decoding"].get("no_repeat_ngram_size", 0)),
+            min_decoding_length=int(setting("min_length", 0)),
+            no_repeat_ngram_size=int(setting("no_repeat_ngram_size", 0)),
             # As zoo's decoding: padding and bos are never generated.
             suppress_sequences=[[self._target_pieces[self._special["pad"]]],
                                 [self._target_pieces[self._special["bos"]]]],

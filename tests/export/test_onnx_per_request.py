@@ -1,5 +1,5 @@
 """Decoding settings per call in ONNX and SavedModel exports (issue 39): ``max_length``,
-``min_length`` and the beam size are inputs of the loop graphs (the SavedModel's
+``min_length``, ``no_repeat_ngram_size`` and the beam size are inputs of the loop graphs (the SavedModel's
 ``generate_settings``/``generate_beam_settings`` signatures), so a request takes them without
 re-export; the tokens equal the Keras model's with the same settings, and settings out of the
 export's bounds are refused by name."""
@@ -7,7 +7,7 @@ export's bounds are refused by name."""
 import numpy as np
 import pytest
 
-from zoo.decoding import BeamSearch
+from zoo.decoding import BeamSearch, Greedy
 from zoo.inputs import InputError
 from zoo.serving import load
 
@@ -44,7 +44,27 @@ def test_the_default_is_the_exports_maximum(tiny_exports):
     runner = load(str(root / "onnx"))
     ids, _ = runner.encode_texts(["Hola.", "Buenos días."])
     assert _onnx(runner, ids, "greedy") == _keras(model, ids, "greedy", 6, 0)
-    assert runner.manifest["per_request"] == ["max_length", "min_length", "beam_size"]
+    assert runner.manifest["per_request"] == ["max_length", "min_length",
+                                              "no_repeat_ngram_size", "beam_size"]
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "savedmodel"])
+def test_per_call_ngram_blocking_gives_the_keras_tokens(tiny_exports, runtime):
+    """The export was made without n-gram blocking; a call may ask for any size."""
+    model, root = tiny_exports
+    runner = load(str(root / runtime))
+    texts = ["Hola.", "¿Dónde está la estación de tren?", "Tengo hambre y sed.", "Buenas."]
+    outputs = {}
+    for strategy, kw in (("greedy", {}), ("beam", {"beam_size": 3})):
+        for n in (0, 1, 2):
+            keras_strategy = (BeamSearch(length_penalty=0.6, no_repeat_ngram_size=n, **kw)
+                              if kw else Greedy(no_repeat_ngram_size=n))
+            want = model.translate(texts, strategy=keras_strategy)
+            got = runner.generate_text(texts, strategy, no_repeat_ngram_size=n, **kw)
+            assert got == want, (strategy, n)
+            outputs[strategy, n] = got
+    # The untrained model repeats itself: blocking changes what it writes.
+    assert outputs["greedy", 1] != outputs["greedy", 0]
 
 
 @pytest.mark.parametrize("runtime", ["onnx", "savedmodel"])

@@ -16,6 +16,7 @@ import pytest
 from server_helpers import Server
 
 from zoo.cli import main
+from zoo.decoding import BeamSearch
 
 TEXTS = ["Tengo hambre.", "Hola.", "¿Dónde está la estación de tren?", "Me gusta leer.",
          "Hace frío hoy.", "Mi hermano vive en Madrid."]
@@ -83,15 +84,17 @@ def test_beam_is_the_exported_beam(server, runtime):
 
 @pytest.mark.parametrize("runtime", ("onnx", "savedmodel"))
 def test_a_request_picks_its_beam_size(server, runtime):
-    """An export made with beam 2 searches with the beam a request asks for."""
+    """An export made with beam 2 and no n-gram blocking searches with the beam and the
+    blocking a request asks for."""
     model, srv = server
-    for beam_size in (1, 3):
+    for beam_size, n in ((1, 0), (3, 2)):
         status, out, _ = srv.post(f"/v1/models/{runtime}:generate",
                                   {"texts": TEXTS, "beam_size": beam_size,
-                                   "length_penalty": 0.6})
+                                   "length_penalty": 0.6, "no_repeat_ngram_size": n})
         assert status == 200, out
-        assert out["outputs"] == model.translate(TEXTS, strategy="beam", beam_size=beam_size,
-                                                 length_penalty=0.6, coverage_penalty=0.0)
+        assert out["outputs"] == model.translate(
+            TEXTS, strategy=BeamSearch(beam_size=beam_size, length_penalty=0.6,
+                                       no_repeat_ngram_size=n))
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
@@ -186,8 +189,8 @@ BAD = [  # (path, body, status, message pattern, field)
     (GEN, b'{"texts": ["\\ud800"]}', 400, r"texts\[0\] is not valid Unicode", "texts[0]"),
     (GEN, {"texts": ["a"], "beam_size": 65}, 400, r"beam_size must be in \[1, 64\]",
      "beam_size"),
-    ("/v1/models/savedmodel:generate", {"texts": ["a"], "no_repeat_ngram_size": 2}, 400,
-     "no_repeat_ngram_size is fixed at export to 0 in this savedmodel export",
+    ("/v1/models/litert:generate", {"texts": ["a"], "no_repeat_ngram_size": 2}, 400,
+     "no_repeat_ngram_size is fixed at export to 0 in this litert export",
      "no_repeat_ngram_size"),
     (GEN, {"texts": ["a"], "max_length": 99}, 400, "max_length 99 is over this export's maximum of 6",
      "max_length"),

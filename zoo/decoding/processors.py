@@ -64,7 +64,8 @@ class SpecialTokens(Processor):
 
 class NoRepeatNgram(Processor):
     """No token that would repeat an n-gram of the tokens generated so far (the other
-    tokens keep their unrenormalised log-probabilities)."""
+    tokens keep their unrenormalised log-probabilities). ``n``: a Python int, or a scalar
+    int32 tensor (an export's per-call setting; 0 bans nothing)."""
 
     needs_tokens = True
 

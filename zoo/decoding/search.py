@@ -18,7 +18,11 @@ from keras import ops
 
 from zoo.decoding.processors import (NEG, NoRepeatNgram, SpecialTokens, Temperature, TopK,
                                      TopP, apply)
+from zoo.inputs import OPTION
 from zoo.registry import Registry
+
+#: The largest n-gram size an export's graphs take per call (the declared range's top).
+MAX_NGRAM_SIZE = int(OPTION["no_repeat_ngram_size"].high)
 
 
 class DecodingResult(NamedTuple):
@@ -52,6 +56,8 @@ class Strategy:
     #: A scalar tensor (or None): stop before this many tokens, below ``max_length``, which
     #: sizes the buffers. What lets an exported graph take the maximum length per request.
     length_limit = None
+    #: A tensor n-gram size that replaces ``no_repeat_ngram_size`` (:meth:`with_ngram_size`).
+    ngram_size = None
 
     def __call__(self, step_fn, state, memory, batch_size, memory_length, max_length, bos_id,
                  eos_id, pad_id=0, min_length=0, memory_mask=None) -> DecodingResult:
@@ -79,8 +85,10 @@ class Strategy:
         """The score adjustments of every step (:mod:`zoo.decoding.processors`): special
         tokens and min length, then n-gram blocking when asked."""
         out = [SpecialTokens(bos_id, eos_id, pad_id, min_length)]
-        if getattr(self, "no_repeat_ngram_size", 0):
-            out.append(NoRepeatNgram(self.no_repeat_ngram_size))
+        n = self.ngram_size if self.ngram_size is not None else \
+            getattr(self, "no_repeat_ngram_size", 0)
+        if not isinstance(n, int) or n:
+            out.append(NoRepeatNgram(n))
         return out
 
     def with_static_shapes(self) -> "Strategy":
@@ -97,6 +105,13 @@ class Strategy:
         gives the tokens a call with ``max_length=limit`` gives."""
         other = copy.copy(self)
         other.length_limit = limit
+        return other
+
+    def with_ngram_size(self, n) -> "Strategy":
+        """A copy of this strategy whose n-gram blocking size is ``n``, a scalar int32 tensor
+        in ``[0, MAX_NGRAM_SIZE]`` (0: off): an exported graph's per-call setting."""
+        other = copy.copy(self)
+        other.ngram_size = n
         return other
 
     def get_config(self):
@@ -148,15 +163,17 @@ def _log_probs(logits, step, processors, tokens=None):
 def repeated_ngram_mask(tokens, step, n, vocab_size):
     """The tokens that would complete an n-gram already in ``tokens[:, :step]``.
 
-    For each earlier position ``i`` whose ``n - 1`` tokens equal the last ``n - 1``
-    generated ones, the token that followed them (at ``i + n - 1 < step``) is banned: what
-    Fairseq and Hugging Face call ``no_repeat_ngram_size``. Constant shapes (windows are
-    static slices of the buffer), so it runs in compiled loops and exports.
+    Position ``j < step`` repeats an n-gram when the ``n - 1`` tokens before it equal the last
+    ``n - 1`` generated ones; its token is then banned: what Fairseq and Hugging Face call
+    ``no_repeat_ngram_size``. Constant shapes (the earlier tokens are static shifts of the
+    buffer), so it runs in compiled loops and exports.
 
     Args:
         tokens: ``(batch, L)`` int32, the tokens generated so far at positions ``< step``.
         step: Scalar int, the position being generated.
-        n: The n-gram size, a Python int >= 1 (1 bans every token already generated).
+        n: The n-gram size: a Python int >= 0 (0: off; 1 bans every token already
+            generated), or a scalar int32 tensor in ``[0, MAX_NGRAM_SIZE]`` (an export's
+            per-call setting).
         vocab_size: ``V``.
 
     Returns:
@@ -169,22 +186,25 @@ def repeated_ngram_mask(tokens, step, n, vocab_size):
         [6]
     """
     tokens = ops.cast(tokens, "int32")
-    length = tokens.shape[1]
-    batch = ops.shape(tokens)[0]
-    if length is None or n > length:
+    length, batch = tokens.shape[1], ops.shape(tokens)[0]
+    static = isinstance(n, int)
+    if length is None or (static and not 0 < n <= length):
         return ops.zeros((batch, vocab_size), "bool")
     positions = ops.arange(length, dtype="int32")
-    windows = length - n + 1  # starts i = 0 .. L - n
-    match = ops.less_equal(ops.arange(windows, dtype="int32"), step - n)  # i + n - 1 < step
-    match = ops.broadcast_to(ops.expand_dims(match, 0), (batch, windows))
-    for k in range(n - 1):
-        # The k-th of the last n - 1 tokens (position step - n + 1 + k), gathered by a mask.
-        here = ops.equal(positions, step - n + 1 + k)
-        last_k = ops.sum(ops.where(here, tokens, 0), axis=1, keepdims=True)  # (batch, 1)
-        match = ops.logical_and(match, ops.equal(tokens[:, k:k + windows], last_k))
-    completions = tokens[:, n - 1:]  # (batch, windows): the token after each window
+    match = ops.logical_and(ops.less(positions, step), ops.greater_equal(positions, n - 1))
+    if not static:
+        match = ops.logical_and(match, ops.greater(n, 0))
+    match = ops.broadcast_to(ops.expand_dims(match, 0), (batch, length))
+    for k in range(1, min(n if static else MAX_NGRAM_SIZE, length)):
+        # The token k before the step, gathered by a mask; tokens[j - k] by a static shift.
+        last_k = ops.sum(ops.where(ops.equal(positions, step - k), tokens, 0), axis=1,
+                         keepdims=True)
+        same = ops.equal(ops.pad(tokens[:, :length - k], [[0, 0], [k, 0]]), last_k)
+        if not static:
+            same = ops.logical_or(same, ops.greater_equal(k, n))  # beyond this call's n
+        match = ops.logical_and(match, same)
     # Scatter the matches onto the vocabulary: a segment sum over batch * V segments.
-    segments = completions + ops.expand_dims(ops.arange(batch, dtype="int32") * vocab_size, -1)
+    segments = tokens + ops.expand_dims(ops.arange(batch, dtype="int32") * vocab_size, -1)
     hits = ops.segment_sum(ops.reshape(ops.cast(match, "float32"), (-1,)),
                            ops.reshape(segments, (-1,)), num_segments=batch * vocab_size)
     return ops.greater(ops.reshape(hits, (batch, vocab_size)), 0.0)
@@ -261,8 +281,8 @@ class Greedy(Strategy):
         return {"no_repeat_ngram_size": self.no_repeat_ngram_size, "compact": self.compact}
 
     def with_static_shapes(self):
-        other = Greedy(self.no_repeat_ngram_size, compact=False)
-        other.static_shapes = True
+        other = copy.copy(self)  # (keeps a per-call length limit and n-gram size)
+        other.compact, other.static_shapes = False, True
         return other
 
     def __call__(self, step_fn, state, memory, batch_size, memory_length, max_length, bos_id,
