@@ -70,9 +70,10 @@ class ExportCore:
         coverage_penalty: Default GNMT coverage penalty, likewise.
         batch_size: A fixed batch (LiteRT), or None for a dynamic one.
         source_length: A fixed source length (LiteRT), or None for a dynamic one.
-        min_length: Tokens before eos may be generated (fixed at export, every strategy).
-        no_repeat_ngram_size: n-gram repetition blocking of every exported strategy (fixed
-            at export: the n-gram windows are static shapes of the loop); 0: off.
+        min_length: Tokens before eos may be generated, every strategy (the default of the
+            graphs that take it per call).
+        no_repeat_ngram_size: n-gram repetition blocking of every exported strategy; 0: off
+            (likewise the default where a call may give it).
     """
 
     def __init__(self, model, max_length: Optional[int] = None,

@@ -909,14 +909,16 @@ def _add_export_parser(sub):
     x.add_argument("--overwrite", action="store_true", help="replace the export in --out")
     x.add_argument("--max-length", type=int, default=None, help="maximum output tokens")
     x.add_argument("--beam-size", type=int, default=4,
-                   help="beam size of the exported beam search: fixed in ctranslate2, "
-                        "the default of onnx and savedmodel (which take one per request)")
+                   help="beam size of the exported beam search: the default of onnx, "
+                        "savedmodel and ctranslate2 (which take one per request)")
     x.add_argument("--no-repeat-ngram-size", type=int, default=None,
-                   help="n-gram blocking inside the exported loops (default: 3 for a "
-                        "summarizer, 0 for a translator)")
+                   help="n-gram blocking of the exported loops: fixed in litert, the "
+                        "default of the others (which take one per request; default: 3 "
+                        "for a summarizer, 0 for a translator)")
     x.add_argument("--min-length", type=int, default=None,
-                   help="tokens before the end may be generated (fixed at export; default: "
-                        "the task's, 10 for a summarizer, 0 for a translator)")
+                   help="tokens before the end may be generated (fixed in litert, the "
+                        "default of the others; default: the task's, 10 for a summarizer, "
+                        "0 for a translator)")
     x.add_argument("--verify", default=None, metavar="FILE",
                    help="sentences (one per line) to check parity with Keras on; the figures "
                         "go into manifest.json")
