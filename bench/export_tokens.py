@@ -21,6 +21,7 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
 FORMATS = ("savedmodel", "onnx", "litert", "ctranslate2")
 
 
@@ -34,21 +35,22 @@ def sentences(n=200):
 
 
 def export_all(model, work, code):
-    env = {**os.environ, "PYTHONPATH": code, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    cli = [sys.executable, "-c", "import sys; from zoo.cli import main; sys.exit(main())"]
+    from checkout import CLI, env, python
+
     out = {}
     for fmt in FORMATS:
         path = os.path.join(work, fmt)
-        # (Before the redesign, ctranslate2 took --quantize float32 too; now it refuses it.)
-        extra = ["--quantize", "float32"] if fmt == "litert" or (
-            fmt == "ctranslate2" and code != ROOT) else []
-        subprocess.run(cli + ["export", "--model", model, "--format", fmt, "--out", path]
-                       + extra, check=True, env=env, cwd=code)
+        extra = ["--quantize", "float32"] if fmt == "litert" else []
+        subprocess.run(python(CLI) + ["export", "--model", model, "--format", fmt,
+                                            "--out", path] + extra,
+                       check=True, env=env(code), cwd=code)
         out[fmt] = path
     return out
 
 
 def run_all(paths, texts, code):
+    from checkout import env, python
+
     script = ("import json, sys; from zoo.serving import load\n"
               "paths, texts = json.load(sys.stdin)\n"
               "out = {}\n"
@@ -60,9 +62,8 @@ def run_all(paths, texts, code):
               "            out[f'{fmt}/{s}'] = [[t, round(x, 3)] for t, x in\n"
               "                                 zip(res['text'], res['scores'])]\n"
               "print(json.dumps(out))\n")
-    env = {**os.environ, "PYTHONPATH": code, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run([sys.executable, "-c", script], input=json.dumps([paths, texts]),
-                          capture_output=True, text=True, env=env, cwd=code)
+    done = subprocess.run(python(script), input=json.dumps([paths, texts]),
+                          capture_output=True, text=True, env=env(code), cwd=code)
     if done.returncode:
         sys.exit(done.stderr)
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -23,27 +23,15 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-
-
-#: Runs ``zoo`` from a checkout: its ``export/`` and ``serving/`` as ``zoo.export`` and
-#: ``zoo.serving`` (setup.cfg's package_dir), not the installed ones.
-_FROM_CHECKOUT = """import importlib.util, os, sys
-import zoo
-for name in ("export", "serving"):
-    spec = importlib.util.spec_from_file_location(
-        "zoo." + name, os.path.join(name, "__init__.py"), submodule_search_locations=[name])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["zoo." + name] = module
-    spec.loader.exec_module(module)
-from zoo.cli import main
-sys.exit(main())"""
+sys.path.insert(0, HERE)
 
 
 def export(model, out, code):
-    env = {**os.environ, "PYTHONPATH": code, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    cli = [sys.executable, "-c", _FROM_CHECKOUT]
-    subprocess.run(cli + ["export", "--model", model, "--format", "onnx", "--out", out],
-                   check=True, env=env, cwd=code, stdout=subprocess.DEVNULL)
+    from checkout import CLI, env, python
+
+    subprocess.run(python(CLI) + ["export", "--model", model, "--format", "onnx", "--out",
+                                        out], check=True, env=env(code), cwd=code,
+                   stdout=subprocess.DEVNULL)
 
 
 def sentences(n):
