@@ -26,12 +26,12 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 
-def export(model, out, code):
+def export(model, out, code, ngram=0):
     from checkout import CLI, env, python
 
-    subprocess.run(python(CLI) + ["export", "--model", model, "--format", "onnx", "--out",
-                                        out], check=True, env=env(code), cwd=code,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(python(CLI) + ["export", "--model", model, "--format", "onnx", "--out", out,
+                                  "--no-repeat-ngram-size", str(ngram)],
+                   check=True, env=env(code), cwd=code, stdout=subprocess.DEVNULL)
 
 
 def sentences(n):
@@ -73,6 +73,8 @@ def main(argv=None):
     p.add_argument("--code", required=True, help="the checkout before the change")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
+    p.add_argument("--no-repeat-ngram-size", type=int, default=0,
+                   help="both exports' n-gram blocking (the default of a call)")
     p.add_argument("--labels", nargs=2, default=("fixed at export", "per call"),
                    metavar=("BEFORE", "AFTER"), help="the two columns' names")
     args = p.parse_args(argv)
@@ -81,8 +83,9 @@ def main(argv=None):
 
     with tempfile.TemporaryDirectory() as work:
         paths = {"fixed": os.path.join(work, "fixed"), "per_call": os.path.join(work, "per")}
-        export(os.path.abspath(args.model), paths["fixed"], os.path.abspath(args.code))
-        export(os.path.abspath(args.model), paths["per_call"], ROOT)
+        export(os.path.abspath(args.model), paths["fixed"], os.path.abspath(args.code),
+               args.no_repeat_ngram_size)
+        export(os.path.abspath(args.model), paths["per_call"], ROOT, args.no_repeat_ngram_size)
         speed, same = measure(paths, sentences(64), args.rounds, args.threads)
     print(f"{hardware()}; median of {args.rounds} alternating rounds; tokens identical at "
           f"the default settings: {same}")

@@ -28,6 +28,8 @@ MEMORY_PREFIX = "memory__"
 NEXT_PREFIX = "next__"
 #: The outputs of every ``generate_*`` signature.
 GENERATE_OUTPUTS = ("tokens", "lengths", "scores", "attention")
+#: The decoding settings a loop graph may take per call (``ExportCore.per_request``).
+PER_REQUEST = ("max_length", "min_length", "no_repeat_ngram_size", "beam_size")
 
 
 class _Nest:
@@ -172,6 +174,13 @@ class ExportCore:
                                 self.min_length if min_length is None else min_length)
         return dict(zip(GENERATE_OUTPUTS, (res.tokens[:, 0], res.lengths[:, 0],
                                            res.scores[:, 0], res.attention[:, 0])))
+
+    def per_request(self) -> tuple:
+        """The settings the loop graphs take per call (as scalar int32 inputs): n-gram
+        blocking only in an export made with it (where it is off, its mask would cost a tenth
+        of a step: docs/RESULTS.md)."""
+        return tuple(n for n in PER_REQUEST if n != "no_repeat_ngram_size" or
+                     self.no_repeat_ngram_size)
 
     def greedy(self, source_ids, max_length=None, min_length=None,
                no_repeat_ngram_size=None) -> dict:

@@ -127,14 +127,12 @@ FILES = {"encode": "encoder.onnx", "decode_step": "decoder_step.onnx",
          "generate": "greedy.onnx", "generate_beam": "beam.onnx"}
 
 
-#: Decoding settings the loop graphs take per call, as scalar int32 inputs (``beam_size``:
-#: the beam graph only; any size ``zoo.inputs.OPTIONS`` allows).
-PER_REQUEST = ("max_length", "min_length", "no_repeat_ngram_size")
-BEAM_PER_REQUEST = ("beam_size",)
-#: Each loop graph's inputs, in order.
-LOOP_INPUTS = {"generate": ("source_ids", *PER_REQUEST),
-               "generate_beam": ("source_ids", "length_penalty", "coverage_penalty",
-                                 *PER_REQUEST, *BEAM_PER_REQUEST)}
+def _loop_inputs(core) -> dict:
+    """Each loop graph's inputs, in order (``beam_size``: the beam graph only)."""
+    settings = [n for n in core.per_request() if n != "beam_size"]
+    return {"generate": ("source_ids", *settings),
+            "generate_beam": ("source_ids", "length_penalty", "coverage_penalty", *settings,
+                              "beam_size")}
 
 
 def _graphs(core):
@@ -145,15 +143,17 @@ def _graphs(core):
     specs = {"source_ids": core.source_spec(),
              **{n: tf.TensorSpec([], tf.float32, name=n)
                 for n in ("length_penalty", "coverage_penalty")},
-             **{n: tf.TensorSpec([], tf.int32, name=n) for n in PER_REQUEST + BEAM_PER_REQUEST}}
+             **{n: tf.TensorSpec([], tf.int32, name=n) for n in core.per_request()}}
 
     def named(flat):
         # tf.identity names the ONNX outputs after the flat names.
         return {n: tf.identity(v, name=n) for n, v in flat.items()}
 
+    inputs = _loop_inputs(core)
+
     def loop(signature, method):
-        return (lambda *args: named(method(**dict(zip(LOOP_INPUTS[signature], args)))),
-                [specs[n] for n in LOOP_INPUTS[signature]])
+        return (lambda *args: named(method(**dict(zip(inputs[signature], args)))),
+                [specs[n] for n in inputs[signature]])
 
     return {
         "encode": (lambda source_ids: named(core.encode(source_ids)), [specs["source_ids"]]),
@@ -176,11 +176,11 @@ def _write(core, tmp, opset, quantization) -> dict:
         outputs[signature] = _convert(tf.function(fn), spec, file, opset)
         if quantization == "int8":
             quantize_int8(file)
-    inputs = {**{k: list(v) for k, v in LOOP_INPUTS.items()},
+    inputs = {**{k: list(v) for k, v in _loop_inputs(core).items()},
               "encode": ["source_ids"], "decode_step": ["token_ids", *core.specs]}
     return {"files": {k: FILES[k] for k in ("generate", "generate_beam", "encode",
                                             "decode_step")},
             "signatures": {k: {"inputs": inputs[k], "outputs": v} for k, v in outputs.items()},
             "strategies": ["greedy", "beam"], "quantization": [quantization],
-            "per_request": list(PER_REQUEST + BEAM_PER_REQUEST), "opset": opset,
+            "per_request": list(core.per_request()), "opset": opset,
             "requires": ["onnxruntime", "sentencepiece"]}

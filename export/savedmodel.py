@@ -34,8 +34,6 @@ from typing import Optional
 
 from zoo.export.core import GENERATE_OUTPUTS, ExportCore
 
-#: The settings ``generate_settings``/``generate_beam_settings`` take per call.
-PER_REQUEST = ("max_length", "min_length", "no_repeat_ngram_size", "beam_size")
 
 
 def export_savedmodel(model, path: str, max_length: Optional[int] = None,
@@ -79,6 +77,9 @@ def export_savedmodel(model, path: str, max_length: Optional[int] = None,
 
 
 _OUTPUTS = ["text", *GENERATE_OUTPUTS, "source_ids_dropped"]
+#: The int32 settings of ``generate_settings``/``generate_beam_settings`` (the manifest's
+#: ``per_request`` lists those a call may change).
+SETTINGS = ("max_length", "min_length", "no_repeat_ngram_size", "beam_size")
 #: The manifest's description of the signatures.
 SIGNATURES = {
     "generate": {"inputs": {"text": "string (batch,)"}, "outputs": _OUTPUTS,
@@ -174,13 +175,19 @@ class _Endpoints:
     def _settings_checks(self, max_length, min_length, no_repeat_ngram_size):
         from zoo.decoding.search import MAX_NGRAM_SIZE
 
+        # An export made without n-gram blocking has none in its graph (zoo.export.onnx's
+        # per_request): it takes 0 only.
+        top = MAX_NGRAM_SIZE if self.core.no_repeat_ngram_size else 0
         return (_check_int(max_length, "max_length", 1, self.core.max_length),
                 _check_int(min_length, "min_length", 0, max_length),
-                _check_int(no_repeat_ngram_size, "no_repeat_ngram_size", 0, MAX_NGRAM_SIZE))
+                _check_int(no_repeat_ngram_size, "no_repeat_ngram_size", 0, top))
+
+    def _ngram(self, no_repeat_ngram_size):
+        return no_repeat_ngram_size if self.core.no_repeat_ngram_size else None
 
     def generate_settings(self, text, max_length, min_length, no_repeat_ngram_size):
-        return self.run(text, lambda ids: self.core.greedy(ids, max_length, min_length,
-                                                           no_repeat_ngram_size),
+        return self.run(text, lambda ids: self.core.greedy(
+            ids, max_length, min_length, self._ngram(no_repeat_ngram_size)),
                         self._settings_checks(max_length, min_length, no_repeat_ngram_size))
 
     def generate_beam_settings(self, text, beam_size, length_penalty, coverage_penalty,
@@ -193,7 +200,7 @@ class _Endpoints:
                   *self._settings_checks(max_length, min_length, no_repeat_ngram_size))
         return self.run(text, lambda ids: self.core.beam(
             ids, length_penalty, coverage_penalty, max_length, min_length, beam_size,
-            no_repeat_ngram_size), checks)
+            self._ngram(no_repeat_ngram_size)), checks)
 
     def write(self, tmp) -> dict:
         """Writes the archive into ``tmp``: the manifest's part."""
@@ -210,7 +217,7 @@ class _Endpoints:
                              input_signature=[text_spec])
         archive.add_endpoint("generate_beam", self.generate_beam,
                              input_signature=[text_spec, *penalties])
-        ints = {n: tf.TensorSpec([], tf.int32, name=n) for n in PER_REQUEST}
+        ints = {n: tf.TensorSpec([], tf.int32, name=n) for n in SETTINGS}
         settings = [ints[n] for n in ("max_length", "min_length", "no_repeat_ngram_size")]
         archive.add_endpoint("generate_settings", self.generate_settings,
                              input_signature=[text_spec, *settings])
@@ -226,4 +233,4 @@ class _Endpoints:
         archive.write_out(tmp, verbose=False)
         return {"files": {"savedmodel": "."}, "strategies": ["greedy", "beam"],
                 "quantization": ["float32"], "requires": ["tensorflow", "tensorflow_text"],
-                "signatures": SIGNATURES, "per_request": list(PER_REQUEST)}
+                "signatures": SIGNATURES, "per_request": list(self.core.per_request())}

@@ -362,6 +362,15 @@ class SavedModelRunner(Runner):
             raise ExportFileError(f"{path}: the SavedModel cannot be loaded "
                                   f"({str(err).splitlines()[0][:160]})") from None
 
+    def _settings(self, signature: str, per_call: dict) -> dict:
+        """The int settings ``signature`` takes: this call's, else the export's fixed ones
+        (an export made without n-gram blocking takes 0 only)."""
+        takes = (self.manifest["signatures"].get(signature) or {}).get("inputs") or [
+            k for k in per_call if k != "beam_size" or signature == "generate_beam_settings"]
+        fixed = self.manifest["decoding"]
+        return {k: per_call.get(k, self._tf.constant(int(fixed.get(k, 0)), self._tf.int32))
+                for k in takes if k not in ("text", "length_penalty", "coverage_penalty")}
+
     def _generate_texts(self, texts, strategy, options) -> dict:
         # Tokenization runs inside the SavedModel (strings in, strings out), which also counts
         # the ids it cut: the host tokenizes only to name the attention's source pieces.
@@ -374,12 +383,13 @@ class SavedModelRunner(Runner):
                    self.loaded.generate_beam(text, tf.constant(options["length_penalty"]),
                                              tf.constant(options["coverage_penalty"])))
         elif strategy == "greedy":
-            per_call.pop("beam_size", None)
-            out = self.loaded.generate_settings(text=text, **per_call)
+            out = self.loaded.generate_settings(
+                text=text, **self._settings("generate_settings", per_call))
         else:
             out = self.loaded.generate_beam_settings(
                 text=text, length_penalty=tf.constant(options["length_penalty"]),
-                coverage_penalty=tf.constant(options["coverage_penalty"]), **per_call)
+                coverage_penalty=tf.constant(options["coverage_penalty"]),
+                **self._settings("generate_beam_settings", per_call))
         out = {k: v.numpy() for k, v in out.items()}
         out["text"] = [s.decode("utf-8") for s in out["text"]]
         return out

@@ -44,27 +44,53 @@ def test_the_default_is_the_exports_maximum(tiny_exports):
     runner = load(str(root / "onnx"))
     ids, _ = runner.encode_texts(["Hola.", "Buenos días."])
     assert _onnx(runner, ids, "greedy") == _keras(model, ids, "greedy", 6, 0)
-    assert runner.manifest["per_request"] == ["max_length", "min_length",
-                                              "no_repeat_ngram_size", "beam_size"]
+    assert runner.manifest["per_request"] == ["max_length", "min_length", "beam_size"]
+
+
+@pytest.fixture(scope="module")
+def ngram_exports(tiny_exports, tmp_path_factory):
+    """The shared tiny model exported with n-gram blocking (size 2): such exports take the
+    size per call."""
+    from zoo.export import export
+
+    model, _ = tiny_exports
+    root = tmp_path_factory.mktemp("ngram")
+    for fmt in ("onnx", "savedmodel"):
+        export(model, str(root / fmt), fmt, beam_size=2, no_repeat_ngram_size=2)
+    return model, root
 
 
 @pytest.mark.parametrize("runtime", ["onnx", "savedmodel"])
-def test_per_call_ngram_blocking_gives_the_keras_tokens(tiny_exports, runtime):
-    """The export was made without n-gram blocking; a call may ask for any size."""
-    model, root = tiny_exports
+def test_per_call_ngram_blocking_gives_the_keras_tokens(ngram_exports, runtime):
+    """An export made with n-gram blocking takes any size per call, 0 (off) included."""
+    model, root = ngram_exports
     runner = load(str(root / runtime))
+    assert "no_repeat_ngram_size" in runner.manifest["per_request"]
     texts = ["Hola.", "¿Dónde está la estación de tren?", "Tengo hambre y sed.", "Buenas."]
     outputs = {}
     for strategy, kw in (("greedy", {}), ("beam", {"beam_size": 3})):
-        for n in (0, 1, 2):
+        for n in (0, 1, 2, 3):
             keras_strategy = (BeamSearch(length_penalty=0.6, no_repeat_ngram_size=n, **kw)
                               if kw else Greedy(no_repeat_ngram_size=n))
             want = model.translate(texts, strategy=keras_strategy)
             got = runner.generate_text(texts, strategy, no_repeat_ngram_size=n, **kw)
             assert got == want, (strategy, n)
             outputs[strategy, n] = got
+    assert runner.generate_text(texts) == outputs["greedy", 2]  # the export's default
     # The untrained model repeats itself: blocking changes what it writes.
     assert outputs["greedy", 1] != outputs["greedy", 0]
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "savedmodel"])
+def test_an_export_without_ngram_blocking_has_none_to_change(tiny_exports, runtime):
+    """Without blocking at export its graphs have no n-gram mask (it would cost every call):
+    a call may only repeat 0."""
+    model, root = tiny_exports
+    runner = load(str(root / runtime))
+    assert "no_repeat_ngram_size" not in runner.manifest["per_request"]
+    assert runner.generate_text(["Hola."], no_repeat_ngram_size=0) == model.translate(["Hola."])
+    with pytest.raises(InputError, match="no_repeat_ngram_size is fixed at export to 0"):
+        runner.generate_text(["Hola."], no_repeat_ngram_size=2)
 
 
 @pytest.mark.parametrize("runtime", ["onnx", "savedmodel"])

@@ -195,14 +195,17 @@ def repeated_ngram_mask(tokens, step, n, vocab_size):
     if not static:
         match = ops.logical_and(match, ops.greater(n, 0))
     match = ops.broadcast_to(ops.expand_dims(match, 0), (batch, length))
-    for k in range(1, min(n if static else MAX_NGRAM_SIZE, length)):
-        # The token k before the step, gathered by a mask; tokens[j - k] by a static shift.
-        last_k = ops.sum(ops.where(ops.equal(positions, step - k), tokens, 0), axis=1,
-                         keepdims=True)
-        same = ops.equal(ops.pad(tokens[:, :length - k], [[0, 0], [k, 0]]), last_k)
+    k = ops.arange(1, min(n if static else MAX_NGRAM_SIZE, length), dtype="int32")  # (K,)
+    if k.shape[0]:
+        # All offsets at once (a few ops, not a few per offset: a step at batch 1 is short):
+        # the token k before the step, and the token k before each position j.
+        last = ops.take(tokens, ops.maximum(step - k, 0), axis=1)  # (batch, K)
+        before = ops.take(tokens, ops.reshape(ops.maximum(
+            ops.expand_dims(positions, 1) - k, 0), (-1,)), axis=1)  # (batch, L * K)
+        same = ops.equal(ops.reshape(before, (batch, length, -1)), ops.expand_dims(last, 1))
         if not static:
             same = ops.logical_or(same, ops.greater_equal(k, n))  # beyond this call's n
-        match = ops.logical_and(match, same)
+        match = ops.logical_and(match, ops.all(same, axis=-1))
     # Scatter the matches onto the vocabulary: a segment sum over batch * V segments.
     segments = tokens + ops.expand_dims(ops.arange(batch, dtype="int32") * vocab_size, -1)
     hits = ops.segment_sum(ops.reshape(ops.cast(match, "float32"), (-1,)),
