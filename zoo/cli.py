@@ -912,9 +912,9 @@ def _add_export_parser(sub):
                    help="beam size of the exported beam search: the default of onnx, "
                         "savedmodel and ctranslate2 (which take one per request)")
     x.add_argument("--no-repeat-ngram-size", type=int, default=None,
-                   help="n-gram blocking of the exported loops: fixed in litert, the "
-                        "default of the others (which take one per request; default: 3 "
-                        "for a summarizer, 0 for a translator)")
+                   help="n-gram blocking of the exported loops (default: 3 for a "
+                        "summarizer, 0 for a translator): fixed in litert; onnx and "
+                        "savedmodel exports made with it take any size per request")
     x.add_argument("--min-length", type=int, default=None,
                    help="tokens before the end may be generated (fixed in litert, the "
                         "default of the others; default: the task's, 10 for a summarizer, "
