@@ -1,4 +1,4 @@
-"""What taking ``max_length`` and ``min_length`` per call costs an ONNX export (issue 39).
+"""What taking decoding settings per call costs an ONNX export (issue 39).
 
 One model is exported to ONNX twice: by the code before the change (``--code``, whose loops
 had the settings fixed at export) and by this checkout (loops that take them as inputs). Both
@@ -8,7 +8,9 @@ their ratio. The tokens are compared too (they must be identical at the default 
 
     python bench/per_request.py --model runs/tokens/model --code /tmp/base
 
-With ``--labels`` it compares any two checkouts' ONNX exports the same way (the greedy loop
+``--no-repeat-ngram-size 3`` exports both with n-gram blocking (then the per-call export also
+takes its size per call). With ``--labels`` it compares any two checkouts' ONNX exports the
+same way (the greedy loop
 merge of issue 34 was measured so: ``--labels "three loops" "one loop"``).
 """
 
