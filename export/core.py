@@ -162,13 +162,14 @@ class ExportCore:
         """The model's decoding graph -> the best hypothesis' ``tokens`` ``(batch, L)``,
         ``lengths``, ``scores`` and ``attention`` ``(batch, L, S)``. ``max_length``,
         ``min_length`` and ``no_repeat_ngram_size``, scalar int32 graph inputs when given, are
-        taken per call: the buffers keep the export's ``max_length``."""
+        taken per call (the n-gram size only where :meth:`per_request` has it): the buffers
+        keep the export's ``max_length``."""
         if self.batch_size is not None:
             # A fixed-batch graph (LiteRT) keeps every loop tensor's shape.
             strategy = strategy.with_static_shapes()
         if max_length is not None:
             strategy = strategy.with_length_limit(max_length)
-        if no_repeat_ngram_size is not None:
+        if no_repeat_ngram_size is not None and "no_repeat_ngram_size" in self.per_request():
             strategy = strategy.with_ngram_size(no_repeat_ngram_size)
         res = self.model.decode(source_ids, strategy, self.max_length,
                                 self.min_length if min_length is None else min_length)

@@ -35,7 +35,6 @@ from typing import Optional
 from zoo.export.core import GENERATE_OUTPUTS, ExportCore
 
 
-
 def export_savedmodel(model, path: str, max_length: Optional[int] = None,
                       max_source_length: Optional[int] = None, beam_size: int = 4,
                       length_penalty: float = 0.6, coverage_penalty: float = 0.0,
@@ -175,19 +174,15 @@ class _Endpoints:
     def _settings_checks(self, max_length, min_length, no_repeat_ngram_size):
         from zoo.decoding.search import MAX_NGRAM_SIZE
 
-        # An export made without n-gram blocking has none in its graph (zoo.export.onnx's
-        # per_request): it takes 0 only.
-        top = MAX_NGRAM_SIZE if self.core.no_repeat_ngram_size else 0
+        # An export made without n-gram blocking has no mask in its graph: it takes 0 only.
+        top = MAX_NGRAM_SIZE if "no_repeat_ngram_size" in self.core.per_request() else 0
         return (_check_int(max_length, "max_length", 1, self.core.max_length),
                 _check_int(min_length, "min_length", 0, max_length),
                 _check_int(no_repeat_ngram_size, "no_repeat_ngram_size", 0, top))
 
-    def _ngram(self, no_repeat_ngram_size):
-        return no_repeat_ngram_size if self.core.no_repeat_ngram_size else None
-
     def generate_settings(self, text, max_length, min_length, no_repeat_ngram_size):
-        return self.run(text, lambda ids: self.core.greedy(
-            ids, max_length, min_length, self._ngram(no_repeat_ngram_size)),
+        return self.run(text, lambda ids: self.core.greedy(ids, max_length, min_length,
+                                                           no_repeat_ngram_size),
                         self._settings_checks(max_length, min_length, no_repeat_ngram_size))
 
     def generate_beam_settings(self, text, beam_size, length_penalty, coverage_penalty,
@@ -200,7 +195,7 @@ class _Endpoints:
                   *self._settings_checks(max_length, min_length, no_repeat_ngram_size))
         return self.run(text, lambda ids: self.core.beam(
             ids, length_penalty, coverage_penalty, max_length, min_length, beam_size,
-            self._ngram(no_repeat_ngram_size)), checks)
+            no_repeat_ngram_size), checks)
 
     def write(self, tmp) -> dict:
         """Writes the archive into ``tmp``: the manifest's part."""
