@@ -10,6 +10,8 @@ and appends a JSON line to bench/results/samsum.jsonl. SAMSum is non-commercial:
 Usage:
     python bench/samsum.py --recipe samsum_dialogues --data samsum dialogsum --out runs/sd
     python bench/samsum.py --evaluate runs/sd          # score a finished run again
+    python bench/samsum.py --init-from runs/sd --data samsum --epochs 2 --out runs/sd2
+                                                       # a second, in-domain stage
 """
 
 import argparse
@@ -79,6 +81,12 @@ def main(argv=None):
     p.add_argument("--resume", action="store_true")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    p.add_argument("--init-from", metavar="DIR",
+                   help="fine-tune this trained run instead (its tokenizer and network; the "
+                        "dialogsum_summarizer checkpoint's fine-tuning settings)")
+    p.add_argument("--learning-rate", type=float, default=None)
+    p.add_argument("--coverage-epochs", type=int, default=None,
+                   help="the last N epochs with the coverage loss")
     args = p.parse_args(argv)
     if args.threads:
         import tensorflow as tf
@@ -88,6 +96,7 @@ def main(argv=None):
 
     import zoo.models
     from zoo import recipes
+    from zoo.models import presets
 
     train = [pair for name in args.data for pair in read(*FILES[name])]
     summaries = [t for _, t in train]
@@ -96,14 +105,21 @@ def main(argv=None):
         return
     random.Random(0).shuffle(train)
     t0 = time.time()
-    extra = {"epochs": args.epochs} if args.epochs else {}
+    extra = {k: v for k, v in (("epochs", args.epochs), ("learning_rate", args.learning_rate),
+                                         ("coverage_epochs", args.coverage_epochs))
+             if v is not None}
+    if args.init_from:
+        # A run directory records no fine-tuning settings: take the shipped summarizer's.
+        tune = presets.get_preset("dialogsum_summarizer")["train"]
+        extra = {**tune, "init_from": args.init_from, **extra}
     model, _, info = recipes.train_summarizer(
-        train, recipe=args.recipe, out_dir=args.out, seed=0, verbose=2, resume=args.resume,
+        train, recipe=None if args.init_from else args.recipe, out_dir=args.out, seed=0,
+        verbose=2, resume=args.resume,
         overwrite=not args.resume, dev_pairs=read("samsum", "validation.jsonl.gz")[:200],
         **extra)
     seconds = round(time.time() - t0)
     print(f"trained in {seconds} s; val_loss {info['history'].get('val_loss')}", flush=True)
-    label = f"{args.recipe} on {'+'.join(args.data)}" + (f", {args.epochs} epochs"
+    label = (f"{args.init_from} then" if args.init_from else args.recipe) + f" on {'+'.join(args.data)}" + (f", {args.epochs} epochs"
                                                            if args.epochs else "")
     evaluate(model, summaries, label, seconds)
 
