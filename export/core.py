@@ -221,7 +221,9 @@ class ExportCore:
             "tokenizers": dict(self._tokenizer_files),
             "vocab": {"source_size": model.source_tokenizer.vocab_size,
                       "target_size": model.target_tokenizer.vocab_size,
-                      "special_ids": dict(SPECIAL_IDS)},
+                      "special_ids": dict(SPECIAL_IDS),
+                      # Runners whose search is not zoo's force it themselves (CTranslate2).
+                      "forced_first_id": model.forced_first_id},
             "shapes": {"batch_size": self.batch_size, "source_length": self.source_length,
                        "max_source_length": self.max_source_length,
                        "max_length": self.max_length},

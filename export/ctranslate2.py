@@ -3,7 +3,10 @@
 zoo's Transformers are pre-norm (or post-norm, ``normalize_first=False``), with sinusoidal
 positions and embeddings scaled by ``sqrt(dim)``: CTranslate2's default Transformer (OpenNMT's),
 or its ``pre_norm=False`` variant. T5's options (imported models: RMS norms, gated or GELU
-feed-forward, relative position bias, no biases) map onto the same spec's T5 options. The model is written through
+feed-forward, relative position bias, no biases) map onto the same spec's T5 options, and
+BART's (learned positions, a norm on the embeddings) onto its ``layernorm_embedding`` and
+position table; a model that forces its first token (BART's ``<s>``) gets it as each call's
+``target_prefix`` (the manifest's ``vocab.forced_first_id``). The model is written through
 CTranslate2's own ``TransformerSpec`` Python API (the documented way to convert a model
 its converters do not know); no converter of another framework is involved.
 
@@ -96,7 +99,7 @@ def _ffn(spec, ffn, norm):
 
 #: The network options whose values must agree in the encoder and decoder (one spec).
 _SHARED = ("normalize_first", "num_heads", "norm", "activation", "gated_ffn", "positions",
-           "use_bias")
+           "use_bias", "embedding_norm")
 
 
 def check_supported(model):
@@ -145,7 +148,8 @@ def build_spec(model, max_positions: int):
         (enc.num_layers, dec.num_layers), enc.num_heads, pre_norm=enc.normalize_first,
         alignment_layer=-1, alignment_heads=dec.num_heads,
         activation=activations[enc.activation], ffn_glu=enc.gated_ffn,
-        relative_attention_bias=relative, rms_norm=enc.norm == "rms")
+        relative_attention_bias=relative, rms_norm=enc.norm == "rms",
+        layernorm_embedding=enc.embedding_norm)
     spec.config.layer_norm_epsilon = float(enc.blocks[0]["norm1"].epsilon)
     for side, net in (("encoder", enc), ("decoder", dec)):
         s = getattr(spec, side)
@@ -158,9 +162,13 @@ def build_spec(model, max_positions: int):
                     net.position_bias.embeddings)
                 layer.self_attention.relative_attention_max_distance = np.int32(
                     net.position_bias.max_distance)
+        elif net.positions == "learned":  # BART: the stack's own table
+            s.position_encodings.encodings = _np(net.position_embedding.embeddings)
         else:
             s.position_encodings.encodings = _np(
                 sinusoidal_positions(np.arange(max_positions), net.dim))
+        if net.embed_norm is not None:
+            _norm(s.layernorm_embedding, net.embed_norm)
         if net.final_norm is not None:  # post-norm has none (nor has CTranslate2's spec)
             _norm(s.layer_norm, net.final_norm)
     for s, b in zip(spec.encoder.layer, enc.blocks):

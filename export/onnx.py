@@ -61,10 +61,33 @@ def _convert(fn, signature, path, opset):
     with _optimizer_errors_raised():
         model_proto, _ = tf2onnx.convert.from_function(fn, input_signature=signature,
                                                        opset=opset, custom_op_handlers=handlers)
+    _check_operators(model_proto.graph, opset, path)
     optimize(model_proto, opset)
     with open(path, "wb") as f:
         f.write(model_proto.SerializeToString())
     return [o.name for o in model_proto.graph.output]
+
+
+def _check_operators(graph, opset, path):
+    """Raises a ValueError naming the TensorFlow ops tf2onnx left unconverted (it only logs
+    them, and writes a graph that onnxruntime refuses to load)."""
+    import onnx
+
+    unknown = set()
+
+    def visit(g):
+        for node in g.node:
+            if node.domain in ("", "ai.onnx") and not onnx.defs.has(node.op_type):
+                unknown.add(node.op_type)
+            for attr in node.attribute:  # Loop and If bodies
+                for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                    visit(sub)
+
+    visit(graph)
+    if unknown:
+        raise ValueError(f"{os.path.basename(path)}: no ONNX (opset {opset}) conversion for "
+                         f"the TensorFlow op(s) {', '.join(sorted(unknown))}; use another "
+                         f"--format (savedmodel, litert)")
 
 
 #: What ``export_onnx(quantization=...)`` writes.

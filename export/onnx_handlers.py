@@ -7,6 +7,9 @@ padding puts hundreds of positions on one of them, so the grid held hundreds of 
 every vocabulary item of every row: tens of MB per hypothesis, which ran a beam search of the
 summarizer out of memory. ``ScatterND`` with ``reduction="add"`` (opset 16) adds each row of
 the data onto zeros of the output's shape instead: memory of the output, duplicates summed.
+
+``Erfc`` (exact GELU, TensorFlow's ``0.5 x erfc(-x / sqrt 2)``; BART's feed-forward): ONNX has
+no such operator and tf2onnx no conversion; ``1 - Erf(x)`` is the same function.
 """
 
 import numpy as np
@@ -37,5 +40,17 @@ def segment_sum_by_scatter(ctx, node, name, args):
     node.set_attr("reduction", "add")
 
 
+def erfc_by_erf(ctx, node, name, args):
+    """Rewrites ``node`` (``Erfc(x)``) in place as ``Sub(1, Erf(x))``."""
+    from tf2onnx import utils
+
+    x = node.input[0]
+    erf = ctx.make_node("Erf", [x]).output[0]
+    dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(x))
+    one = ctx.make_const(utils.make_name("one"), np.array(1, dtype)).output[0]
+    node.type = "Sub"
+    ctx.replace_inputs(node, [one, erf])
+
+
 #: For ``tf2onnx.convert.from_function(custom_op_handlers=...)``.
-HANDLERS = {"UnsortedSegmentSum": (segment_sum_by_scatter, [])}
+HANDLERS = {"UnsortedSegmentSum": (segment_sum_by_scatter, []), "Erfc": (erfc_by_erf, [])}

@@ -466,8 +466,11 @@ class CTranslate2Runner(Runner):
         setting = {**self.manifest["decoding"], "max_length": self.max_length, **options}.get
         beam = 1 if strategy == "greedy" else int(setting("beam_size"))
         max_length = int(setting("max_length"))
+        first = self.manifest["vocab"].get("forced_first_id")
+        prefix = None if first is None else [[self._target_pieces[first]]] * len(ids)
         results = self.translator.translate_batch(
             self._pieces(ids), beam_size=beam, max_decoding_length=max_length,
+            target_prefix=prefix,
             length_penalty=float(options.get("length_penalty", 0.0)) if beam > 1 else 0.0,
             min_decoding_length=int(setting("min_length", 0)),
             no_repeat_ngram_size=int(setting("no_repeat_ngram_size", 0)),

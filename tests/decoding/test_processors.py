@@ -22,6 +22,14 @@ def test_special_tokens_ban_pad_and_bos_always_and_eos_before_min_length():
     np.testing.assert_allclose(np.asarray(p(LOGP, 3))[0, 2:], LOGP[0, 2:])
 
 
+def test_special_tokens_force_the_first_token_at_step_zero_only():
+    p = SpecialTokens(bos_id=1, eos_id=2, pad_id=0, min_length=2, first_id=3)
+    assert _banned(p(LOGP, 0)) == [True, True, True, False]
+    assert _banned(p(LOGP, 1)) == [True, True, True, False]  # min_length still bans eos
+    assert _banned(p(LOGP, 2)) == [True, True, False, False]
+    np.testing.assert_allclose(np.asarray(p(LOGP, 0))[0, 3], LOGP[0, 3])
+
+
 def test_no_repeat_ngram_bans_the_token_that_would_repeat_a_bigram():
     tokens = np.array([[3, 2, 3, 0]], "int32")  # "3 2" seen, last token 3: 2 would repeat
     out = NoRepeatNgram(2)(LOGP, 3, tokens)

@@ -1,8 +1,11 @@
-"""An imported KerasHub T5 exports to every format and decodes as the Keras model does.
+"""Imported KerasHub T5 and BART export to every format and decode as the Keras model does.
 
-The model is KerasHub's ``T5Backbone`` from a small config with random weights (gated GELU,
-untied output, relative position bias, RMS norms, no biases), imported with a T5-layout
-SentencePiece model; each export runs through ``zoo.serving.load``, as a deployment does.
+The models are KerasHub's ``T5Backbone`` (gated GELU, untied output, relative position bias,
+RMS norms, no biases) and ``BartBackbone`` (post-norm, learned positions, embedding norms,
+a forced first token) from small configs with random weights. T5 is imported with a
+T5-layout SentencePiece model; BART's byte-level BPE is not importable yet, so the same
+SentencePiece model (in zoo's layout, one piece per BART row) stands in for it. Each export
+runs through ``zoo.serving.load``, as a deployment does.
 """
 
 import pytest
@@ -10,7 +13,7 @@ import pytest
 import keras
 import keras_hub
 
-from zoo.data import dialogsum_pairs
+from zoo.data import SentencePieceTokenizer, dialogsum_pairs
 from zoo.export import export
 from zoo.models.importers import import_keras_hub
 from zoo.serving import load
@@ -55,4 +58,36 @@ def test_imported_t5_exports_give_keras_tokens(imported, fmt):
     runner = load(path)
     assert runner.generate_text(texts, strategy="greedy") == want["greedy"]
     if fmt != "litert":  # LiteRT exports greedy decoding only (fixed shapes)
+        assert runner.generate_text(texts, strategy="beam") == want["beam"]
+
+
+@pytest.fixture(scope="module")
+def imported_bart(tmp_path_factory, t5_sentencepiece):
+    tok, original = SentencePieceTokenizer.from_foreign(t5_sentencepiece[0])
+    keras.utils.set_random_seed(4)
+    backbone = keras_hub.models.BartBackbone(
+        vocabulary_size=len(original) - 1, num_layers=2, num_heads=3, hidden_dim=12,
+        intermediate_dim=20, dropout=0.0, max_sequence_length=80)
+    model = import_keras_hub(backbone, task="summarizer", tokenizer=False,
+                             max_source_length=64, max_target_length=16)
+    model.source_tokenizer = model.target_tokenizer = tok
+    texts = [d for d, _ in dialogsum_pairs("dev", limit=12)]
+    want = {"greedy": model.summarize(texts, strategy="greedy", no_repeat_ngram_size=0),
+            "beam": model.summarize(texts, strategy="beam", beam_size=4,
+                                    no_repeat_ngram_size=0)}
+    first = tok.processor.id_to_piece(model.forced_first_id)
+    assert all(t.split()[0].startswith(first.lstrip("\u2581")) for t in want["greedy"] if t)
+    return model, texts, want, tmp_path_factory.mktemp("imported_bart")
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_imported_bart_network_exports_give_keras_tokens(imported_bart, fmt):
+    """Learned positions, embedding norms and the forced first token in every runtime."""
+    model, texts, want, root = imported_bart
+    path = str(root / fmt)
+    export(model, path, format=fmt, **({"max_source_length": 64} if fmt == "litert"
+                                       else {"beam_size": 4}))
+    runner = load(path)
+    assert runner.generate_text(texts, strategy="greedy") == want["greedy"]
+    if fmt != "litert":
         assert runner.generate_text(texts, strategy="beam") == want["beam"]

@@ -45,3 +45,31 @@ def test_segment_sum_adds_duplicates_and_leaves_empty_segments_zero(handlers):
         assert [a.s for a in scatter.attribute if a.name == "reduction"] == [b"add"]
     else:  # tf2onnx's own: sorts, counts and gathers into the grid
         assert "Unique" in ops
+
+
+@tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+def _gelu(x):
+    return tf.nn.gelu(x, approximate=False)  # TensorFlow writes it with Erfc
+
+
+def test_exact_gelu_converts_through_erf_and_matches_tensorflow():
+    x = np.array([-30.0, -3.0, -0.5, 0.0, 0.5, 3.0], "float32")
+    proto = _convert(_gelu, _gelu.input_signature, onnx_handlers.HANDLERS)
+    ops = {n.op_type for n in proto.graph.node}
+    assert "Erf" in ops and "Erfc" not in ops
+    out = _run(proto, {proto.graph.input[0].name: x})
+    # By hand: gelu(0) = 0, gelu(x) - gelu(-x) = x, gelu(-30) ~ 0.
+    assert out[3] == 0.0 and abs(out[0]) < 1e-6
+    np.testing.assert_allclose(out[4] - out[2], 0.5, atol=1e-6)
+    np.testing.assert_allclose(out, _gelu(x).numpy(), atol=1e-6, rtol=0)
+
+
+def test_an_unconverted_op_stops_the_export_by_name():
+    from zoo.export.onnx import _check_operators
+
+    proto = _convert(_gelu, _gelu.input_signature, None)  # tf2onnx leaves Erfc as is
+    with pytest.raises(ValueError, match=r"greedy.onnx: no ONNX \(opset 17\) conversion for "
+                                         r"the TensorFlow op\(s\) Erfc"):
+        _check_operators(proto.graph, 17, "/x/greedy.onnx")
+    _check_operators(_convert(_gelu, _gelu.input_signature, onnx_handlers.HANDLERS).graph,
+                     17, "/x/greedy.onnx")

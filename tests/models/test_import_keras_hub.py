@@ -12,7 +12,7 @@ import keras_hub
 
 import zoo.models
 from zoo.data import SentencePieceTokenizer
-from zoo.models.importers import _t5_layout, import_keras_hub
+from zoo.models.importers import t5_layout, import_keras_hub
 
 # KerasHub's T5 attention warns that it drops the Keras masks it is given (it reads its own).
 pytestmark = pytest.mark.filterwarnings(
@@ -75,7 +75,7 @@ def _to_zoo(ids, original):
 def test_logits_and_encoder_outputs_equal_keras_hub(seed, gated, tied, activation):
     hub = _hub(seed, gated, tied, activation)
     model = import_keras_hub(hub, task="summarizer")
-    original = np.asarray(_t5_layout(V))
+    original = np.asarray(t5_layout(V))
     src, smask, tgt, tmask = _batch(seed)
     want = hub({"encoder_token_ids": src, "encoder_padding_mask": smask,
                 "decoder_token_ids": tgt, "decoder_padding_mask": tmask}).numpy()
@@ -95,7 +95,7 @@ def test_logits_and_encoder_outputs_equal_keras_hub(seed, gated, tied, activatio
 def test_imported_step_equals_teacher_forcing(growing):
     model = import_keras_hub(_hub(*CONFIGS[0]), task="summarizer")
     src, _, tgt, _ = _batch(0, target_lengths=(9, 9, 9))
-    zsrc, ztgt = _to_zoo(src, _t5_layout(V)), _to_zoo(tgt, _t5_layout(V))
+    zsrc, ztgt = _to_zoo(src, t5_layout(V)), _to_zoo(tgt, t5_layout(V))
     ztgt[:, 0] = 2
     full = model({"source": zsrc, "target": ztgt}).numpy()
     encoded = model.encode(zsrc)
@@ -112,7 +112,7 @@ def test_greedy_tokens_equal_keras_hub_sampler(seed, gated, tied, activation):
     hub = _hub(seed, gated, tied, activation, cls=_NoPadT5)
     hub.compile(sampler="greedy")
     model = import_keras_hub(hub, task="summarizer")
-    original = np.asarray(_t5_layout(V))
+    original = np.asarray(t5_layout(V))
     src, smask, _, _ = _batch(seed)
     steps = 12
     prompt = np.zeros((len(src), steps + 1), "int32")

@@ -138,8 +138,14 @@ T5_OPTIONS = {"norm": "rms", "positions": "relative", "gated_ffn": True, "use_bi
               "relative_max_distance": 6}
 
 
+#: BART's (imported models): learned positions per stack, a norm on the embeddings, GELU.
+BART_OPTIONS = {"positions": "learned", "max_positions": 256, "embedding_norm": True,
+                "activation": "gelu", "norm_epsilon": 1e-5}
+
+
 @pytest.mark.parametrize("normalize_first,options", [(True, {}), (False, {}),
-                                                     (True, T5_OPTIONS)])
+                                                     (True, T5_OPTIONS),
+                                                     (False, BART_OPTIONS)])
 def test_packed_training_equals_padded_training(normalize_first, options):
     """``pack_training`` runs the layers on the real positions only: same logits at real
     positions, same gradients for every weight (dropout off, so both see the same maths)."""
@@ -253,11 +259,12 @@ def test_relative_position_buckets_match_hand_computed_values():
     assert causal.buckets(np.array([3, -3, -4, -9, -20])).numpy().tolist() == [0, 3, 4, 6, 7]
 
 
-def test_t5_options_step_equals_teacher_forcing_in_both_caches():
-    """With relative position bias (past max_distance), RMS norms, gated GELU and no biases,
-    a decoder step over a rolled window or a grown cache gives teacher forcing's logits."""
+@pytest.mark.parametrize("options", [T5_OPTIONS, dict(BART_OPTIONS, normalize_first=False)])
+def test_t5_and_bart_options_step_equals_teacher_forcing_in_both_caches(options):
+    """With relative position bias (past max_distance), RMS norms, gated GELU and no biases
+    (T5), or learned positions and embedding norms, post-norm (BART), a decoder step over a
+    rolled window or a grown cache gives teacher forcing's logits."""
     keras.utils.set_random_seed(4)
-    options = {k: v for k, v in T5_OPTIONS.items()}
     enc = zoo.layers.TransformerEncoder(vocab_size=30, dim=12, num_layers=2, num_heads=2,
                                         ff_dim=16, dropout=0.0, **options)
     dec = zoo.layers.TransformerDecoder(vocab_size=30, dim=12, num_layers=2, num_heads=2,
@@ -271,3 +278,26 @@ def test_t5_options_step_equals_teacher_forcing_in_both_caches():
         for t in range(target.shape[1]):
             logits, state, _ = dec.step(target[:, t], state, memory)
             np.testing.assert_allclose(logits, full[:, t], atol=1e-5, err_msg=f"{growing} {t}")
+
+
+def test_learned_positions_are_the_table_rows_added_to_unscaled_tokens():
+    """By hand: with zero token rows, the embedding of position p is row p of the table;
+    the embedding norm then centres and scales each row."""
+    enc = zoo.layers.TransformerEncoder(vocab_size=10, dim=4, num_layers=1, num_heads=1,
+                                        ff_dim=4, positions="learned", max_positions=5)
+    enc.build()
+    table = np.arange(20, dtype="float32").reshape(5, 4)
+    enc.position_embedding.embeddings.assign(table)
+    enc.embedding.embeddings.assign(np.zeros((10, 4), "float32"))
+    np.testing.assert_array_equal(enc._embed(np.array([[4, 5, 3]])).numpy()[0], table[:3])
+    np.testing.assert_array_equal(enc._embed(np.array([7, 7]), np.array([4, 1])).numpy(),
+                                  table[[4, 1]])
+    normed = zoo.layers.TransformerEncoder(vocab_size=10, dim=4, num_layers=1, num_heads=1,
+                                           ff_dim=4, positions="learned", max_positions=5,
+                                           embedding_norm=True, norm_epsilon=0.0)
+    normed.build()
+    normed.position_embedding.embeddings.assign(table)
+    normed.embedding.embeddings.assign(np.zeros((10, 4), "float32"))
+    # Row [0, 1, 2, 3]: mean 1.5, variance 1.25.
+    np.testing.assert_allclose(normed._embed(np.array([[4]])).numpy()[0, 0],
+                               (np.arange(4) - 1.5) / np.sqrt(1.25), atol=1e-6)

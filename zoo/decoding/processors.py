@@ -38,16 +38,17 @@ class Processor:
 
 
 class SpecialTokens(Processor):
-    """Pad and bos are never generated; eos not before ``min_length`` tokens.
+    """Pad and bos are never generated; eos not before ``min_length`` tokens; with
+    ``first_id``, the first step writes that token (BART's ``<s>``).
 
     One constant ``(1, V)`` bias, added (onnxruntime broadcasts an add faster than a
     select); with ``min_length``, two constant biases and a select by the step rather than
-    the eos ban rebuilt at every step.
+    the eos ban rebuilt at every step (and the same for the first step).
     """
 
-    def __init__(self, bos_id, eos_id, pad_id, min_length=0):
+    def __init__(self, bos_id, eos_id, pad_id, min_length=0, first_id=None):
         self.bos_id, self.eos_id, self.pad_id = bos_id, eos_id, pad_id
-        self.min_length = min_length
+        self.min_length, self.first_id = min_length, first_id
 
     def __call__(self, logp, step, tokens=None):
         ids = ops.arange(ops.shape(logp)[-1])
@@ -59,6 +60,9 @@ class SpecialTokens(Processor):
             early = ops.expand_dims(ops.where(ops.logical_or(never, ops.equal(
                 ids, self.eos_id)), NEG, 0.0), 0)
             bias = ops.where(step < self.min_length, early, bias)
+        if self.first_id is not None:
+            only = ops.expand_dims(ops.where(ops.equal(ids, self.first_id), 0.0, NEG), 0)
+            bias = ops.where(step < 1, only, bias)
         return logp + bias
 
 

@@ -60,7 +60,8 @@ class Strategy:
     ngram_size = None
 
     def __call__(self, step_fn, state, memory, batch_size, memory_length, max_length, bos_id,
-                 eos_id, pad_id=0, min_length=0, memory_mask=None) -> DecodingResult:
+                 eos_id, pad_id=0, min_length=0, memory_mask=None,
+                 first_id=None) -> DecodingResult:
         """Decodes.
 
         Args:
@@ -75,16 +76,18 @@ class Strategy:
             pad_id: Written after eos.
             min_length: Eos is forbidden before this many tokens.
             memory_mask: ``(batch, S)`` bool, the valid source positions (coverage penalty).
+            first_id: The only token the first step may write (a model whose decoder reads
+                two start tokens, such as BART's ``</s> <s>``); None: any.
 
         Returns:
             A :class:`DecodingResult`.
         """
         raise NotImplementedError
 
-    def processors(self, bos_id, eos_id, pad_id, min_length=0) -> list:
+    def processors(self, bos_id, eos_id, pad_id, min_length=0, first_id=None) -> list:
         """The score adjustments of every step (:mod:`zoo.decoding.processors`): special
-        tokens and min length, then n-gram blocking when asked."""
-        out = [SpecialTokens(bos_id, eos_id, pad_id, min_length)]
+        tokens, min length and a forced first token, then n-gram blocking when asked."""
+        out = [SpecialTokens(bos_id, eos_id, pad_id, min_length, first_id)]
         n = self.ngram_size if self.ngram_size is not None else \
             getattr(self, "no_repeat_ngram_size", 0)
         if not isinstance(n, int) or n:
@@ -289,12 +292,13 @@ class Greedy(Strategy):
         return other
 
     def __call__(self, step_fn, state, memory, batch_size, memory_length, max_length, bos_id,
-                 eos_id, pad_id=0, min_length=0, memory_mask=None):
+                 eos_id, pad_id=0, min_length=0, memory_mask=None,
+                 first_id=None):
         _check_lengths(max_length, min_length)
         # Constant shapes are XLA's (and fixed-shape LiteRT's) loops: reductions fuse there.
         choose = _best_by_reduction if self.static_shapes else _best
         args = (choose, step_fn, state, memory, batch_size, memory_length, max_length, bos_id,
-                eos_id, pad_id, self.processors(bos_id, eos_id, pad_id, min_length))
+                eos_id, pad_id, self.processors(bos_id, eos_id, pad_id, min_length, first_id))
         if self.compact:
             tokens, scores, lengths, attn = _compacting_unless_one(*args,
                                                                    limit=self.length_limit)
@@ -567,7 +571,8 @@ class BeamSearch(Strategy):
                 ops.zeros((b, k), "float32"))  # ranking scores
 
     def __call__(self, step_fn, state, memory, batch_size, memory_length, max_length, bos_id,
-                 eos_id, pad_id=0, min_length=0, memory_mask=None):
+                 eos_id, pad_id=0, min_length=0, memory_mask=None,
+                 first_id=None):
         _check_lengths(max_length, min_length)
         b, k = batch_size, self.beam_size
         bk = b * k
@@ -577,7 +582,7 @@ class BeamSearch(Strategy):
         mask = ops.reshape(_tile(ops.cast(memory_mask, "bool"), k), (b, k, 1, -1))
         init = self._start(b, state, memory_length, max_length, bos_id)
 
-        processors = self.processors(bos_id, eos_id, pad_id, min_length)
+        processors = self.processors(bos_id, eos_id, pad_id, min_length, first_id)
 
         def cond(t, prev, st, tokens, logprob, lengths, finished, attn, cov, score):
             if self.early_stop:
@@ -692,7 +697,8 @@ class Sampling(Strategy):
         return apply(self.warpers(), logits, None)
 
     def __call__(self, step_fn, state, memory, batch_size, memory_length, max_length, bos_id,
-                 eos_id, pad_id=0, min_length=0, memory_mask=None):
+                 eos_id, pad_id=0, min_length=0, memory_mask=None,
+                 first_id=None):
         _check_lengths(max_length, min_length)
         n = self.num_samples
         seed = self._seed_generator
@@ -707,7 +713,7 @@ class Sampling(Strategy):
         tokens, scores, lengths, attn = _greedy_loop(
             _Masked(), choose, step_fn, _tile(state, n), _tile(memory, n), batch_size * n, memory_length,
             max_length, bos_id, eos_id, pad_id,
-            self.processors(bos_id, eos_id, pad_id, min_length), limit=self.length_limit)
+            self.processors(bos_id, eos_id, pad_id, min_length, first_id), limit=self.length_limit)
         return DecodingResult(ops.reshape(tokens, (batch_size, n, max_length)),
                               ops.reshape(scores, (batch_size, n)),
                               ops.reshape(lengths, (batch_size, n)),

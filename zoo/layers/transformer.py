@@ -12,6 +12,8 @@ from zoo.layers.embedding import RelativePositionBias, TokenEmbedding
 
 #: Feed-forward activations by name (``activation=``): T5 uses ReLU or, gated, GELU's tanh
 #: approximation (Flan-T5, T5 v1.1); BART uses exact GELU.
+#: What a stack's ``positions=`` may be.
+POSITIONS = ("sinusoidal", "relative", "learned")
 ACTIVATIONS = {"relu": ops.relu, "gelu": lambda x: ops.gelu(x, approximate=False),
                "gelu_approximate": lambda x: ops.gelu(x, approximate=True)}
 
@@ -54,7 +56,8 @@ class _Base(keras.layers.Layer):
                  dropout=0.1, attention_dropout=0.0, activation_dropout=None,
                  normalize_first=True, norm="layer", norm_epsilon=1e-6, activation="relu",
                  gated_ffn=False, use_bias=True, head_dim=None, positions="sinusoidal",
-                 relative_buckets=32, relative_max_distance=128, **kwargs):
+                 relative_buckets=32, relative_max_distance=128, max_positions=1024,
+                 embedding_norm=False, **kwargs):
         super().__init__(**kwargs)
         for nm, v in (("vocab_size", vocab_size), ("dim", dim), ("num_layers", num_layers),
                       ("num_heads", num_heads), ("ff_dim", ff_dim), ("head_dim", head_dim)):
@@ -65,7 +68,7 @@ class _Base(keras.layers.Layer):
                              f"or give head_dim")
         for nm, v, allowed in (("norm", norm, ("layer", "rms")),
                                ("activation", activation, tuple(ACTIVATIONS)),
-                               ("positions", positions, ("sinusoidal", "relative"))):
+                               ("positions", positions, POSITIONS)):
             if v not in allowed:
                 raise ValueError(f"{nm} must be one of {', '.join(allowed)}; got {v!r}")
         self.norm, self.norm_epsilon = norm, float(norm_epsilon)
@@ -94,6 +97,14 @@ class _Base(keras.layers.Layer):
             self.num_heads, bidirectional=self._bidirectional, num_buckets=relative_buckets,
             max_distance=relative_max_distance, dtype=self.dtype_policy,
             name="position_bias") if positions == "relative" else None
+        if int(max_positions) < 1:
+            raise ValueError(f"max_positions must be a positive integer, got {max_positions}")
+        self.max_positions, self.embedding_norm = int(max_positions), bool(embedding_norm)
+        # BART: a learned table per stack (the token table may be shared), then a norm.
+        self.position_embedding = keras.layers.Embedding(
+            self.max_positions, self.dim, dtype=self.dtype_policy,
+            name="position_embedding") if positions == "learned" else None
+        self.embed_norm = self._norm("embedding_norm") if self.embedding_norm else None
         self.drop = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy)
         self.normalize_first = bool(normalize_first)
         # Pre-norm leaves the residual stream unnormalised, so it ends with a norm of its own;
@@ -111,6 +122,20 @@ class _Base(keras.layers.Layer):
         self.embedding.build()
         if self.position_bias is not None:
             self.position_bias.build()
+        if self.position_embedding is not None:
+            self.position_embedding.build((None,))
+        if self.embed_norm is not None:
+            self.embed_norm.build((None, None, self.dim))
+
+    def _embed(self, ids, positions=None):
+        """Token embeddings with the stack's positions (and norm): ``(..., dim)`` for ids
+        ``(...)``; ``positions`` like ids, default ``0..T-1`` along the last axis."""
+        x = self.embedding(ids, positions=positions)
+        if self.position_embedding is not None:
+            if positions is None:
+                positions = ops.arange(ops.shape(ids)[-1])
+            x = x + ops.cast(self.position_embedding(positions), x.dtype)
+        return x if self.embed_norm is None else self.embed_norm(x)
 
     def _bias(self, length):
         """The self-attention's score bias over ``length`` positions, or None."""
@@ -158,7 +183,8 @@ class _Base(keras.layers.Layer):
                 "gated_ffn": self.gated_ffn, "use_bias": self.use_bias,
                 "head_dim": self.head_dim, "positions": self.positions,
                 "relative_buckets": self.relative_buckets,
-                "relative_max_distance": self.relative_max_distance}
+                "relative_max_distance": self.relative_max_distance,
+                "max_positions": self.max_positions, "embedding_norm": self.embedding_norm}
 
 
 @register_network
@@ -189,10 +215,14 @@ class TransformerEncoder(_Base):
             GELU; T5 v1.1 and Flan-T5).
         use_bias: Biases in the attention and feed-forward projections (T5 has none).
         head_dim: Size of each head's queries, keys and values; None: ``dim // num_heads``.
-        positions: ``"sinusoidal"`` (added to the scaled token embeddings) or
+        positions: ``"sinusoidal"`` (added to the scaled token embeddings),
             ``"relative"`` (T5: a learned bias on every self-attention's scores, by bucket
-            of the distance; the embeddings are neither scaled nor summed with positions).
+            of the distance; the embeddings are neither scaled nor summed with positions)
+            or ``"learned"`` (BART: a table of ``max_positions`` rows added to the unscaled
+            token embeddings).
         relative_buckets, relative_max_distance: The relative bias's buckets.
+        max_positions: The learned table's rows (the longest sequence); unused otherwise.
+        embedding_norm: A norm on the embeddings before the first layer (BART).
         **kwargs: Keras layer arguments.
 
     Returns (from ``call``): ``{"outputs": (batch, S, dim), "mask": (batch, S) bool}``.
@@ -208,11 +238,13 @@ class TransformerEncoder(_Base):
                  dropout=0.1, attention_dropout=0.0, activation_dropout=None,
                  normalize_first=True, norm="layer", norm_epsilon=1e-6, activation="relu",
                  gated_ffn=False, use_bias=True, head_dim=None, positions="sinusoidal",
-                 relative_buckets=32, relative_max_distance=128, **kwargs):
+                 relative_buckets=32, relative_max_distance=128, max_positions=1024,
+                 embedding_norm=False, **kwargs):
         super().__init__(vocab_size, dim, num_layers, num_heads, ff_dim, dropout,
                          attention_dropout, activation_dropout, normalize_first, norm,
                          norm_epsilon, activation, gated_ffn, use_bias, head_dim, positions,
-                         relative_buckets, relative_max_distance, **kwargs)
+                         relative_buckets, relative_max_distance, max_positions,
+                         embedding_norm, **kwargs)
         self.blocks = [{"norm1": self._norm(f"l{i}_norm1"),
                         "attn": self._mha(f"l{i}_self_attention"),
                         "norm2": self._norm(f"l{i}_norm2"),
@@ -238,14 +270,14 @@ class TransformerEncoder(_Base):
         rows = PackedRows(mask) if training and self.pack_training else None
         bias = self._bias(ops.shape(ids)[1])
         if rows is None:
-            x = self.embedding(ids)  # (batch, S, dim)
+            x = self._embed(ids)  # (batch, S, dim)
 
             def attend(attn, y):
                 # Masks go in explicitly: an implicit Keras mask would not survive the residual.
                 return attn(query=y, value=y, query_mask=mask, value_mask=mask,
                             training=training, score_bias=bias)
         else:
-            x = self.embedding(rows.pack(ids), positions=rows.positions)  # (N, dim)
+            x = self._embed(rows.pack(ids), positions=rows.positions)  # (N, dim)
 
             def attend(attn, y):
                 return attn.attend_packed(y, y, rows, rows, training=training,
@@ -280,8 +312,9 @@ class TransformerDecoder(_Base, Decoder):
         vocab_size: Target vocabulary size.
         dim, num_layers, num_heads, ff_dim, dropout, attention_dropout, activation_dropout,
             normalize_first, norm, norm_epsilon, activation, gated_ffn, use_bias, head_dim,
-            positions, relative_buckets, relative_max_distance: As the encoder's (a decoder's
-            relative position bias is causal: keys after the query have none).
+            positions, relative_buckets, relative_max_distance, max_positions,
+            embedding_norm: As the encoder's (a decoder's relative position bias is causal:
+            keys after the query have none).
         tie_embeddings: Use the embedding matrix as the output projection (else a Dense
             layer, with a bias when ``use_bias``).
         copy: Pointer-generator output (see :class:`zoo.layers.Decoder`) over the last
@@ -301,11 +334,13 @@ class TransformerDecoder(_Base, Decoder):
                  tie_embeddings=True, copy=False, normalize_first=True, norm="layer",
                  norm_epsilon=1e-6, activation="relu", gated_ffn=False, use_bias=True,
                  head_dim=None, positions="sinusoidal", relative_buckets=32,
-                 relative_max_distance=128, **kwargs):
+                 relative_max_distance=128, max_positions=1024, embedding_norm=False,
+                 **kwargs):
         super().__init__(vocab_size, dim, num_layers, num_heads, ff_dim, dropout,
                          attention_dropout, activation_dropout, normalize_first, norm,
                          norm_epsilon, activation, gated_ffn, use_bias, head_dim, positions,
-                         relative_buckets, relative_max_distance, copy=copy, **kwargs)
+                         relative_buckets, relative_max_distance, max_positions,
+                         embedding_norm, copy=copy, **kwargs)
         self.tie_embeddings = bool(tie_embeddings)
         self.blocks = [{"norm1": self._norm(f"l{i}_norm1"),
                         "self_attn": self._mha(f"l{i}_self_attention"),
@@ -361,7 +396,7 @@ class TransformerDecoder(_Base, Decoder):
         rows = PackedRows(mask) if training and self.pack_training else None
         bias = self._bias(ops.shape(target_ids)[1])
         if rows is None:
-            x = self.embedding(target_ids)  # (batch, T, dim)
+            x = self._embed(target_ids)  # (batch, T, dim)
 
             def self_attend(b, y):
                 return b["self_attn"](query=y, value=y, query_mask=mask, value_mask=mask,
@@ -372,7 +407,7 @@ class TransformerDecoder(_Base, Decoder):
                 return b["cross_attn"].attend(query=y, value=mem, query_mask=mask,
                                               value_mask=mem_mask, training=training)
         else:
-            x = self.embedding(rows.pack(target_ids), positions=rows.positions)  # (N, dim)
+            x = self._embed(rows.pack(target_ids), positions=rows.positions)  # (N, dim)
             mem_rows = PackedRows(mem_mask)
             mem = mem_rows.pack(mem)  # (Ns, dim), once for every layer
 
@@ -442,7 +477,7 @@ class TransformerDecoder(_Base, Decoder):
         """One token per sequence; puts its keys/values in the cache (rolled or grown)."""
         index = state["index"]  # (batch,)
         growing = "growing" in state
-        x = self.embedding(token_ids, positions=index)  # (batch, dim)
+        x = self._embed(token_ids, positions=index)  # (batch, dim)
         if growing:
             # Every row started empty and appended one slot a step: every slot is real, and
             # a step without a mask saves kernels in every exported step.

@@ -97,6 +97,9 @@ class Seq2Seq(keras.Model):
         copy_whole_words: With a copying decoder, a word started like a source word is
             finished as that word (:mod:`zoo.models.whole_words`): no half-words mixing the
             pieces of two source words. Decoding only; needs the target tokenizer.
+        forced_first_id: The token every decoding writes first, in Keras and in every
+            export (BART's ``<s>``: its decoder reads ``</s> <s>`` before the text); None:
+            the model chooses.
         **kwargs: Keras model arguments (``name``, ``dtype``).
     """
 
@@ -104,7 +107,8 @@ class Seq2Seq(keras.Model):
     task = None
 
     def __init__(self, encoder, decoder, max_target_length=128, max_source_length=256,
-                 preset=None, share_embeddings=False, copy_whole_words=False, **kwargs):
+                 preset=None, share_embeddings=False, copy_whole_words=False,
+                 forced_first_id=None, **kwargs):
         super().__init__(**kwargs)
         self.encoder = _network(encoder, "encoder")
         self.decoder = _network(decoder, "decoder")
@@ -114,10 +118,18 @@ class Seq2Seq(keras.Model):
                             f"{type(self.decoder).__name__}")
         self.max_target_length = check_positive_int("max_target_length", max_target_length)
         self.max_source_length = check_positive_int("max_source_length", max_source_length)
+        self._check_positions("max_source_length", self.max_source_length, self.encoder)
+        self._check_positions("max_target_length", self.max_target_length, self.decoder)
         if self.max_source_length < 2:
             raise ValueError("max_source_length must leave room for one id and eos (>= 2)")
         self.preset = preset
         self.share_embeddings = bool(share_embeddings)
+        if forced_first_id is not None and not 0 <= int(forced_first_id) < \
+                self.decoder.vocab_size:
+            raise ValueError(f"forced_first_id must be a target id in [0, "
+                             f"{self.decoder.vocab_size}), got {forced_first_id}")
+        # What every decoding writes first (BART's <s>), in Keras and every export alike.
+        self.forced_first_id = None if forced_first_id is None else int(forced_first_id)
         self.source_tokenizer = None
         self.target_tokenizer = None
         # Compiled decoding functions by settings; in a plain object, not a dict attribute,
@@ -127,6 +139,13 @@ class Seq2Seq(keras.Model):
         if self.share_embeddings:
             self._share_embeddings()
         self._meta = None
+
+    @staticmethod
+    def _check_positions(name, length, network):
+        """A network with a table of learned positions reads no position beyond it."""
+        if getattr(network, "positions", None) == "learned" and length > network.max_positions:
+            raise ValueError(f"{name}={length} is beyond the {type(network).__name__}'s "
+                             f"{network.max_positions} learned positions")
 
     @property
     def copy_whole_words(self) -> bool:
@@ -389,7 +408,7 @@ class Seq2Seq(keras.Model):
         return strategy(self.decode_step, state,
                         self.prepare_memory(encoded), shape[0], shape[1], max_length,
                         bos_id=BOS_ID, eos_id=EOS_ID, pad_id=PAD_ID, min_length=min_length,
-                        memory_mask=encoded["mask"])
+                        memory_mask=encoded["mask"], first_id=self.forced_first_id)
 
     def generate(self, source_ids, strategy="greedy", max_length=None, min_length=0,
                  compiled=True, jit_compile=False, **strategy_kwargs):
@@ -413,6 +432,7 @@ class Seq2Seq(keras.Model):
         if jit_compile:
             strat = strat.with_static_shapes()  # XLA compiles constant shapes only
         max_length = check_positive_int("max_length", max_length or self.max_target_length)
+        self._check_positions("max_length", max_length, self.decoder)
         min_length = check_decoding("greedy", {"min_length": min_length,
                                                "max_length": max_length})["min_length"]
         source_ids = self._check_source_ids(source_ids)
@@ -761,7 +781,8 @@ class Seq2Seq(keras.Model):
                 "max_target_length": self.max_target_length,
                 "max_source_length": self.max_source_length, "preset": self.preset,
                 "share_embeddings": self.share_embeddings,
-                "copy_whole_words": self.copy_whole_words}
+                "copy_whole_words": self.copy_whole_words,
+                "forced_first_id": self.forced_first_id}
 
     @classmethod
     def from_config(cls, config):

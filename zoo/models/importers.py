@@ -6,7 +6,10 @@ one built from a config) into a zoo :class:`~zoo.models.Summarizer` or
 options (RMS norms, no biases, relative position bias, gated GELU or ReLU feed-forward,
 a shared embedding). The result fine-tunes with ``fit``, decodes with zoo's engine, saves,
 and exports to every format zoo targets; nothing model-specific reaches the decoding engine
-or the exporters.
+or the exporters. A ``BartSeq2SeqLM`` or ``BartBackbone`` maps onto the same layers with
+BART's options (post-norm, exact GELU, learned positions per stack, embedding norms) and a
+forced first token (``<s>``); its byte-level BPE tokenizer is not importable yet, so BART
+comes in as a model of ids (``tokenizer=False``).
 
 What the import changes, without changing the function computed:
 
@@ -45,11 +48,13 @@ def import_keras_hub(model, task="summarizer", tokenizer=None, max_source_length
     """A zoo model with the weights of a KerasHub seq2seq model.
 
     Args:
-        model: A ``keras_hub.models.T5Seq2SeqLM`` or ``T5Backbone``.
+        model: A ``keras_hub.models.T5Seq2SeqLM``, ``T5Backbone``, ``BartSeq2SeqLM`` or
+            ``BartBackbone``.
         task: ``"summarizer"`` or ``"translator"``: the zoo class of the result.
-        tokenizer: The SentencePiece model (a KerasHub ``T5Tokenizer``, the model's bytes or
-            a ``.model`` path); None: the Seq2SeqLM's preprocessor's, else none (a model of
-            ids in zoo's layout).
+        tokenizer: T5's SentencePiece model (a KerasHub ``T5Tokenizer``, the model's bytes
+            or a ``.model`` path); None: the Seq2SeqLM's preprocessor's, else none; False:
+            none (a model of ids in zoo's layout: :func:`t5_layout`, :func:`bart_layout`).
+            BART's byte-level BPE tokenizer is not supported yet: give False.
         max_source_length: Source ids kept per text (eos included).
         max_target_length: The default longest output.
 
@@ -63,13 +68,17 @@ def import_keras_hub(model, task="summarizer", tokenizer=None, max_source_length
         raise ValueError(f"task must be one of {', '.join(_TASKS)}; got {task!r}")
     backbone = getattr(model, "backbone", model)
     kind = type(backbone).__name__
+    if kind == "BartBackbone":
+        return _import_bart(model, backbone, task, tokenizer, max_source_length,
+                            max_target_length)
     if kind != "T5Backbone":
-        raise ValueError(f"zoo imports KerasHub T5 models (T5Seq2SeqLM, T5Backbone); got "
-                         f"{type(model).__name__}. BART is not supported yet.")
-    sp = _tokenizer(model, tokenizer)
+        raise ValueError(f"zoo imports KerasHub T5 and BART models (T5Seq2SeqLM, "
+                         f"T5Backbone, BartSeq2SeqLM, BartBackbone); got "
+                         f"{type(model).__name__}")
+    sp = None if tokenizer is False else _tokenizer(model, tokenizer)
     vocab = int(backbone.vocabulary_size)
     if sp is None:
-        original = _t5_layout(vocab)
+        original = t5_layout(vocab)
     else:
         sp, original = sp
         if max(original) >= vocab:
@@ -82,9 +91,20 @@ def import_keras_hub(model, task="summarizer", tokenizer=None, max_source_length
     return zoo_model
 
 
-def _t5_layout(vocab):
+def t5_layout(vocab):
     """zoo id -> T5 id without a tokenizer: pad, unk (2), the start row (pad), eos (1)."""
     return [0, 2, 0, 1] + list(range(3, vocab))
+
+
+#: BART's ids in KerasHub's (and Hugging Face's) vocabulary.
+BART_IDS = {"start": 0, "pad": 1, "end": 2, "unk": 3}
+
+
+def bart_layout(vocab):
+    """zoo id -> BART id without a tokenizer: pad, unk, the start row (``</s>``: BART's
+    decoder starts from it), eos (``</s>``), then ``<s>`` (zoo id 4) and the rest in order."""
+    b = BART_IDS
+    return [b["pad"], b["unk"], b["end"], b["end"], b["start"]] + list(range(4, vocab))
 
 
 def _tokenizer(model, tokenizer):
@@ -195,3 +215,91 @@ def _t5_weights(backbone, model, original):
         reverse = backbone.token_embedding.reverse_embeddings.numpy()  # (dim, V)
         _assign(model.decoder.output_layer.kernel, reverse[:, original])
     _assign(model.decoder.final_norm.scale, final)
+
+
+def _import_bart(model, backbone, task, tokenizer, max_source_length, max_target_length):
+    """BART: post-norm Transformer, learned positions per stack, embedding norms, GELU."""
+    has_tokenizer = getattr(getattr(model, "preprocessor", None), "tokenizer", None)
+    if tokenizer is not False and (tokenizer is not None or has_tokenizer is not None):
+        raise ValueError("BART's byte-level BPE tokenizer cannot be imported yet, so no "
+                         "BART model of text: in Python, import_keras_hub(..., "
+                         "tokenizer=False) imports the network alone (a model of ids in "
+                         "zoo's layout, zoo.models.importers.bart_layout)")
+    positions = int(backbone.max_sequence_length)
+    for name, length in (("max_source_length", max_source_length),
+                         ("max_target_length", max_target_length)):
+        if length > positions:
+            raise ValueError(f"{name}={length} is beyond the model's {positions} learned "
+                             f"positions")
+    original = np.asarray(bart_layout(int(backbone.vocabulary_size)))
+    shape = {"vocab_size": len(original), "dim": int(backbone.hidden_dim),
+             "num_layers": int(backbone.num_layers), "num_heads": int(backbone.num_heads),
+             "ff_dim": int(backbone.intermediate_dim), "dropout": float(backbone.dropout),
+             "attention_dropout": float(backbone.dropout), "activation_dropout": None,
+             "normalize_first": False, "norm": "layer", "norm_epsilon": 1e-5,
+             "activation": "gelu", "positions": "learned", "max_positions": positions,
+             "embedding_norm": True}
+    import zoo.models
+
+    cls = zoo.models.Summarizer if task == "summarizer" else zoo.models.Translator
+    zoo_model = cls(encoder={"class_name": "TransformerEncoder", "config": dict(shape)},
+                    decoder={"class_name": "TransformerDecoder",
+                             "config": {**shape, "tie_embeddings": True}},
+                    share_embeddings=True, max_source_length=max_source_length,
+                    max_target_length=max_target_length, preset="keras_hub:bart",
+                    forced_first_id=int(np.flatnonzero(original == BART_IDS["start"])[0]))
+    zoo_model.build()
+    _bart_weights(backbone, zoo_model, original)
+    return zoo_model
+
+
+def _heads(projection):
+    """KerasHub's per-head ``(dim, H, d)`` kernel and ``(H, d)`` bias, flattened."""
+    kernel, bias = projection.kernel.numpy(), projection.bias.numpy()
+    return kernel.reshape(kernel.shape[0], -1), bias.reshape(-1)
+
+
+def _mha(zoo_attn, hub_attn):
+    """Copies a Keras ``MultiHeadAttention``'s four projections with their biases."""
+    for mine, theirs in (("query_dense", "_query_dense"), ("key_dense", "_key_dense"),
+                         ("value_dense", "_value_dense")):
+        kernel, bias = _heads(getattr(hub_attn, theirs))
+        _assign(getattr(zoo_attn, mine).kernel, kernel)
+        _assign(getattr(zoo_attn, mine).bias, bias)
+    out = hub_attn._output_dense
+    _assign(zoo_attn.output_dense.kernel, out.kernel.numpy().reshape(-1, out.kernel.shape[-1]))
+    _assign(zoo_attn.output_dense.bias, out.bias.numpy())
+
+
+def _layer_norm(zoo_norm, hub_norm):
+    _assign(zoo_norm.gamma, hub_norm.gamma.numpy())
+    _assign(zoo_norm.beta, hub_norm.beta.numpy())
+
+
+def _dense(zoo_dense, hub_dense):
+    _assign(zoo_dense.kernel, hub_dense.kernel.numpy())
+    _assign(zoo_dense.bias, hub_dense.bias.numpy())
+
+
+def _bart_weights(backbone, model, original):
+    """Copies BART's weights into the zoo model built by :func:`_import_bart`."""
+    _assign(model.encoder.embedding.embeddings,
+            backbone.token_embedding.embeddings.numpy()[original])
+    stacks = ((model.encoder, "encoder", backbone.encoder_transformer_layers,
+               (("attn", "_self_attention_layer", "norm1", "_self_attention_layer_norm"),)),
+              (model.decoder, "decoder", backbone.decoder_transformer_layers,
+               (("self_attn", "_self_attention_layer", "norm1", "_self_attention_layer_norm"),
+                ("cross_attn", "_cross_attention_layer", "norm2",
+                 "_cross_attention_layer_norm"))))
+    for net, side, layers, attentions in stacks:
+        _assign(net.position_embedding.embeddings,
+                getattr(backbone, f"{side}_position_embedding").position_embeddings.numpy())
+        _layer_norm(net.embed_norm, getattr(backbone, f"{side}_embeddings_layer_norm"))
+        ffn_norm = "norm2" if side == "encoder" else "norm3"
+        for block, layer in zip(net.blocks, layers):
+            for attn, hub_attn, norm, hub_norm in attentions:
+                _mha(block[attn], getattr(layer, hub_attn))
+                _layer_norm(block[norm], getattr(layer, hub_norm))
+            _dense(block["ffn"].inner, layer._feedforward_intermediate_dense)
+            _dense(block["ffn"].outer, layer._feedforward_output_dense)
+            _layer_norm(block[ffn_norm], layer._feedforward_layer_norm)
