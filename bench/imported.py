@@ -1,9 +1,12 @@
-"""An imported KerasHub T5 deployed through zoo's exports against KerasHub's own ``generate``.
+"""An imported KerasHub T5 or BART deployed through zoo's exports against KerasHub's own
+``generate``.
 
-One T5 of t5-small's shape (6+6 layers, d=512, 8 heads of 64, ffn 2,048, ReLU, tied output;
-random weights: nothing can be downloaded here) with a SentencePiece vocabulary learned from
-the embedded DialogSum dialogues (t5-small's own 32,128-piece model is not available offline,
-so the output projection is smaller than t5-small's). zoo imports it
+One T5 of t5-small's shape (6+6 layers, d=512, 8 heads of 64, ffn 2,048, ReLU, tied output),
+or one BART of bart-base's (6+6 layers, d=768, 12 heads, ffn 3,072, 1,024 learned positions);
+random weights: nothing can be downloaded here. The vocabulary is a SentencePiece model
+learned from the embedded DialogSum dialogues (t5-small's 32,128 pieces and bart-base's
+50,265 are not available offline, so the output projection is smaller than theirs; BART's
+byte-level BPE is not importable yet, so the same model stands in for it). zoo imports it
 (``zoo.models.import_keras_hub``) and exports it to ONNX and CTranslate2; each engine then
 summarizes the same DialogSum dev dialogues greedily, forced to the same number of steps (no
 early end: zoo's and CTranslate2's minimum length, KerasHub with no stop token), at batch 1
@@ -13,7 +16,8 @@ size alternate in rounds (the host's speed drifts); the median round is reported
 sentences per second, with the machine's CPU.
 
 Usage:
-    python bench/imported.py                 # 3 rounds
+    python bench/imported.py                 # T5, 3 rounds
+    python bench/imported.py --model bart
     python bench/imported.py --rounds 1 --sentences 8
 """
 
@@ -31,6 +35,8 @@ RESULTS = os.path.join(HERE, "results", "imported.jsonl")
 T5_SMALL = {"num_layers": 6, "num_heads": 8, "hidden_dim": 512, "intermediate_dim": 2048,
             "key_value_dim": 64, "activation": "relu", "use_gated_activation": False,
             "tie_embedding_weights": True, "dropout": 0.0}
+BART_BASE = {"num_layers": 6, "num_heads": 12, "hidden_dim": 768, "intermediate_dim": 3072,
+             "dropout": 0.0, "max_sequence_length": 1024}
 
 
 def t5_sentencepiece(vocab_size):
@@ -64,31 +70,76 @@ def engines(args, workdir):
     proto = t5_sentencepiece(args.vocab)
     sp = spm.SentencePieceProcessor(model_proto=proto)
     keras.utils.set_random_seed(0)
-    backbone = keras_hub.models.T5Backbone(vocabulary_size=sp.get_piece_size(), **T5_SMALL)
-    hub = keras_hub.models.T5Seq2SeqLM(backbone=backbone, preprocessor=None)
-    model = import_keras_hub(hub, tokenizer=proto, max_source_length=args.source_length,
-                             max_target_length=args.steps)
+    if args.model == "bart":
+        hub, model, keras_hub_ids = _bart(args, proto)
+    else:
+        backbone = keras_hub.models.T5Backbone(vocabulary_size=sp.get_piece_size(),
+                                               **T5_SMALL)
+        hub = keras_hub.models.T5Seq2SeqLM(backbone=backbone, preprocessor=None)
+        model = import_keras_hub(hub, tokenizer=proto, max_source_length=args.source_length,
+                                 max_target_length=args.steps)
+
+        def keras_hub_ids(batch):
+            ids = [sp.encode(t)[:args.source_length - 1] + [1] for t in batch]
+            return _hub_inputs(ids, [0], args.steps)
+
     fixed = {"max_length": args.steps, "min_length": args.steps, "no_repeat_ngram_size": 0}
-    for fmt in ("onnx", "ctranslate2"):
+    formats = [f for f in ("onnx", "ctranslate2") if f not in args.skip]
+    for fmt in formats:
         export(model, os.path.join(workdir, fmt), format=fmt, **fixed)
     texts = [d for d, _ in dialogsum_pairs("dev")][:args.sentences]
 
-    def keras_hub_ids(batch):
-        ids = [sp.encode(t)[:args.source_length - 1] + [1] for t in batch]
-        width = max(map(len, ids))
-        src = np.array([r + [0] * (width - len(r)) for r in ids], "int32")
-        prompt = np.zeros((len(batch), args.steps + 1), "int32")
-        mask = np.zeros_like(prompt, dtype=bool)
-        mask[:, 0] = True
-        return {"encoder_token_ids": src, "encoder_padding_mask": src != 0,
-                "decoder_token_ids": prompt, "decoder_padding_mask": mask}
+    names = {"onnx": "zoo ONNX", "ctranslate2": "CTranslate2 float32 (zoo export)"}
+    runs = {"KerasHub generate (compiled)":
+            lambda b: hub.generate(keras_hub_ids(b), stop_token_ids=None)}
+    for fmt in formats:
+        runner = load(os.path.join(workdir, fmt))
+        runs[names[fmt]] = lambda b, r=runner: r.generate_text(b, strategy="greedy")
+    return runs, texts
 
-    runners = {fmt: load(os.path.join(workdir, fmt)) for fmt in ("onnx", "ctranslate2")}
-    return {"KerasHub generate (compiled)":
-            lambda b: hub.generate(keras_hub_ids(b), stop_token_ids=None),
-            "zoo ONNX": lambda b: runners["onnx"].generate_text(b, strategy="greedy"),
-            "CTranslate2 float32 (zoo export)":
-            lambda b: runners["ctranslate2"].generate_text(b, strategy="greedy")}, texts
+
+def _hub_inputs(ids, start, steps, pad=0):
+    """KerasHub's generate inputs: sources padded with ``pad``, the prompt ``start`` then
+    room for the rest of ``steps`` decoder inputs."""
+    import numpy as np
+
+    width = max(map(len, ids))
+    src = np.array([r + [pad] * (width - len(r)) for r in ids], "int32")
+    prompt = np.full((len(ids), steps + 1), pad, "int32")
+    prompt[:, :len(start)] = start
+    mask = np.zeros_like(prompt, dtype=bool)
+    mask[:, :len(start)] = True
+    return {"encoder_token_ids": src, "encoder_padding_mask": src != pad,
+            "decoder_token_ids": prompt, "decoder_padding_mask": mask}
+
+
+def _bart(args, proto):
+    """KerasHub's BART of bart-base's shape, zoo's import with the stand-in tokenizer, and
+    KerasHub's inputs in BART's ids (``<s> x </s>``; prompt ``</s> <s>``)."""
+    import keras_hub
+    import numpy as np
+
+    from zoo.data import SentencePieceTokenizer
+    from zoo.models.importers import BART_IDS, bart_layout, import_keras_hub
+
+    tok, original = SentencePieceTokenizer.from_foreign(proto)
+    shape = dict(BART_BASE)
+    if args.dim:
+        shape.update(hidden_dim=args.dim, num_heads=args.dim // 64, intermediate_dim=4 * args.dim)
+    backbone = keras_hub.models.BartBackbone(vocabulary_size=len(original) - 1, **shape)
+    hub = keras_hub.models.BartSeq2SeqLM(backbone=backbone, preprocessor=None)
+    model = import_keras_hub(hub, tokenizer=False, max_source_length=args.source_length,
+                             max_target_length=args.steps)
+    model.source_tokenizer = model.target_tokenizer = tok
+    to_bart = np.asarray(bart_layout(len(original) - 1))
+    b = BART_IDS
+
+    def keras_hub_ids(batch):
+        ids = [[b["start"]] + to_bart[tok.processor.encode(t)[:args.source_length - 2]].tolist()
+               + [b["end"]] for t in batch]
+        return _hub_inputs(ids, [b["end"], b["start"]], args.steps, pad=b["pad"])
+
+    return hub, model, keras_hub_ids
 
 
 def timed(run, texts, batch):
@@ -105,6 +156,11 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=32, help="tokens generated per summary")
     p.add_argument("--source-length", type=int, default=128)
     p.add_argument("--vocab", type=int, default=8000)
+    p.add_argument("--model", choices=("t5", "bart"), default="t5")
+    p.add_argument("--dim", type=int, default=None,
+                   help="BART's model size instead of bart-base's 768 (heads of 64, ffn 4x)")
+    p.add_argument("--skip", nargs="*", default=[], choices=("onnx", "ctranslate2"),
+                   help="leave an export out (bart-base's ONNX export needs more than 24 GiB)")
     args = p.parse_args(argv)
     import numpy as np
 
@@ -121,13 +177,14 @@ def main(argv=None):
                 for name, run in runs.items():
                     seen[name].append(timed(run, texts, batch))
             rows[batch] = {name: float(np.median(v)) for name, v in seen.items()}
-    print(f"{hardware()}; t5-small shape, vocabulary {args.vocab}, {len(texts)} DialogSum dev "
+    shape = "t5-small" if args.model == "t5" else f"bart-base (d={args.dim or 768})"
+    print(f"{hardware()}; {shape} shape, vocabulary {args.vocab}, {len(texts)} DialogSum dev "
           f"dialogues (<= {args.source_length} ids), {args.steps} greedy steps each, median "
           f"of {args.rounds} rounds\n")
     print("| engine | batch 1 sentences/s | batch 32 sentences/s |\n|---|---|---|")
     for name in runs:
         print(f"| {name} | {rows[1][name]:.2f} | {rows[32][name]:.2f} |")
-    append_record(RESULTS, {"rows": rows, "steps": args.steps, "sentences": len(texts),
+    append_record(RESULTS, {"model": args.model, "dim": args.dim, "rows": rows, "steps": args.steps, "sentences": len(texts),
                             "rounds": args.rounds, "hardware": hardware(),
                             "date": time.strftime("%Y-%m-%d %H:%M")})
 
