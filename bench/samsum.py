@@ -10,11 +10,13 @@ and appends a JSON line to bench/results/samsum.jsonl. SAMSum is non-commercial:
 Usage:
     python bench/samsum.py --recipe samsum_dialogues --data samsum dialogsum --out runs/sd
     python bench/samsum.py --evaluate runs/sd          # score a finished run again
+    python bench/samsum.py --evaluate runs/sd --decoding '{"beam_size": 6, "length_penalty": 2.0}'
     python bench/samsum.py --init-from runs/sd --data samsum --epochs 2 --out runs/sd2
                                                        # a second, in-domain stage
 """
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -51,11 +53,12 @@ def choose_decoding(model, dev):
     return best
 
 
-def evaluate(model, train_summaries, label, seconds=None):
+def evaluate(model, train_summaries, label, seconds=None, decoding=None):
     from quality import append_record, hardware
     from zoo import metrics
 
-    decoding = choose_decoding(model, read("dialogsum", "dev.jsonl.gz"))
+    if decoding is None:
+        decoding = choose_decoding(model, read("dialogsum", "dev.jsonl.gz"))
     val = read("samsum", "validation.jsonl.gz")
     src, ref = [s for s, _ in val], [t for _, t in val]
     hyps = model.generate_text(src, strategy="beam", no_repeat_ngram_size=3, **decoding)
@@ -78,6 +81,9 @@ def main(argv=None):
     p.add_argument("--data", nargs="+", choices=sorted(FILES), default=["samsum", "dialogsum"])
     p.add_argument("--out", default=os.path.join(ROOT, "runs", "samsum_dialogues"))
     p.add_argument("--evaluate", metavar="DIR", help="score a trained run, no training")
+    p.add_argument("--decoding", type=json.loads, default=None, metavar="JSON",
+                   help="with --evaluate: these settings (chosen before, on DialogSum dev) "
+                        "instead of the sweep, e.g. '{\"beam_size\": 6}'")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
@@ -101,7 +107,8 @@ def main(argv=None):
     train = [pair for name in args.data for pair in read(*FILES[name])]
     summaries = [t for _, t in train]
     if args.evaluate:
-        evaluate(zoo.models.load(args.evaluate), summaries, args.evaluate)
+        evaluate(zoo.models.load(args.evaluate), summaries, args.evaluate,
+                 decoding=args.decoding)
         return
     random.Random(0).shuffle(train)
     t0 = time.time()
