@@ -18,6 +18,8 @@ from zoo.export import export
 from zoo.models.importers import import_keras_hub
 from zoo.serving import load
 
+from conftest import T5_SP_VOCAB
+
 # KerasHub's T5 attention warns that it drops the Keras masks it is given (it reads its own).
 pytestmark = pytest.mark.filterwarnings(
     r"ignore:Layer '\w+' \(of type T5MultiHeadAttention\)")
@@ -29,41 +31,20 @@ FORMATS = [pytest.param("savedmodel", marks=pytest.mark.slow), "onnx",
            pytest.param("litert", marks=pytest.mark.slow), "ctranslate2"]
 
 
-@pytest.fixture(scope="module")
-def imported(tmp_path_factory, t5_sentencepiece):
+def _t5(proto):
     from keras_hub.src.utils.keras_utils import gelu_approximate
 
-    proto, vocab = t5_sentencepiece
     keras.utils.set_random_seed(3)
     backbone = keras_hub.models.T5Backbone(
-        vocabulary_size=vocab, num_layers=2, num_heads=3, hidden_dim=12, intermediate_dim=20,
-        key_value_dim=4, dropout=0.0, activation=gelu_approximate, use_gated_activation=True,
-        tie_embedding_weights=False)
-    model = import_keras_hub(backbone, task="summarizer", tokenizer=proto,
-                             max_source_length=64, max_target_length=16)
-    texts = [d for d, _ in dialogsum_pairs("dev", limit=12)]
-    # The exports' own defaults: no n-gram blocking (the summarizer's task default has it).
-    want = {"greedy": model.summarize(texts, strategy="greedy", no_repeat_ngram_size=0),
-            "beam": model.summarize(texts, strategy="beam", beam_size=4,
-                                    no_repeat_ngram_size=0)}
-    return model, texts, want, tmp_path_factory.mktemp("imported")
+        vocabulary_size=T5_SP_VOCAB, num_layers=2, num_heads=3, hidden_dim=12,
+        intermediate_dim=20, key_value_dim=4, dropout=0.0, activation=gelu_approximate,
+        use_gated_activation=True, tie_embedding_weights=False)
+    return import_keras_hub(backbone, task="summarizer", tokenizer=proto,
+                            max_source_length=64, max_target_length=16)
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_imported_t5_exports_give_keras_tokens(imported, fmt):
-    model, texts, want, root = imported
-    path = str(root / fmt)
-    export(model, path, format=fmt, **({"max_source_length": 64} if fmt == "litert"
-                                       else {"beam_size": 4}))
-    runner = load(path)
-    assert runner.generate_text(texts, strategy="greedy") == want["greedy"]
-    if fmt != "litert":  # LiteRT exports greedy decoding only (fixed shapes)
-        assert runner.generate_text(texts, strategy="beam") == want["beam"]
-
-
-@pytest.fixture(scope="module")
-def imported_bart(tmp_path_factory, t5_sentencepiece):
-    tok, original = SentencePieceTokenizer.from_foreign(t5_sentencepiece[0])
+def _bart(proto):
+    tok, original = SentencePieceTokenizer.from_foreign(proto)
     keras.utils.set_random_seed(4)
     backbone = keras_hub.models.BartBackbone(
         vocabulary_size=len(original) - 1, num_layers=2, num_heads=3, hidden_dim=12,
@@ -71,23 +52,32 @@ def imported_bart(tmp_path_factory, t5_sentencepiece):
     model = import_keras_hub(backbone, task="summarizer", tokenizer=False,
                              max_source_length=64, max_target_length=16)
     model.source_tokenizer = model.target_tokenizer = tok
+    return model
+
+
+@pytest.fixture(scope="module", params=["t5", "bart"])
+def imported(request, tmp_path_factory, t5_sentencepiece):
+    model = {"t5": _t5, "bart": _bart}[request.param](t5_sentencepiece[0])
     texts = [d for d, _ in dialogsum_pairs("dev", limit=12)]
+    # The exports' own defaults: no n-gram blocking (the summarizer's task default has it).
     want = {"greedy": model.summarize(texts, strategy="greedy", no_repeat_ngram_size=0),
             "beam": model.summarize(texts, strategy="beam", beam_size=4,
                                     no_repeat_ngram_size=0)}
-    first = tok.processor.id_to_piece(model.forced_first_id)
-    assert all(t.split()[0].startswith(first.lstrip("\u2581")) for t in want["greedy"] if t)
-    return model, texts, want, tmp_path_factory.mktemp("imported_bart")
+    if model.forced_first_id is not None:  # BART: <s> written first, in Keras already
+        first = model.target_tokenizer.processor.id_to_piece(model.forced_first_id)
+        assert all(t.startswith(first.lstrip("\u2581")) for t in want["greedy"] if t)
+    return model, texts, want, tmp_path_factory.mktemp(request.param)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_imported_bart_network_exports_give_keras_tokens(imported_bart, fmt):
-    """Learned positions, embedding norms and the forced first token in every runtime."""
-    model, texts, want, root = imported_bart
+def test_imported_exports_give_keras_tokens(imported, fmt):
+    """T5's relative position bias, RMS norms and gated GELU; BART's learned positions,
+    embedding norms and forced first token: each export decodes as Keras does."""
+    model, texts, want, root = imported
     path = str(root / fmt)
     export(model, path, format=fmt, **({"max_source_length": 64} if fmt == "litert"
                                        else {"beam_size": 4}))
     runner = load(path)
     assert runner.generate_text(texts, strategy="greedy") == want["greedy"]
-    if fmt != "litert":
+    if fmt != "litert":  # LiteRT exports greedy decoding only (fixed shapes)
         assert runner.generate_text(texts, strategy="beam") == want["beam"]
