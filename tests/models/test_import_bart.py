@@ -194,3 +194,26 @@ def test_imported_bart_fine_tunes_on_samsum_saves_and_loads(tmp_path, t5_sentenc
     texts = [s for s, _ in pairs[:3]]
     assert loaded.summarize(texts, strategy="greedy", max_length=8) == \
         model.summarize(texts, strategy="greedy", max_length=8)
+
+
+def test_zoo_import_of_a_bart_preset_stops_naming_the_tokenizer(tmp_path, capsys):
+    """A BART preset saved by KerasHub (no network), with its BPE tokenizer: ``zoo import``
+    stops with a message, writes nothing, and shows no traceback."""
+    from zoo import cli
+
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": 4, "a": 5, "Ġquick": 6,
+             "Ġfox": 7, "Ġ": 8, "q": 9, "u": 10, "i": 11, "c": 12, "k": 13, "f": 14, "o": 15,
+             "x": 16, "Ġq": 17, "ui": 18, "ck": 19, "uick": 20, "Ġf": 21, "ox": 22}
+    merges = ["Ġ q", "u i", "c k", "ui ck", "Ġq uick", "Ġ f", "o x", "Ġf ox"]
+    tokenizer = keras_hub.models.BartTokenizer(vocabulary=vocab, merges=merges)
+    preprocessor = keras_hub.models.BartSeq2SeqLMPreprocessor(
+        tokenizer=tokenizer, encoder_sequence_length=16, decoder_sequence_length=8)
+    hub = _hub(*CONFIGS[1], vocab=len(vocab), positions=32)
+    hub = keras_hub.models.BartSeq2SeqLM(backbone=hub.backbone, preprocessor=preprocessor)
+    hub.save_to_preset(str(tmp_path / "preset"))
+    out = tmp_path / "model"
+    assert cli.main(["import", f"keras_hub:{tmp_path / 'preset'}", "--out", str(out),
+                     "--max-source-length", "32", "--max-target-length", "16"]) == 2
+    err = capsys.readouterr().err
+    assert "BART's byte-level BPE tokenizer cannot be imported yet" in err
+    assert "Traceback" not in err and not out.exists()
