@@ -113,3 +113,26 @@ def t5_sentencepiece():
         model_writer=buf, vocab_size=T5_SP_VOCAB, pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
         minloglevel=2, hard_vocab_limit=False)
     return buf.getvalue(), T5_SP_VOCAB
+
+
+def assert_fine_tunes_saves_and_loads(model, path):
+    """``fit`` on 64 real dialogues (SAMSum from ../shared, else the embedded DialogSum) lowers
+    the loss, and the model saved to ``path`` reloads (``safe_mode=True``) and summarizes
+    alike: what an imported model must do (tests/models/test_import_*.py)."""
+    import zoo.models
+    from zoo.data import dialogsum_pairs, make_dataset, read_jsonl
+
+    samsum = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "samsum",
+                          "train.jsonl.gz")
+    pairs = (list(read_jsonl(samsum, "dialogue", "summary"))[:64] if os.path.exists(samsum)
+             else list(dialogsum_pairs("train", limit=64)))
+    data = make_dataset(pairs, model.source_tokenizer, batch_size=16, max_source_length=64,
+                        max_target_length=32, shuffle=False)
+    model.compile(learning_rate=3e-3)
+    loss = model.fit(data, epochs=3, verbose=0).history["loss"]
+    assert loss[-1] < loss[0]
+    model.save(str(path))
+    loaded = zoo.models.load(str(path))
+    texts = [s for s, _ in pairs[:3]]
+    assert loaded.summarize(texts, strategy="greedy", max_length=8) == \
+        model.summarize(texts, strategy="greedy", max_length=8)

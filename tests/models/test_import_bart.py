@@ -15,6 +15,8 @@ import keras_hub
 import zoo.models
 from zoo.models.importers import BART_IDS, bart_layout, import_keras_hub
 
+from conftest import assert_fine_tunes_saves_and_loads
+
 V = 40
 B = BART_IDS
 #: (seed, layers, heads, dim, ffn): two shapes, one with odd head counts.
@@ -169,31 +171,15 @@ def test_bart_import_refusals_name_the_problem():
 
 
 def test_imported_bart_fine_tunes_on_samsum_saves_and_loads(tmp_path, t5_sentencepiece):
-    """``fit`` on real dialogues lowers the loss; the saved model reloads (``safe_mode=True``)
-    and decodes alike. BART's own BPE tokenizer is not importable yet, so a SentencePiece
-    model learned from DialogSum stands in for it (one piece per BART row)."""
-    import os
-
-    from zoo.data import SentencePieceTokenizer, dialogsum_pairs, make_dataset, read_jsonl
+    """BART's own BPE tokenizer is not importable yet, so a SentencePiece model learned from
+    DialogSum stands in for it (one piece per BART row)."""
+    from zoo.data import SentencePieceTokenizer
 
     tok, original = SentencePieceTokenizer.from_foreign(t5_sentencepiece[0])
     model = import_keras_hub(_hub(*CONFIGS[0], vocab=len(original) - 1), tokenizer=False,
                              max_source_length=64, max_target_length=32)
     model.source_tokenizer = model.target_tokenizer = tok
-    samsum = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data",
-                          "samsum", "train.jsonl.gz")
-    pairs = (list(read_jsonl(samsum, "dialogue", "summary"))[:64] if os.path.exists(samsum)
-             else list(dialogsum_pairs("train", limit=64)))
-    data = make_dataset(pairs, tok, batch_size=16, max_source_length=64,
-                        max_target_length=32, shuffle=False)
-    model.compile(learning_rate=3e-3)
-    loss = model.fit(data, epochs=3, verbose=0).history["loss"]
-    assert loss[-1] < loss[0]
-    model.save(str(tmp_path / "bart"))
-    loaded = zoo.models.load(str(tmp_path / "bart"))
-    texts = [s for s, _ in pairs[:3]]
-    assert loaded.summarize(texts, strategy="greedy", max_length=8) == \
-        model.summarize(texts, strategy="greedy", max_length=8)
+    assert_fine_tunes_saves_and_loads(model, tmp_path / "bart")
 
 
 def test_zoo_import_of_a_bart_preset_stops_naming_the_tokenizer(tmp_path, capsys):

@@ -14,6 +14,8 @@ import zoo.models
 from zoo.data import SentencePieceTokenizer
 from zoo.models.importers import t5_layout, import_keras_hub
 
+from conftest import assert_fine_tunes_saves_and_loads
+
 # KerasHub's T5 attention warns that it drops the Keras masks it is given (it reads its own).
 pytestmark = pytest.mark.filterwarnings(
     r"ignore:Layer '\w+' \(of type T5MultiHeadAttention\)")
@@ -145,30 +147,11 @@ def test_t5_sentencepiece_keeps_its_segmentation_in_zoo_layout(t5_sentencepiece)
 
 
 def test_imported_model_fine_tunes_on_samsum_saves_and_loads(tmp_path, t5_sentencepiece):
-    """``fit`` lowers the loss on real data (SAMSum from ../shared, else the embedded
-    DialogSum), and the saved model reloads (``safe_mode=True``) and decodes alike."""
-    import os
-
-    from zoo.data import dialogsum_pairs, make_dataset, read_jsonl
-
     proto, vocab = t5_sentencepiece
     model = import_keras_hub(_hub(*CONFIGS[0], vocab=vocab), task="summarizer",
                              tokenizer=proto, max_source_length=64)
     assert model.decoder.vocab_size == len(SentencePieceTokenizer.from_foreign(proto)[1])
-    samsum = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data",
-                          "samsum", "train.jsonl.gz")
-    pairs = (list(read_jsonl(samsum, "dialogue", "summary"))[:64] if os.path.exists(samsum)
-             else list(dialogsum_pairs("train", limit=64)))
-    data = make_dataset(pairs, model.source_tokenizer, batch_size=16, max_source_length=64,
-                        max_target_length=32, shuffle=False)
-    model.compile(learning_rate=3e-3)
-    loss = model.fit(data, epochs=3, verbose=0).history["loss"]
-    assert loss[-1] < loss[0]
-    model.save(str(tmp_path / "t5"))
-    loaded = zoo.models.load(str(tmp_path / "t5"))
-    texts = [s for s, _ in pairs[:3]]
-    assert loaded.summarize(texts, strategy="greedy", max_length=8) == \
-        model.summarize(texts, strategy="greedy", max_length=8)
+    assert_fine_tunes_saves_and_loads(model, tmp_path / "t5")
 
 
 def test_unsupported_models_and_tasks_are_refused():
