@@ -54,11 +54,51 @@ def _optimizer_errors_raised():
             os.environ[key] = before
 
 
+def _reachable_nodes(self, outputs_name, input_checker=None, remove_unused_inputs=True):
+    """tf2onnx's ``Graph.extract_sub_graph_nodes`` in one walk: the same set of nodes (those
+    the outputs reach, stopping where ``input_checker`` says False), where tf2onnx walks the
+    graph again from each output and recomputes each Loop's implicit inputs every time."""
+    names = list(outputs_name)
+    if not remove_unused_inputs:
+        names += [inp.output[0] for inp in self.inputs]
+    seen, stack = set(), []
+
+    def reach(name):
+        node = self.get_node_by_output(name, search_in_parent_graphs=False)
+        if node and node not in seen and (input_checker is None or input_checker(node)
+                                          is not False):
+            seen.add(node)
+            stack.append(node)
+
+    for name in names:
+        reach(name)
+    while stack:
+        node = stack.pop()
+        for name in node.input + list(node.get_implicit_inputs()):
+            reach(name)
+    return list(seen)
+
+
+@contextlib.contextmanager
+def _one_walk_reachability():
+    """tf2onnx's optimizers prune unused nodes hundreds of times per loop graph, each a walk
+    per graph output: with the one-walk version the whole export is faster
+    (docs/RESULTS.md, ONNX export time)."""
+    from tf2onnx.graph import Graph
+
+    before = Graph.extract_sub_graph_nodes
+    Graph.extract_sub_graph_nodes = _reachable_nodes
+    try:
+        yield
+    finally:
+        Graph.extract_sub_graph_nodes = before
+
+
 def _convert(fn, signature, path, opset):
     import tf2onnx
 
     handlers = onnx_handlers.HANDLERS if opset >= onnx_handlers.MIN_OPSET else None
-    with _optimizer_errors_raised():
+    with _optimizer_errors_raised(), _one_walk_reachability():
         model_proto, _ = tf2onnx.convert.from_function(fn, input_signature=signature,
                                                        opset=opset, custom_op_handlers=handlers)
     _check_operators(model_proto.graph, opset, path)

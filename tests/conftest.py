@@ -64,33 +64,45 @@ def built_once(name, tmp_path_factory):
         fcntl.flock(lock, fcntl.LOCK_EX)
         done = (folder / ".built").exists()
         yield folder, done
+        folder.mkdir(parents=True, exist_ok=True)
         (folder / ".built").touch()
+
+
+#: The formats of ``tiny_exports`` and their settings.
+TINY_FORMATS = {"onnx": {"beam_size": 2}, "savedmodel": {"beam_size": 2},
+                "litert": {"batch_size": 2, "max_source_length": 32,
+                           "quantizations": ["float32", "int8"]}}
 
 
 @pytest.fixture(scope="session")
 def tiny_exports(tmp_path_factory):
     """One untrained tiny Transformer translator exported once per run in every format the
     runners and the server read: ``onnx`` (beam 2), ``savedmodel`` (beam 2) and ``litert``
-    (batch 2, sources of 32 ids, float32 and int8). Returns ``(model, root)``; a worker that
-    did not build them gets the model saved beside them."""
+    (batch 2, sources of 32 ids, float32 and int8). Returns ``(model, root)``. Each format has
+    its own lock and each worker starts from another format, so two workers convert in
+    parallel instead of one waiting for all three."""
     from zoo.data import SentencePieceTokenizer, anki_spa_eng_pairs
     from zoo.export import export
     from zoo.models import Translator
 
     with built_once("tiny_exports", tmp_path_factory) as (root, done):
         if done:
-            return Translator.load(str(root / "model")), root
-        pairs = anki_spa_eng_pairs(limit=300)
-        tok = SentencePieceTokenizer.train([s for p in pairs for s in p], vocab_size=200)
-        keras.utils.set_random_seed(1234)
-        model = Translator.from_preset("transformer_tiny", tokenizer=tok, max_target_length=6,
-                                       dim=16, ff_dim=32, num_heads=2)
-        model.save(str(root / "model"))
-        export(model, str(root / "onnx"), "onnx", beam_size=2)
-        export(model, str(root / "savedmodel"), "savedmodel", beam_size=2)
-        export(model, str(root / "litert"), "litert", batch_size=2, max_source_length=32,
-               quantizations=["float32", "int8"])
-        return model, root
+            model = Translator.load(str(root / "model"))
+        else:
+            pairs = anki_spa_eng_pairs(limit=300)
+            tok = SentencePieceTokenizer.train([s for p in pairs for s in p], vocab_size=200)
+            keras.utils.set_random_seed(1234)
+            model = Translator.from_preset("transformer_tiny", tokenizer=tok,
+                                           max_target_length=6, dim=16, ff_dim=32,
+                                           num_heads=2)
+            model.save(str(root / "model"))
+    order = list(TINY_FORMATS)
+    start = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]) % len(order)
+    for fmt in order[start:] + order[:start]:
+        with built_once(f"tiny_exports_{fmt}", tmp_path_factory) as (_, done):
+            if not done:
+                export(model, str(root / fmt), fmt, **TINY_FORMATS[fmt])
+    return model, root
 
 
 #: The vocabulary of the T5-layout SentencePiece model (tests of zoo.models.importers).

@@ -52,6 +52,14 @@ def test_train_reports_truncation_rouge_and_writes_a_heat_map_with_p_gen(trained
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_training_recipe_keeps_speaker_tags_whole(trained):
+    from zoo.data import SentencePieceTokenizer
+
+    tok = SentencePieceTokenizer.load(str(trained[0] / "source.model"))
+    pieces = tok.id_to_piece(tok.processor.encode("#Person1#: hi\n#Person2#: bye"))
+    assert "#Person1#" in pieces and "#Person2#" in pieces
+
+
 def test_summarize_reads_arguments_json_lines_and_stdin(trained, tmp_path, capsys,
                                                         monkeypatch):
     out = trained[0]

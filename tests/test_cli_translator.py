@@ -189,6 +189,7 @@ def test_export_command_writes_savedmodel_with_parity(trained, tmp_path, capsys)
     assert (out / "saved_model.pb").exists()
 
 
+@pytest.mark.slow  # the same exporter as the API's (tests/export); the flags are CLI-only
 def test_export_command_writes_onnx(trained, tmp_path, capsys):
     out = tmp_path / "onnx"
     sents = tmp_path / "s.txt"

@@ -86,6 +86,9 @@ def test_ctranslate2_untied_output_and_no_tensorflow_in_the_runner(data, tmp_pat
                                                                     max_length=8)
 
 
+# Post-norm CTranslate2 runs in the default run with the imported BART
+# (tests/export/test_imported_exports.py); this one behind `slow` (CI time on 2 cores).
+@pytest.mark.slow
 def test_ctranslate2_post_norm_matches_keras(data, tmp_path):
     pairs, tok = data
     model = _diverse(tok, normalize_first=False)  # CTranslate2's pre_norm=False, no final norm

@@ -73,3 +73,36 @@ def test_an_unconverted_op_stops_the_export_by_name():
         _check_operators(proto.graph, 17, "/x/greedy.onnx")
     _check_operators(_convert(_gelu, _gelu.input_signature, onnx_handlers.HANDLERS).graph,
                      17, "/x/greedy.onnx")
+
+
+def test_one_walk_pruning_keeps_the_nodes_tf2onnx_keeps(monkeypatch):
+    """zoo.export.onnx replaces tf2onnx's per-output walks by one walk: on a Loop graph with
+    several outputs and dead nodes (inside and outside the body) both find the same nodes,
+    every time tf2onnx's optimizers ask."""
+    import tf2onnx
+    from tf2onnx.graph import Graph
+
+    from zoo.export import onnx as onnx_export
+
+    tf2onnx_walks, compared = Graph.extract_sub_graph_nodes, []
+
+    def both(self, outputs, input_checker=None, remove_unused_inputs=True):
+        want = tf2onnx_walks(self, outputs, input_checker, remove_unused_inputs)
+        got = onnx_export._reachable_nodes(self, outputs, input_checker, remove_unused_inputs)
+        compared.append((len(want), set(got) == set(want) and len(got) == len(want)))
+        return want
+
+    def body(i, a, b):
+        dead = a * 7.0  # noqa: F841 (unused inside the body)
+        return i + 1, a * 2.0 + b, b - 1.0
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+    def loop(x):
+        _, a, b = tf.while_loop(lambda i, a, b: i < 3, body, [tf.constant(0), x, x + 1.0])
+        dead = tf.reduce_sum(a) * 5.0  # noqa: F841
+        return {"a": tf.identity(a, name="a"), "ab": tf.identity(a + b, name="ab")}
+
+    monkeypatch.setattr(Graph, "extract_sub_graph_nodes", both)
+    tf2onnx.convert.from_function(loop, input_signature=loop.input_signature, opset=17)
+    assert len(compared) > 10 and all(same for _, same in compared), compared
+    assert max(n for n, _ in compared) > 5

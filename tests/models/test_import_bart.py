@@ -170,6 +170,9 @@ def test_bart_import_refusals_name_the_problem():
                               forced_first_id=V + 5)
 
 
+# The same fit/save/load path as the imported T5's, in the default run
+# (tests/models/test_import_keras_hub.py): behind `slow` (CI time on 2 cores).
+@pytest.mark.slow
 def test_imported_bart_fine_tunes_on_samsum_saves_and_loads(tmp_path, t5_sentencepiece):
     """BART's own BPE tokenizer is not importable yet, so a SentencePiece model learned from
     DialogSum stands in for it (one piece per BART row)."""

@@ -231,6 +231,7 @@ def test_learns_a_handful_of_real_sentences(preset, overrides, epochs):
     assert right >= HANDFUL - 1, list(zip(outs, [t for _, t in pairs]))
 
 
+@pytest.mark.slow  # the recipes' tests train with both in the default run (CI time)
 def test_loss_falls_on_real_pairs_with_schedule_and_smoothing(pairs, tok):
     model = Translator.from_preset("transformer_tiny", tokenizer=tok)
     model.compile(learning_rate=3e-3, warmup_steps=10, label_smoothing=0.1)
@@ -269,7 +270,9 @@ def test_translate_keeps_input_order_across_batches(tok):
         assert d["attention"].shape == (len(d["tokens"]), int((row != 0).sum()))
 
 
-@pytest.mark.parametrize("preset", sorted(TINY))
+# The RNN's XLA loop is the Transformer's without a cache window: behind `slow` (CI time).
+@pytest.mark.parametrize("preset", [pytest.param(p, marks=pytest.mark.slow)
+                                    if p.startswith("rnn") else p for p in sorted(TINY)])
 def test_xla_decoding_equals_graph_decoding(preset, tok, batch):
     model = Translator.from_preset(preset, tokenizer=tok, **TINY[preset])
     src = batch[0]["source"][:4]

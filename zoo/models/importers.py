@@ -140,8 +140,6 @@ def _activation(backbone):
 
 
 def _t5_model(backbone, task, vocab, max_source_length, max_target_length):
-    import zoo.models
-
     heads = int(backbone.num_heads)
     shape = {"vocab_size": vocab, "dim": int(backbone.hidden_dim),
              "num_layers": int(backbone.num_layers), "num_heads": heads,
@@ -153,13 +151,20 @@ def _t5_model(backbone, task, vocab, max_source_length, max_target_length):
              "gated_ffn": bool(backbone.use_gated_activation),
              "head_dim": int(backbone.key_value_dim or backbone.hidden_dim // heads),
              "positions": "relative", "relative_buckets": 32, "relative_max_distance": 128}
+    return _built(task, shape, bool(backbone.tie_embedding_weights), "keras_hub:t5",
+                  max_source_length=max_source_length, max_target_length=max_target_length)
+
+
+def _built(task, shape, tie_embeddings, preset, **kwargs):
+    """A built zoo model of ``task``: a Transformer of ``shape`` with one shared embedding
+    (``kwargs``: the model's other arguments)."""
+    import zoo.models
+
     cls = zoo.models.Summarizer if task == "summarizer" else zoo.models.Translator
     model = cls(encoder={"class_name": "TransformerEncoder", "config": dict(shape)},
                 decoder={"class_name": "TransformerDecoder",
-                         "config": {**shape,
-                                    "tie_embeddings": bool(backbone.tie_embedding_weights)}},
-                share_embeddings=True, max_source_length=max_source_length,
-                max_target_length=max_target_length, preset="keras_hub:t5")
+                         "config": {**shape, "tie_embeddings": tie_embeddings}},
+                share_embeddings=True, preset=preset, **kwargs)
     model.build()
     return model
 
@@ -239,16 +244,9 @@ def _import_bart(model, backbone, task, tokenizer, max_source_length, max_target
              "normalize_first": False, "norm": "layer", "norm_epsilon": 1e-5,
              "activation": "gelu", "positions": "learned", "max_positions": positions,
              "embedding_norm": True}
-    import zoo.models
-
-    cls = zoo.models.Summarizer if task == "summarizer" else zoo.models.Translator
-    zoo_model = cls(encoder={"class_name": "TransformerEncoder", "config": dict(shape)},
-                    decoder={"class_name": "TransformerDecoder",
-                             "config": {**shape, "tie_embeddings": True}},
-                    share_embeddings=True, max_source_length=max_source_length,
-                    max_target_length=max_target_length, preset="keras_hub:bart",
-                    forced_first_id=int(np.flatnonzero(original == BART_IDS["start"])[0]))
-    zoo_model.build()
+    zoo_model = _built(task, shape, True, "keras_hub:bart", max_source_length=max_source_length,
+                       max_target_length=max_target_length,
+                       forced_first_id=int(np.flatnonzero(original == BART_IDS["start"])[0]))
     _bart_weights(backbone, zoo_model, original)
     return zoo_model
 
