@@ -82,8 +82,8 @@ def _reachable_nodes(self, outputs_name, input_checker=None, remove_unused_input
 @contextlib.contextmanager
 def _one_walk_reachability():
     """tf2onnx's optimizers prune unused nodes hundreds of times per loop graph, each a walk
-    per graph output: with the one-walk version the whole export is faster
-    (docs/RESULTS.md, ONNX export time)."""
+    per graph output; one walk makes the whole export faster (docs/RESULTS.md, Test
+    suite)."""
     from tf2onnx.graph import Graph
 
     before = Graph.extract_sub_graph_nodes
