@@ -231,7 +231,9 @@ def test_learns_a_handful_of_real_sentences(preset, overrides, epochs):
     assert right >= HANDFUL - 1, list(zip(outs, [t for _, t in pairs]))
 
 
-@pytest.mark.slow  # the recipes' tests train with both in the default run (CI time)
+# Fine-tuning trains with a warm-up and label smoothing in the default run
+# (tests/training/test_fine_tune.py): this one behind `slow` (CI time on 2 cores).
+@pytest.mark.slow
 def test_loss_falls_on_real_pairs_with_schedule_and_smoothing(pairs, tok):
     model = Translator.from_preset("transformer_tiny", tokenizer=tok)
     model.compile(learning_rate=3e-3, warmup_steps=10, label_smoothing=0.1)
