@@ -37,13 +37,14 @@ def read(corpus, name):
     return list(read_jsonl(os.path.join(SHARED, corpus, name), "dialogue", "summary"))
 
 
-def choose_decoding(model, dev):
-    """The :data:`checkpoints.SWEEP` setting with the best DialogSum dev ROUGE-1 + Lsum."""
+def choose_decoding(model, dev, grid=None):
+    """The setting of ``grid`` (default :data:`checkpoints.SWEEP`) with the best DialogSum dev
+    ROUGE-1 + Lsum."""
     from checkpoints import SWEEP
     from zoo import metrics
 
     best, best_score = None, -1.0
-    for kw in SWEEP:
+    for kw in grid or SWEEP:
         hyps = model.generate_text([s for s, _ in dev], strategy="beam",
                                    no_repeat_ngram_size=3, **kw)
         r = metrics.rouge(hyps, [t for _, t in dev])
@@ -53,12 +54,12 @@ def choose_decoding(model, dev):
     return best
 
 
-def evaluate(model, train_summaries, label, seconds=None, decoding=None):
+def evaluate(model, train_summaries, label, seconds=None, decoding=None, grid=None):
     from quality import append_record, hardware
     from zoo import metrics
 
     if decoding is None:
-        decoding = choose_decoding(model, read("dialogsum", "dev.jsonl.gz"))
+        decoding = choose_decoding(model, read("dialogsum", "dev.jsonl.gz"), grid)
     val = read("samsum", "validation.jsonl.gz")
     src, ref = [s for s, _ in val], [t for _, t in val]
     hyps = model.generate_text(src, strategy="beam", no_repeat_ngram_size=3, **decoding)
@@ -84,6 +85,9 @@ def main(argv=None):
     p.add_argument("--decoding", type=json.loads, default=None, metavar="JSON",
                    help="with --evaluate: these settings (chosen before, on DialogSum dev) "
                         "instead of the sweep, e.g. '{\"beam_size\": 6}'")
+    p.add_argument("--sweep", type=json.loads, default=None, metavar="JSON",
+                   help="the decoding settings to choose from on DialogSum dev (a JSON list; "
+                        "default: bench/checkpoints.py's SWEEP)")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
@@ -108,7 +112,7 @@ def main(argv=None):
     summaries = [t for _, t in train]
     if args.evaluate:
         evaluate(zoo.models.load(args.evaluate), summaries, args.evaluate,
-                 decoding=args.decoding)
+                 decoding=args.decoding, grid=args.sweep)
         return
     random.Random(0).shuffle(train)
     t0 = time.time()
