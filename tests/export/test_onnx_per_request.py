@@ -66,9 +66,8 @@ def test_per_call_ngram_blocking_gives_the_keras_tokens(tiny_exports, tmp_path, 
     runner = _ngram_export(model, tmp_path, fmt)
     texts = ["Hola.", "¿Dónde está la estación de tren?", "Tengo hambre y sed.", "Buenas."]
     outputs = {}
-    # Off, a size below the export's (2) and one above it; beam search with one (CI time).
-    for strategy, kw, sizes in (("greedy", {}, (0, 1, 3)), ("beam", {"beam_size": 3}, (3,))):
-        for n in sizes:
+    for strategy, kw in (("greedy", {}), ("beam", {"beam_size": 3})):
+        for n in (0, 1, 3):
             keras_strategy = (BeamSearch(length_penalty=0.6, no_repeat_ngram_size=n, **kw)
                               if kw else Greedy(no_repeat_ngram_size=n))
             want = outputs[strategy, n] = model.translate(texts, strategy=keras_strategy)
