@@ -234,9 +234,17 @@ class ExportCore:
             "parity": None, **extra}
 
     @property
+    def host_packages(self) -> list:
+        """What tokenizes host-side (``sentencepiece``, ``tokenizers``): an export's
+        ``requires`` besides its runtime."""
+        toks = (self.model.source_tokenizer, self.model.target_tokenizer)
+        return sorted({t.host_package for t in toks})
+
+    @property
     def _tokenizer_files(self):
-        same = self.model.target_tokenizer.model == self.model.source_tokenizer.model
-        return {"source": "source.model", "target": "source.model" if same else "target.model"}
+        from zoo.data.tokenizer_files import tokenizer_files
+
+        return tokenizer_files(self.model.source_tokenizer, self.model.target_tokenizer)
 
     def write(self, path: str, fmt: str, write: Callable[[str], dict],
               overwrite: bool = False) -> dict:
@@ -253,15 +261,13 @@ class ExportCore:
         Returns:
             The manifest.
         """
+        from zoo.data.tokenizer_files import write_tokenizers
         from zoo.files import staged_directory
 
         with staged_directory(path, overwrite=overwrite, what="export directory",
                               kind="export") as tmp:
             parts = write(tmp)
-            files = self._tokenizer_files
-            self.model.source_tokenizer.save(os.path.join(tmp, files["source"]))
-            if files["target"] != files["source"]:
-                self.model.target_tokenizer.save(os.path.join(tmp, files["target"]))
+            write_tokenizers(self.model.source_tokenizer, self.model.target_tokenizer, tmp)
             manifest = self.manifest(fmt, **parts)
             write_manifest(tmp, manifest)
         return manifest

@@ -16,7 +16,8 @@ Layout (``zoo.serving.load(dir)`` runs it with :class:`zoo.serving.CTranslate2Ru
   vocabularies), float32 weights. int8 (and int8_float32, float16 on GPUs) is a compute type
   CTranslate2 quantizes to when it loads the model, so one directory serves every
   quantization (``load(dir, quantization="int8")``).
-* ``source.model`` / ``target.model`` - the SentencePiece models (host-side tokenization).
+* ``source.model`` / ``target.model`` - the SentencePiece models (host-side tokenization), or
+  ``source.bpe.json``, a byte-level BPE (``tokenizers``).
 * ``manifest.json``.
 
 What maps onto what: each zoo ``multi_head`` projection (``HeadProjection`` kernels
@@ -190,8 +191,7 @@ def build_spec(model, max_positions: int):
 
 
 def _vocabulary(tokenizer):
-    sp = tokenizer.processor
-    return [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
+    return tokenizer.id_to_piece(range(tokenizer.vocab_size))
 
 
 def export_ctranslate2(model, path: str, max_length: Optional[int] = None,
@@ -246,7 +246,7 @@ def export_ctranslate2(model, path: str, max_length: Optional[int] = None,
         spec.save(os.path.join(tmp, MODEL_DIR))
         return {"files": {"model": MODEL_DIR}, "quantization": quantizations,
                 "strategies": ["greedy", "beam"], "ctranslate2": ctranslate2.__version__,
-                "requires": ["ctranslate2", "sentencepiece"],
+                "requires": ["ctranslate2", *core.host_packages],
                 # translate_batch takes them all per call.
                 "per_request": ["max_length", "min_length", "no_repeat_ngram_size",
                                 "beam_size"],

@@ -88,7 +88,7 @@ def export_litert(model, path: str, batch_size: int = 1, max_source_length: int 
                     f.write(conv.convert())
                 files[q] = name
         return {"files": files, "quantization": quantizations, "strategies": ["greedy"],
-                "ops": "TFLITE_BUILTINS only", "requires": ["ai-edge-litert", "sentencepiece"],
+                "ops": "TFLITE_BUILTINS only", "requires": ["ai-edge-litert", *core.host_packages],
                 "signatures": {
                     "generate": {"inputs": ["source_ids"], "outputs": list(GENERATE_OUTPUTS),
                                  "strategy": "greedy"},

@@ -14,7 +14,8 @@ Four graphs plus the tokenizers, in one directory (signature names as in docs/ex
   ``min_length`` (int32 scalars): settings per call, no re-export.
 * ``source.model`` (and ``target.model``): the SentencePiece models; ``zoo.serving``
   tokenizes host-side with the ``sentencepiece`` package and gets exactly the ids
-  tensorflow-text gives (same file).
+  tensorflow-text gives (same file). A byte-level BPE (an imported BART) is
+  ``source.bpe.json``, run by ``tokenizers``.
 
 Batch and source length are dynamic. Tokenization stays out of the graphs: tf-text ops do not
 convert to ONNX. The loops write their outputs with mask blends into preallocated tensors (the
@@ -246,4 +247,4 @@ def _write(core, tmp, opset, quantization) -> dict:
             "signatures": {k: {"inputs": inputs[k], "outputs": v} for k, v in outputs.items()},
             "strategies": ["greedy", "beam"], "quantization": [quantization],
             "per_request": list(core.per_request()), "opset": opset,
-            "requires": ["onnxruntime", "sentencepiece"]}
+            "requires": ["onnxruntime", *core.host_packages]}

@@ -41,7 +41,7 @@ FIELDS: Dict[str, Field] = {f.name: f for f in (
     Field("preset", (str, _NULL), False, "the preset it was built from"),
     Field("zoo_version", (str,), False, "the zoo that wrote it"),
     Field("tensorflow", (str,), False, "the TensorFlow that wrote it"),
-    Field("tokenizers", (dict,), True, "source and target SentencePiece files"),
+    Field("tokenizers", (dict,), True, "source and target tokenizer files (SentencePiece or byte-level BPE)"),
     Field("vocab", (dict,), False, "source_size, target_size, special_ids"),
     Field("shapes", (dict,), True, "batch_size, source_length (null: dynamic), "
                                    "max_source_length, max_length"),

@@ -391,7 +391,8 @@ class SavedModelRunner(Runner):
                 coverage_penalty=tf.constant(options["coverage_penalty"]),
                 **self._settings("generate_beam_settings", per_call))
         out = {k: v.numpy() for k, v in out.items()}
-        out["text"] = [s.decode("utf-8") for s in out["text"]]
+        # A byte-level BPE can stop inside a character: U+FFFD, as `tokenizers` writes.
+        out["text"] = [s.decode("utf-8", "replace") for s in out["text"]]
         return out
 
     def _generate(self, ids, strategy, options):
@@ -454,8 +455,7 @@ class CTranslate2Runner(Runner):
 
     @staticmethod
     def _vocab(tokenizer):
-        sp = tokenizer.processor
-        return [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
+        return tokenizer.pieces(range(tokenizer.vocab_size))
 
     def _pieces(self, ids):
         pad = self._special["pad"]

@@ -127,6 +127,28 @@ def t5_sentencepiece():
     return buf.getvalue(), T5_SP_VOCAB
 
 
+@pytest.fixture(scope="session")
+def bart_bpe():
+    """A byte-level BPE in BART's layout (``<s>`` 0, ``<pad>`` 1, ``</s>`` 2, ``<unk>`` 3, the
+    256 byte symbols, merges), learned by `tokenizers` from 300 embedded DialogSum dialogues
+    as GPT-2's and BART's were: ``(vocab, merges)`` for KerasHub's ``BartTokenizer``."""
+    import json
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    from zoo.data import dialogsum_pairs
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.train_from_iterator(
+        [d for d, _ in dialogsum_pairs("train", limit=300)],
+        trainers.BpeTrainer(vocab_size=400, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>"],
+                            show_progress=False))
+    model = json.loads(tok.to_str())["model"]
+    return model["vocab"], [" ".join(m) for m in model["merges"]]
+
+
 def assert_fine_tunes_saves_and_loads(model, path):
     """``fit`` on 64 real dialogues (SAMSum from ../shared, else the embedded DialogSum) lowers
     the loss, and the model saved to ``path`` reloads (``safe_mode=True``) and summarizes

@@ -12,6 +12,8 @@ import pytest
 import keras
 import keras_hub
 
+import zoo.data
+import zoo.inputs
 import zoo.models
 from zoo.models.importers import BART_IDS, bart_layout, import_keras_hub
 
@@ -157,8 +159,8 @@ def test_bart_import_refusals_name_the_problem():
     hub = _hub(*CONFIGS[1], positions=16)
     with pytest.raises(ValueError, match="max_source_length=64 is beyond the model's 16"):
         import_keras_hub(hub, tokenizer=False, max_source_length=64)
-    with pytest.raises(ValueError, match="tokenizer=False"):
-        import_keras_hub(hub, tokenizer=b"not yet", max_source_length=16,
+    with pytest.raises(ValueError, match="must be a KerasHub BartTokenizer"):
+        import_keras_hub(hub, tokenizer=b"a SentencePiece model?", max_source_length=16,
                          max_target_length=16)
     model = import_keras_hub(hub, tokenizer=False, max_source_length=16, max_target_length=16)
     src, smask, _, _ = _batch(1, source_lengths=(6, 3), target_lengths=(3, 3))
@@ -170,39 +172,99 @@ def test_bart_import_refusals_name_the_problem():
                               forced_first_id=V + 5)
 
 
+def _hub_with_bpe(bart_bpe, sequence_length=64, cls=keras_hub.models.BartSeq2SeqLM):
+    """A KerasHub BART with its preprocessor and a real byte-level BPE (conftest)."""
+    vocab, merges = bart_bpe
+    tokenizer = keras_hub.models.BartTokenizer(vocabulary=vocab, merges=merges)
+    preprocessor = keras_hub.models.BartSeq2SeqLMPreprocessor(
+        tokenizer=tokenizer, encoder_sequence_length=sequence_length,
+        decoder_sequence_length=sequence_length // 2)
+    backbone = _hub(*CONFIGS[1], vocab=len(vocab), positions=sequence_length * 2).backbone
+    return cls(backbone=backbone, preprocessor=preprocessor)
+
+
+def test_bart_of_text_tokenizes_as_keras_hubs_preprocessor(bart_bpe, tmp_path):
+    """Sources ``<s> x </s>`` cut as KerasHub cuts them, targets ``<s> y``, text back as
+    KerasHub's tokenizer writes it; the model directory keeps the BPE and reloads."""
+    hub = _hub_with_bpe(bart_bpe)
+    model = import_keras_hub(hub, task="summarizer", max_source_length=64,
+                             max_target_length=16)
+    assert model.source_tokenizer.suffix == ".bpe.json"
+    vocab = bart_bpe[0]  # zoo id -> BART id by piece; zoo's bos has a name of its own
+    original = np.asarray([vocab.get(p, B["end"]) for p in
+                           model.source_tokenizer.id_to_piece(range(len(vocab) + 1))])
+    texts = [d for d, _ in zoo.data.dialogsum_pairs("dev", limit=4)] + [
+        "naïve café 😀  two  spaces", "", "#Person1#: Hi!\n#Person2#: Bye."]
+    with pytest.warns(zoo.inputs.InputTruncatedWarning):
+        zoo_ids = model.encode_texts(texts).numpy()
+    packed = hub.preprocessor.generate_preprocess(
+        {"encoder_text": texts, "decoder_text": texts})
+    hub_src = np.asarray(packed["encoder_token_ids"])
+    hub_tgt = np.asarray(packed["decoder_token_ids"])
+    for b in range(len(texts)):
+        assert [int(original[i]) for i in zoo_ids[b] if i] == \
+            [int(i) for i in hub_src[b] if i != B["pad"]], texts[b]
+    targets = model.target_tokenizer.tokenize(texts).to_list()
+    for b in range(len(texts)):  # KerasHub's decoder prompt is </s> + the target's <s> y
+        hub_row = [int(i) for i in hub_tgt[b] if i != B["pad"]][1:]
+        assert [int(original[i]) for i in targets[b]][:len(hub_row)] == hub_row[:len(targets[b])]
+    ids = np.asarray(targets[-1])[None]
+    want = hub.preprocessor.tokenizer.detokenize(original[ids[0, 1:]].tolist())
+    assert model.target_tokenizer.detokenize(ids).numpy()[0].decode() == texts[-1] == want
+    model.save(str(tmp_path / "bart"))
+    loaded = zoo.models.load(str(tmp_path / "bart"))
+    assert loaded.source_tokenizer.model == model.source_tokenizer.model
+    short = [texts[4], texts[6]]
+    assert loaded.summarize(short, strategy="greedy", max_length=8) == \
+        model.summarize(short, strategy="greedy", max_length=8)
+
+
 # The same fit/save/load path as the imported T5's, in the default run
 # (tests/models/test_import_keras_hub.py): behind `slow` (CI time on 2 cores).
 @pytest.mark.slow
-def test_imported_bart_fine_tunes_on_samsum_saves_and_loads(tmp_path, t5_sentencepiece):
-    """BART's own BPE tokenizer is not importable yet, so a SentencePiece model learned from
-    DialogSum stands in for it (one piece per BART row)."""
-    from zoo.data import SentencePieceTokenizer
-
-    tok, original = SentencePieceTokenizer.from_foreign(t5_sentencepiece[0])
-    model = import_keras_hub(_hub(*CONFIGS[0], vocab=len(original) - 1), tokenizer=False,
-                             max_source_length=64, max_target_length=32)
-    model.source_tokenizer = model.target_tokenizer = tok
+def test_imported_bart_fine_tunes_on_samsum_saves_and_loads(tmp_path, bart_bpe):
+    """With its own byte-level BPE: the tf.data pipeline tokenizes in KerasHub's graph BPE."""
+    model = import_keras_hub(_hub_with_bpe(bart_bpe), max_source_length=64,
+                             max_target_length=32)
     assert_fine_tunes_saves_and_loads(model, tmp_path / "bart")
 
 
-def test_zoo_import_of_a_bart_preset_stops_naming_the_tokenizer(tmp_path, capsys):
-    """A BART preset saved by KerasHub (no network), with its BPE tokenizer: ``zoo import``
-    stops with a message, writes nothing, and shows no traceback."""
+def _saved_preset(vocab, merges, path):
+    tokenizer = keras_hub.models.BartTokenizer(vocabulary=vocab, merges=merges)
+    preprocessor = keras_hub.models.BartSeq2SeqLMPreprocessor(
+        tokenizer=tokenizer, encoder_sequence_length=16, decoder_sequence_length=8)
+    hub = _hub(*CONFIGS[1], vocab=len(vocab), positions=32)
+    hub = keras_hub.models.BartSeq2SeqLM(backbone=hub.backbone, preprocessor=preprocessor)
+    hub.save_to_preset(str(path))
+
+
+def test_zoo_import_of_a_bart_preset_writes_a_model_of_text(tmp_path, bart_bpe):
+    """A BART preset saved by KerasHub (no network): ``zoo import`` writes a model directory
+    with its BPE, which loads and summarizes text."""
+    from zoo import cli
+
+    _saved_preset(*bart_bpe, tmp_path / "preset")
+    out = tmp_path / "model"
+    assert cli.main(["import", f"keras_hub:{tmp_path / 'preset'}", "--out", str(out),
+                     "--max-source-length", "32", "--max-target-length", "16"]) == 0
+    assert (out / "source.bpe.json").exists() and not (out / "source.model").exists()
+    model = zoo.models.load(str(out))
+    assert isinstance(model.summarize(["#Person1#: Hi!"], max_length=6)[0], str)
+
+
+def test_zoo_import_of_a_bart_without_byte_symbols_stops_naming_it(tmp_path, capsys):
+    """KerasHub's documented toy vocabulary is no byte-level BPE: ``zoo import`` stops with a
+    message, writes nothing, and shows no traceback."""
     from zoo import cli
 
     vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": 4, "a": 5, "Ġquick": 6,
              "Ġfox": 7, "Ġ": 8, "q": 9, "u": 10, "i": 11, "c": 12, "k": 13, "f": 14, "o": 15,
              "x": 16, "Ġq": 17, "ui": 18, "ck": 19, "uick": 20, "Ġf": 21, "ox": 22}
     merges = ["Ġ q", "u i", "c k", "ui ck", "Ġq uick", "Ġ f", "o x", "Ġf ox"]
-    tokenizer = keras_hub.models.BartTokenizer(vocabulary=vocab, merges=merges)
-    preprocessor = keras_hub.models.BartSeq2SeqLMPreprocessor(
-        tokenizer=tokenizer, encoder_sequence_length=16, decoder_sequence_length=8)
-    hub = _hub(*CONFIGS[1], vocab=len(vocab), positions=32)
-    hub = keras_hub.models.BartSeq2SeqLM(backbone=hub.backbone, preprocessor=preprocessor)
-    hub.save_to_preset(str(tmp_path / "preset"))
+    _saved_preset(vocab, merges, tmp_path / "preset")
     out = tmp_path / "model"
     assert cli.main(["import", f"keras_hub:{tmp_path / 'preset'}", "--out", str(out),
                      "--max-source-length", "32", "--max-target-length", "16"]) == 2
     err = capsys.readouterr().err
-    assert "BART's byte-level BPE tokenizer cannot be imported yet" in err
+    assert "the vocabulary lacks" in err and "256 byte symbols" in err
     assert "Traceback" not in err and not out.exists()

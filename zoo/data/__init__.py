@@ -6,6 +6,8 @@ import os
 from zoo.data.readers import (Corpus, DataError, Pairs, iter_pairs, read_jsonl, read_jsonl_texts,
                               read_pairs, read_parallel, read_tsv)
 from zoo.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, SentencePieceTokenizer
+from zoo.data.bpe import BytePairTokenizer
+from zoo.data.tokenizer_files import load_tokenizer, tokenizer_files, write_tokenizers
 from zoo.data.pipeline import encode_sources, make_dataset, make_stream_dataset
 
 _CORPORA = os.path.join(os.path.dirname(__file__), "corpora")

@@ -69,6 +69,10 @@ class SentencePieceTokenizer:
     """
 
     pad_id, unk_id, bos_id, eos_id = PAD_ID, UNK_ID, BOS_ID, EOS_ID
+    #: The file name ending (``source`` + it is a model directory's source tokenizer).
+    suffix = ".model"
+    #: The package that runs it host-side (an export's ``requires``).
+    host_package = "sentencepiece"
 
     def __init__(self, model: bytes):
         if not isinstance(model, (bytes, bytearray)) or not model:

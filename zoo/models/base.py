@@ -549,7 +549,7 @@ class Seq2Seq(keras.Model):
                 lengths = ops.convert_to_numpy(res.lengths[:, 0])
                 attn = ops.convert_to_numpy(res.attention[:, 0])
             for j, i in enumerate(idx):
-                out[i] = strings[j].decode("utf-8")
+                out[i] = strings[j].decode("utf-8", "replace")  # BPE: bytes, not pieces
                 if return_result:
                     s_len = int(lengths_all[i])
                     details[i] = {"source_ids": src[j, :s_len],
@@ -684,16 +684,13 @@ class Seq2Seq(keras.Model):
         stages through this)."""
         if not self.built:
             self.build()
+        from zoo.data.tokenizer_files import write_tokenizers
+
         super().save(os.path.join(directory, "model.keras"), overwrite=True)
-        self.source_tokenizer.save(os.path.join(directory, "source.model"))
-        same = self.target_tokenizer is self.source_tokenizer or (
-            self.target_tokenizer.model == self.source_tokenizer.model)
-        if not same:
-            self.target_tokenizer.save(os.path.join(directory, "target.model"))
+        files = write_tokenizers(self.source_tokenizer, self.target_tokenizer, directory)
         meta = {"format": FORMAT_VERSION, "task": self.task, "class": type(self).__name__,
                 "preset": self.preset, "zoo_version": __import__("zoo").__version__,
-                "source_tokenizer": "source.model",
-                "target_tokenizer": "source.model" if same else "target.model",
+                "source_tokenizer": files["source"], "target_tokenizer": files["target"],
                 "special_ids": dict(SPECIAL_IDS),
                 **({"extra": self._meta} if self._meta else {})}
         with open(os.path.join(directory, META_FILE), "w") as f:
@@ -712,7 +709,7 @@ class Seq2Seq(keras.Model):
             FileNotFoundError: No such directory, or not a saved zoo model.
             ModelFileError: A file of the model cannot be read (the message names it).
         """
-        from zoo.data.tokenizer import SentencePieceTokenizer
+        from zoo.data.tokenizer_files import load_tokenizer
         from zoo.models import hub
 
         path = hub.resolve(os.fspath(path))
@@ -741,12 +738,10 @@ class Seq2Seq(keras.Model):
         if not isinstance(model, cls):
             raise ModelFileError(f"{path} holds a {type(model).__name__}, not a "
                                  f"{cls.__name__}")
-        model.source_tokenizer = SentencePieceTokenizer.load(
-            os.path.join(path, meta["source_tokenizer"]))
+        model.source_tokenizer = load_tokenizer(os.path.join(path, meta["source_tokenizer"]))
         model.target_tokenizer = (model.source_tokenizer
                                   if meta["target_tokenizer"] == meta["source_tokenizer"] else
-                                  SentencePieceTokenizer.load(
-                                      os.path.join(path, meta["target_tokenizer"])))
+                                  load_tokenizer(os.path.join(path, meta["target_tokenizer"])))
         model._meta = meta.get("extra")
         return model
 

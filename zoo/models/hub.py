@@ -3,7 +3,7 @@
 A checkpoint directory holds ``zoo.json`` (the task, tokenizers and a SHA-256 per file),
 ``config.json`` (the Keras config of the model, read with ``safe_mode=True``),
 ``weights.npz`` (every variable in ``model.weights`` order, stored as float16 where that keeps
-the tokens identical, restored to float32), the SentencePiece model(s) and ``MODEL_CARD.md``.
+the tokens identical, restored to float32), the tokenizer file(s) and ``MODEL_CARD.md``.
 :func:`resolve` turns a handle into such a directory; ``zoo.models.load`` reads it.
 
 Example:
@@ -78,6 +78,8 @@ def save_checkpoint(model, directory: str, storage: str = "float16", card: str =
     """
     import keras
 
+    from zoo.data.tokenizer_files import write_tokenizers
+
     if storage not in ("float16", "float32"):
         raise ValueError(f"storage must be 'float16' or 'float32', got {storage!r}")
     os.makedirs(directory)
@@ -86,16 +88,13 @@ def save_checkpoint(model, directory: str, storage: str = "float16", card: str =
     arrays = {f"w{i:04d}": np.asarray(keras.ops.convert_to_numpy(w)).astype(storage)
               for i, w in enumerate(model.weights)}
     np.savez(os.path.join(directory, WEIGHTS_FILE), **arrays)
-    model.source_tokenizer.save(os.path.join(directory, "source.model"))
-    same = model.target_tokenizer.model == model.source_tokenizer.model
-    if not same:
-        model.target_tokenizer.save(os.path.join(directory, "target.model"))
+    tokenizers = write_tokenizers(model.source_tokenizer, model.target_tokenizer, directory)
     with open(os.path.join(directory, CARD_FILE), "w", encoding="utf-8") as f:
         f.write(card)
     files = sorted(os.listdir(directory))
     meta = {"format": 2, "task": model.task, "class": type(model).__name__,
-            "preset": model.preset, "source_tokenizer": "source.model",
-            "target_tokenizer": "source.model" if same else "target.model",
+            "preset": model.preset, "source_tokenizer": tokenizers["source"],
+            "target_tokenizer": tokenizers["target"],
             "checkpoint": {"storage": storage, "variables": len(model.weights),
                            "sha256": {f: sha256(os.path.join(directory, f)) for f in files}},
             **(extra or {})}

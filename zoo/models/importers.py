@@ -8,8 +8,10 @@ a shared embedding). The result fine-tunes with ``fit``, decodes with zoo's engi
 and exports to every format zoo targets; nothing model-specific reaches the decoding engine
 or the exporters. A ``BartSeq2SeqLM`` or ``BartBackbone`` maps onto the same layers with
 BART's options (post-norm, exact GELU, learned positions per stack, embedding norms) and a
-forced first token (``<s>``); its byte-level BPE tokenizer is not importable yet, so BART
-comes in as a model of ids (``tokenizer=False``).
+forced first token (``<s>``); its byte-level BPE comes in as a
+:class:`~zoo.data.BytePairTokenizer` (KerasHub's in-graph BPE for the SavedModel, the
+``tokenizers`` library host-side, the same ids) that writes ``<s>`` before every text, as
+BART's preprocessor does.
 
 What the import changes, without changing the function computed:
 
@@ -18,7 +20,9 @@ What the import changes, without changing the function computed:
   zoo's (:meth:`SentencePieceTokenizer.from_foreign`: same pieces, same segmentation), and
   the embedding rows follow: zoo's bos row is T5's pad row. T5's 100 sentinel ids
   (``<extra_id_N>``), which its SentencePiece model does not hold, are dropped when a
-  tokenizer is given.
+  tokenizer is given. BART has ``<s>`` 0, ``<pad>`` 1, ``</s>`` 2, ``<unk>`` 3 and starts
+  decoding from ``</s>``: zoo's bos row is ``</s>``'s, ``<s>`` becomes zoo id 4
+  (:func:`bart_layout`).
 * **Scales.** T5 does not divide its attention scores by ``sqrt(head_dim)``; zoo's
   attention does, so the query projections are multiplied by it. A tied T5 multiplies the
   decoder's output by ``dim ** -0.5`` before the embedding; that factor goes into the
@@ -52,9 +56,9 @@ def import_keras_hub(model, task="summarizer", tokenizer=None, max_source_length
             ``BartBackbone``.
         task: ``"summarizer"`` or ``"translator"``: the zoo class of the result.
         tokenizer: T5's SentencePiece model (a KerasHub ``T5Tokenizer``, the model's bytes
-            or a ``.model`` path); None: the Seq2SeqLM's preprocessor's, else none; False:
-            none (a model of ids in zoo's layout: :func:`t5_layout`, :func:`bart_layout`).
-            BART's byte-level BPE tokenizer is not supported yet: give False.
+            or a ``.model`` path) or BART's byte-level BPE (a KerasHub ``BartTokenizer``);
+            None: the Seq2SeqLM's preprocessor's, else none; False: none (a model of ids in
+            zoo's layout: :func:`t5_layout`, :func:`bart_layout`).
         max_source_length: Source ids kept per text (eos included).
         max_target_length: The default longest output.
 
@@ -100,11 +104,55 @@ def t5_layout(vocab):
 BART_IDS = {"start": 0, "pad": 1, "end": 2, "unk": 3}
 
 
-def bart_layout(vocab):
-    """zoo id -> BART id without a tokenizer: pad, unk, the start row (``</s>``: BART's
-    decoder starts from it), eos (``</s>``), then ``<s>`` (zoo id 4) and the rest in order."""
-    b = BART_IDS
-    return [b["pad"], b["unk"], b["end"], b["end"], b["start"]] + list(range(4, vocab))
+def bart_layout(vocab, ids=None):
+    """zoo id -> BART id: pad, unk, the start row (``</s>``: BART's decoder starts from it),
+    eos (``</s>``), then ``<s>`` (zoo id 4) and the rest in order.
+
+    Args:
+        vocab: BART's vocabulary size.
+        ids: BART's special ids by name (``start``, ``pad``, ``end``, ``unk``); default
+            :data:`BART_IDS`.
+    """
+    b = ids or BART_IDS
+    specials = set(b.values())
+    return [b["pad"], b["unk"], b["end"], b["end"], b["start"]] + [
+        i for i in range(vocab) if i not in specials]
+
+
+#: zoo's id of ``<s>`` in :func:`bart_layout`: written first by every decoding, and first in
+#: every tokenized text.
+BART_FIRST = 4
+#: BART's special pieces by :data:`BART_IDS` name.
+BART_PIECES = {"start": "<s>", "pad": "<pad>", "end": "</s>", "unk": "<unk>"}
+
+
+def _bart_tokenizer(model, tokenizer):
+    """``(BytePairTokenizer in zoo's layout, original ids)`` of a KerasHub BART tokenizer,
+    or None."""
+    from zoo.data import BytePairTokenizer
+
+    if tokenizer is None:
+        tokenizer = getattr(getattr(model, "preprocessor", None), "tokenizer", None)
+        if tokenizer is None:
+            return None
+    vocab, merges = getattr(tokenizer, "vocabulary", None), getattr(tokenizer, "merges", None)
+    if not isinstance(vocab, dict) or merges is None:
+        raise ValueError(f"tokenizer must be a KerasHub BartTokenizer (or BytePairTokenizer) "
+                         f"for a BART model; got {type(tokenizer).__name__}")
+    missing = [p for p in BART_PIECES.values() if p not in vocab]
+    if missing:
+        raise ValueError(f"the BART tokenizer's vocabulary lacks {', '.join(missing)}")
+    ids = {k: int(vocab[p]) for k, p in BART_PIECES.items()}
+    original = bart_layout(len(vocab), ids)
+    piece = {int(i): p for p, i in vocab.items()}
+    start = "<zoo_start>"  # zoo's bos: BART's </s> row under a name of its own
+    while start in vocab:
+        start = start[:-1] + "_>"
+    pieces = [piece[i] for i in original]
+    pieces[2] = start
+    tok = BytePairTokenizer.from_vocabulary({p: i for i, p in enumerate(pieces)},
+                                            list(merges), prefix=[BART_FIRST])
+    return tok, original
 
 
 def _tokenizer(model, tokenizer):
@@ -224,19 +272,18 @@ def _t5_weights(backbone, model, original):
 
 def _import_bart(model, backbone, task, tokenizer, max_source_length, max_target_length):
     """BART: post-norm Transformer, learned positions per stack, embedding norms, GELU."""
-    has_tokenizer = getattr(getattr(model, "preprocessor", None), "tokenizer", None)
-    if tokenizer is not False and (tokenizer is not None or has_tokenizer is not None):
-        raise ValueError("BART's byte-level BPE tokenizer cannot be imported yet, so no "
-                         "BART model of text: in Python, import_keras_hub(..., "
-                         "tokenizer=False) imports the network alone (a model of ids in "
-                         "zoo's layout, zoo.models.importers.bart_layout)")
+    bpe = None if tokenizer is False else _bart_tokenizer(model, tokenizer)
     positions = int(backbone.max_sequence_length)
     for name, length in (("max_source_length", max_source_length),
                          ("max_target_length", max_target_length)):
         if length > positions:
             raise ValueError(f"{name}={length} is beyond the model's {positions} learned "
                              f"positions")
-    original = np.asarray(bart_layout(int(backbone.vocabulary_size)))
+    rows = int(backbone.vocabulary_size)
+    original = np.asarray(bart_layout(rows) if bpe is None else bpe[1])
+    if original.max() >= rows:
+        raise ValueError(f"the tokenizer has {len(original) - 1} pieces but the model only "
+                         f"{rows} embedding rows: not this model's tokenizer")
     shape = {"vocab_size": len(original), "dim": int(backbone.hidden_dim),
              "num_layers": int(backbone.num_layers), "num_heads": int(backbone.num_heads),
              "ff_dim": int(backbone.intermediate_dim), "dropout": float(backbone.dropout),
@@ -246,8 +293,10 @@ def _import_bart(model, backbone, task, tokenizer, max_source_length, max_target
              "embedding_norm": True}
     zoo_model = _built(task, shape, True, "keras_hub:bart", max_source_length=max_source_length,
                        max_target_length=max_target_length,
-                       forced_first_id=int(np.flatnonzero(original == BART_IDS["start"])[0]))
+                       forced_first_id=BART_FIRST)
     _bart_weights(backbone, zoo_model, original)
+    if bpe is not None:
+        zoo_model.source_tokenizer = zoo_model.target_tokenizer = bpe[0]
     return zoo_model
 
 

@@ -50,7 +50,6 @@ def _learn_tokenizer(settings, options, train_pairs, streamed):
 
 def _resumed(out_dir, ckpt_dir, record):
     """The tokenizer of the run in ``out_dir``, once its settings match ``record``."""
-    from zoo.data import SentencePieceTokenizer
     from zoo.files import RUN_MARKER
     from zoo.training import CheckpointError
 
@@ -68,7 +67,17 @@ def _resumed(out_dir, ckpt_dir, record):
     if changed:
         raise CheckpointError(f"resume: the run in {out_dir} was started with other "
                               f"settings: {'; '.join(changed)}")
-    return SentencePieceTokenizer.load(os.path.join(ckpt_dir, "source.model"))
+    return _run_tokenizer(ckpt_dir)
+
+
+def _run_tokenizer(ckpt_dir):
+    """The tokenizer a run wrote into its checkpoint folder (:func:`_write_run`)."""
+    from zoo.data import load_tokenizer
+    from zoo.serving.tokenizer import BPE_SUFFIX
+
+    bpe = os.path.join(ckpt_dir, "source" + BPE_SUFFIX)
+    path = bpe if os.path.exists(bpe) else os.path.join(ckpt_dir, "source.model")
+    return load_tokenizer(path)
 
 
 def _move_old_run_aside(out_dir):
@@ -84,7 +93,7 @@ def _write_run(out_dir, ckpt_dir, record, tokenizer):
     from zoo.files import RUN_MARKER, write_file_atomically
 
     os.makedirs(ckpt_dir, exist_ok=True)
-    write_file_atomically(os.path.join(ckpt_dir, "source.model"), tokenizer.model)
+    write_file_atomically(os.path.join(ckpt_dir, "source" + tokenizer.suffix), tokenizer.model)
     # Written last: its presence marks a run that can be resumed.
     write_file_atomically(os.path.join(out_dir, RUN_MARKER),
                           json.dumps(record, indent=2).encode("utf-8"))
