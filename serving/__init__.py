@@ -3,7 +3,8 @@
 Installed as ``zoo.serving``. ``load(dir)`` picks the runner from the export's manifest
 (``OnnxRunner``, ``LiteRTRunner`` and ``CTranslate2Runner`` need no TensorFlow; ``SavedModelRunner`` needs
 TensorFlow and tensorflow_text); every runner keeps the input contract of ``zoo.inputs``.
-``HostTokenizer`` tokenizes with the ``sentencepiece`` package.
+``HostTokenizer`` tokenizes with the ``sentencepiece`` package (``tokenizers`` for a
+byte-level BPE).
 """
 
 from zoo.serving.tokenizer import HostTokenizer

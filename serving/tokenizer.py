@@ -72,8 +72,11 @@ class BytePairProcessor:
     """
 
     def __init__(self, data: bytes, where: str = "byte-level BPE"):
-        from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-
+        try:
+            from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+        except ImportError:
+            raise ImportError(f"{where}: a byte-level BPE needs the tokenizers package: pip "
+                              f"install 'zoo-seq2seq[serve]'") from None
         spec = read_bpe(data, where)
         self.prefix = list(spec["prefix"])
         self._pieces = sorted(spec["vocab"], key=spec["vocab"].get)

@@ -71,6 +71,19 @@ def imported(request, tmp_path_factory, t5_sentencepiece, bart_bpe):
     return model, texts, want, tmp_path_factory.mktemp(request.param)
 
 
+def _in_a_fresh_process(path, texts):
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys\nfrom zoo.serving import load\n"
+            f"text = load({path!r}).generate_text({texts!r}, strategy='greedy')\n"
+            "print(json.dumps({'text': text, 'keras_hub': 'keras_hub' in sys.modules}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.parametrize("imported,fmt", CASES, indirect=["imported"])
 def test_imported_exports_give_keras_tokens(imported, fmt):
     """T5's relative position bias, RMS norms and gated GELU; BART's learned positions,
@@ -81,5 +94,8 @@ def test_imported_exports_give_keras_tokens(imported, fmt):
                                        else {"beam_size": 4}))
     runner = load(path)
     assert runner.generate_text(texts, strategy="greedy") == want["greedy"]
+    if fmt == "savedmodel":  # its tokenizer's graph needs TensorFlow and tf-text, not KerasHub
+        assert _in_a_fresh_process(path, texts[:3]) == {"text": want["greedy"][:3],
+                                                        "keras_hub": False}
     if fmt != "litert":  # LiteRT exports greedy decoding only (fixed shapes)
         assert runner.generate_text(texts, strategy="beam") == want["beam"]

@@ -268,3 +268,24 @@ def test_zoo_import_of_a_bart_without_byte_symbols_stops_naming_it(tmp_path, cap
     err = capsys.readouterr().err
     assert "the vocabulary lacks" in err and "256 byte symbols" in err
     assert "Traceback" not in err and not out.exists()
+
+
+def test_fine_tuning_an_imported_bart_keeps_within_its_learned_positions(tmp_path, bart_bpe):
+    """The summarizer's default source limit (400) is cut to BART's table of positions; a
+    longer limit given by the user is refused before any work."""
+    from zoo import recipes
+
+    model = import_keras_hub(_hub_with_bpe(bart_bpe, sequence_length=32),
+                             max_source_length=32, max_target_length=16)
+    model.save(str(tmp_path / "bart"))
+    pairs = list(zoo.data.dialogsum_pairs("train", limit=16))
+    with pytest.raises(ValueError, match="max_source_length=300 is beyond the "
+                                         "TransformerEncoder's 64 learned positions"):
+        recipes.train_summarizer(pairs, init_from=str(tmp_path / "bart"),
+                                 out_dir=str(tmp_path / "refused"), max_source_length=300)
+    assert not (tmp_path / "refused").exists()
+    tuned, _, info = recipes.train_summarizer(pairs, init_from=str(tmp_path / "bart"),
+                                              out_dir=str(tmp_path / "tuned"), epochs=1,
+                                              batch_size=8, verbose=0)
+    assert info["max_source_length"] == 64 and info["truncated_sources"] > 0
+    assert (tmp_path / "tuned" / "source.bpe.json").exists()

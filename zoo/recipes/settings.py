@@ -69,9 +69,20 @@ class Settings:
     sources: dict = dataclasses.field(compare=False)
 
     def with_base(self, base) -> "Settings":
-        """A fine-tuning run's settings: the trained model's preset and vocabulary."""
+        """A fine-tuning run's settings: the trained model's preset and vocabulary; length
+        limits within a table of learned positions (a default is cut to it, a given one
+        refused beyond it)."""
+        lengths = {}
+        for name, network in (("max_source_length", base.encoder),
+                              ("max_target_length", base.decoder)):
+            table = getattr(network, "max_positions", None)
+            if getattr(network, "positions", None) != "learned" or getattr(self, name) <= table:
+                continue
+            if self.sources.get(name) == "given":
+                base._check_positions(name, getattr(self, name), network)
+            lengths[name] = int(table)
         return dataclasses.replace(self, preset=base.preset,
-                                   vocab_size=base.source_tokenizer.vocab_size)
+                                   vocab_size=base.source_tokenizer.vocab_size, **lengths)
 
     def run_record(self) -> dict:
         """What the next step depends on: a resumed run must match it (epochs may grow)."""
