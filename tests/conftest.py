@@ -149,6 +149,27 @@ def bart_bpe():
     return model["vocab"], [" ".join(m) for m in model["merges"]]
 
 
+def zoo_scored_beam_sampler(num_beams, repeated, banned):
+    """KerasHub's ``BeamSampler`` scoring candidates as zoo's beam search does, so the two
+    searches can be compared token for token: log-softmax over zoo's columns (an imported
+    model's bos column repeats the ``repeated`` row, so it counts twice), then ``banned``
+    ids removed without renormalising (zoo bans after the log-softmax, as Hugging Face's
+    processors do; KerasHub's own samplers have no bans)."""
+    import keras_hub
+    from keras import ops
+
+    class _Sampler(keras_hub.samplers.BeamSampler):
+        def compute_probabilities(self, logits):
+            logits = ops.cast(logits, "float32")
+            e = ops.exp(logits - ops.max(logits, axis=-1, keepdims=True))
+            z = ops.sum(e, axis=-1, keepdims=True) + e[..., repeated:repeated + 1]
+            vocab = ops.shape(logits)[-1]
+            keep = 1.0 - ops.sum(ops.stack([ops.one_hot(i, vocab) for i in banned]), axis=0)
+            return e / z * keep
+
+    return _Sampler(num_beams=num_beams)
+
+
 def assert_fine_tunes_saves_and_loads(model, path):
     """``fit`` on 64 real dialogues (SAMSum from ../shared, else the embedded DialogSum) lowers
     the loss, and the model saved to ``path`` reloads (``safe_mode=True``) and summarizes

@@ -17,7 +17,7 @@ import zoo.inputs
 import zoo.models
 from zoo.models.importers import BART_IDS, bart_layout, import_keras_hub
 
-from conftest import assert_fine_tunes_saves_and_loads
+from conftest import assert_fine_tunes_saves_and_loads, zoo_scored_beam_sampler
 
 V = 40
 B = BART_IDS
@@ -135,6 +135,34 @@ def test_bart_greedy_tokens_equal_keras_hub_sampler(config):
             w = list(want[b])
             n = w.index(B["end"]) + 1 if B["end"] in w else steps
             assert list(got[b, 1:n + 1]) == w[:n], b
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_bart_beam_tokens_equal_keras_hub_beam_sampler(config):
+    """KerasHub's ``BeamSampler`` (summed log-probabilities, beams extended after eos) and
+    zoo's beam search with eos banned (``min_length``), no length penalty and zoo's scoring
+    (:func:`conftest.zoo_scored_beam_sampler`) are the same search: the best beam must
+    match. ``<s>`` is KerasHub's prompt and zoo's forced token."""
+    hub = _hub(*config)
+    hub.compile(sampler=zoo_scored_beam_sampler(4, repeated=B["end"],
+                                                banned=(B["pad"], B["end"])))
+    model = import_keras_hub(hub, tokenizer=False, max_source_length=64, max_target_length=32)
+    original = np.asarray(bart_layout(V))
+    src, smask, _, _ = _batch(config[0])
+    steps = 10
+    prompt = np.full((len(src), steps + 2), B["pad"], "int32")
+    prompt[:, :2] = B["end"], B["start"]
+    pmask = np.zeros_like(prompt, dtype=bool)
+    pmask[:, :2] = True
+    out = hub.generate_step({"encoder_token_ids": src, "encoder_padding_mask": smask,
+                             "decoder_token_ids": prompt, "decoder_padding_mask": pmask},
+                            stop_token_ids=None)
+    want = keras.ops.convert_to_numpy(out["decoder_token_ids"])[:, 2:]
+    got = model.generate(_to_zoo(src, smask), "beam", beam_size=4, max_length=steps + 1,
+                         min_length=steps + 1, length_penalty=0.0).tokens.numpy()
+    got = original[got[:, 0]]
+    assert (got[:, 0] == B["start"]).all()
+    np.testing.assert_array_equal(got[:, 1:], want)
 
 
 def test_forced_first_token_in_every_strategy_and_round_trips(tmp_path):

@@ -14,7 +14,7 @@ import zoo.models
 from zoo.data import SentencePieceTokenizer
 from zoo.models.importers import t5_layout, import_keras_hub
 
-from conftest import assert_fine_tunes_saves_and_loads
+from conftest import assert_fine_tunes_saves_and_loads, zoo_scored_beam_sampler
 
 # KerasHub's T5 attention warns that it drops the Keras masks it is given (it reads its own).
 pytestmark = pytest.mark.filterwarnings(
@@ -130,6 +130,30 @@ def test_greedy_tokens_equal_keras_hub_sampler(seed, gated, tied, activation):
         w = list(want[b])
         n = w.index(1) + 1 if 1 in w else steps
         assert list(got[b, :n]) == w[:n], b
+
+
+@pytest.mark.parametrize("seed,gated,tied,activation", CONFIGS)
+def test_beam_tokens_equal_keras_hub_beam_sampler(seed, gated, tied, activation):
+    """KerasHub's ``BeamSampler`` ranks by summed log-probabilities and keeps extending beams
+    after eos; with eos banned in both (zoo: ``min_length``), no length penalty and zoo's
+    scoring (:func:`conftest.zoo_scored_beam_sampler`), the two are the same search: the
+    best beam must match."""
+    hub = _hub(seed, gated, tied, activation)
+    hub.compile(sampler=zoo_scored_beam_sampler(4, repeated=0, banned=(0, 1)))
+    model = import_keras_hub(hub, task="summarizer")
+    original = np.asarray(t5_layout(V))
+    src, smask, _, _ = _batch(seed)
+    steps = 10
+    prompt = np.zeros((len(src), steps + 1), "int32")
+    pmask = np.zeros_like(prompt, dtype=bool)
+    pmask[:, 0] = True
+    out = hub.generate_step({"encoder_token_ids": src, "encoder_padding_mask": smask,
+                             "decoder_token_ids": prompt, "decoder_padding_mask": pmask},
+                            stop_token_ids=None)
+    want = keras.ops.convert_to_numpy(out["decoder_token_ids"])[:, 1:]
+    got = model.generate(_to_zoo(src, original), "beam", beam_size=4, max_length=steps,
+                         min_length=steps, length_penalty=0.0).tokens.numpy()
+    np.testing.assert_array_equal(original[got[:, 0]], want)
 
 
 def test_t5_sentencepiece_keeps_its_segmentation_in_zoo_layout(t5_sentencepiece):
