@@ -110,6 +110,18 @@ def test_bart_step_equals_teacher_forcing(growing):
         np.testing.assert_allclose(logits.numpy(), full[:, t], atol=1e-5, rtol=0)
 
 
+def _hub_generated(hub, src, smask, steps, stop_token_ids):
+    """KerasHub's ``generate_step`` after its prompt ``</s> <s>``: ``steps`` BART ids."""
+    prompt = np.full((len(src), steps + 2), B["pad"], "int32")
+    prompt[:, :2] = B["end"], B["start"]
+    pmask = np.zeros_like(prompt, dtype=bool)
+    pmask[:, :2] = True
+    out = hub.generate_step({"encoder_token_ids": src, "encoder_padding_mask": smask,
+                             "decoder_token_ids": prompt, "decoder_padding_mask": pmask},
+                            stop_token_ids=stop_token_ids)
+    return keras.ops.convert_to_numpy(out["decoder_token_ids"])[:, 2:]
+
+
 @pytest.mark.parametrize("config", CONFIGS)
 def test_bart_greedy_tokens_equal_keras_hub_sampler(config):
     """KerasHub's prompt is ``</s> <s>``; zoo starts from ``</s>`` and is forced to ``<s>``."""
@@ -119,14 +131,7 @@ def test_bart_greedy_tokens_equal_keras_hub_sampler(config):
     original = np.asarray(bart_layout(V))
     src, smask, _, _ = _batch(config[0])
     steps = 12
-    prompt = np.full((len(src), steps + 2), B["pad"], "int32")
-    prompt[:, :2] = B["end"], B["start"]
-    pmask = np.zeros_like(prompt, dtype=bool)
-    pmask[:, :2] = True
-    out = hub.generate_step({"encoder_token_ids": src, "encoder_padding_mask": smask,
-                             "decoder_token_ids": prompt, "decoder_padding_mask": pmask},
-                            stop_token_ids=(B["end"],))
-    want = keras.ops.convert_to_numpy(out["decoder_token_ids"])[:, 2:]
+    want = _hub_generated(hub, src, smask, steps, stop_token_ids=(B["end"],))
     for strategy in ("greedy", {"class_name": "greedy", "config": {}}):
         got = model.generate(_to_zoo(src, smask), strategy, max_length=steps + 1)
         got = original[got.tokens.numpy()[:, 0]]  # back to BART ids
@@ -150,14 +155,7 @@ def test_bart_beam_tokens_equal_keras_hub_beam_sampler(config):
     original = np.asarray(bart_layout(V))
     src, smask, _, _ = _batch(config[0])
     steps = 10
-    prompt = np.full((len(src), steps + 2), B["pad"], "int32")
-    prompt[:, :2] = B["end"], B["start"]
-    pmask = np.zeros_like(prompt, dtype=bool)
-    pmask[:, :2] = True
-    out = hub.generate_step({"encoder_token_ids": src, "encoder_padding_mask": smask,
-                             "decoder_token_ids": prompt, "decoder_padding_mask": pmask},
-                            stop_token_ids=None)
-    want = keras.ops.convert_to_numpy(out["decoder_token_ids"])[:, 2:]
+    want = _hub_generated(hub, src, smask, steps, stop_token_ids=None)
     got = model.generate(_to_zoo(src, smask), "beam", beam_size=4, max_length=steps + 1,
                          min_length=steps + 1, length_penalty=0.0).tokens.numpy()
     got = original[got[:, 0]]

@@ -109,6 +109,17 @@ def test_imported_step_equals_teacher_forcing(growing):
         np.testing.assert_allclose(logits.numpy(), full[:, t], atol=1e-5, rtol=0)
 
 
+def _hub_generated(hub, src, smask, steps, stop_token_ids):
+    """KerasHub's ``generate_step`` from T5's start (pad): ``steps`` T5 ids."""
+    prompt = np.zeros((len(src), steps + 1), "int32")
+    pmask = np.zeros_like(prompt, dtype=bool)
+    pmask[:, 0] = True
+    out = hub.generate_step({"encoder_token_ids": src, "encoder_padding_mask": smask,
+                             "decoder_token_ids": prompt, "decoder_padding_mask": pmask},
+                            stop_token_ids=stop_token_ids)
+    return keras.ops.convert_to_numpy(out["decoder_token_ids"])[:, 1:]
+
+
 @pytest.mark.parametrize("seed,gated,tied,activation", CONFIGS)
 def test_greedy_tokens_equal_keras_hub_sampler(seed, gated, tied, activation):
     hub = _hub(seed, gated, tied, activation, cls=_NoPadT5)
@@ -117,13 +128,7 @@ def test_greedy_tokens_equal_keras_hub_sampler(seed, gated, tied, activation):
     original = np.asarray(t5_layout(V))
     src, smask, _, _ = _batch(seed)
     steps = 12
-    prompt = np.zeros((len(src), steps + 1), "int32")
-    pmask = np.zeros_like(prompt, dtype=bool)
-    pmask[:, 0] = True
-    out = hub.generate_step({"encoder_token_ids": src, "encoder_padding_mask": smask,
-                             "decoder_token_ids": prompt, "decoder_padding_mask": pmask},
-                            stop_token_ids=(1,))
-    want = keras.ops.convert_to_numpy(out["decoder_token_ids"])[:, 1:]
+    want = _hub_generated(hub, src, smask, steps, stop_token_ids=(1,))
     got = model.generate(_to_zoo(src, original), "greedy", max_length=steps).tokens.numpy()
     got = original[got[:, 0]]  # back to T5 ids
     for b in range(len(src)):
@@ -144,13 +149,7 @@ def test_beam_tokens_equal_keras_hub_beam_sampler(seed, gated, tied, activation)
     original = np.asarray(t5_layout(V))
     src, smask, _, _ = _batch(seed)
     steps = 10
-    prompt = np.zeros((len(src), steps + 1), "int32")
-    pmask = np.zeros_like(prompt, dtype=bool)
-    pmask[:, 0] = True
-    out = hub.generate_step({"encoder_token_ids": src, "encoder_padding_mask": smask,
-                             "decoder_token_ids": prompt, "decoder_padding_mask": pmask},
-                            stop_token_ids=None)
-    want = keras.ops.convert_to_numpy(out["decoder_token_ids"])[:, 1:]
+    want = _hub_generated(hub, src, smask, steps, stop_token_ids=None)
     got = model.generate(_to_zoo(src, original), "beam", beam_size=4, max_length=steps,
                          min_length=steps, length_penalty=0.0).tokens.numpy()
     np.testing.assert_array_equal(original[got[:, 0]], want)

@@ -10,14 +10,14 @@ bos 2, eos 3) and adds the prefix (BART's ``<s>``) that every text starts with.
 from __future__ import annotations
 
 import json
-import os
 from typing import Dict, List, Sequence
 
+from zoo.data.tokenizer_files import TokenizerFile
 from zoo.inputs import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from zoo.serving.tokenizer import BPE_FORMAT, BPE_SUFFIX, BytePairProcessor, read_bpe
 
 
-class BytePairTokenizer:
+class BytePairTokenizer(TokenizerFile):
     """A byte-level BPE with zoo's special ids: pad 0, unk 1, bos 2, eos 3.
 
     Args:
@@ -117,23 +117,6 @@ class BytePairTokenizer:
     @property
     def turn_separator(self):
         return None
-
-    # ------------------------------------------------------------------ files
-    def save(self, path: str) -> str:
-        with open(path, "wb") as f:
-            f.write(self.model)
-        return path
-
-    @classmethod
-    def load(cls, path: str) -> "BytePairTokenizer":
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{path}: no such tokenizer model file")
-        with open(path, "rb") as f:
-            data = f.read()
-        try:
-            return cls(data)
-        except ValueError as err:
-            raise ValueError(f"{path}: {err}") from None
 
 
 def _graph_tokenizer(vocab, merges, prefix):

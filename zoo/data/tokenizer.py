@@ -14,6 +14,7 @@ import re
 from collections import Counter
 from typing import Iterable, List, Optional
 
+from zoo.data.tokenizer_files import TokenizerFile
 from zoo.inputs import BOS_ID, EOS_ID, PAD_ID, UNK_ID  # noqa: F401  (the one declaration)
 
 #: A speaker tag as DialogSum writes it (``#Person1#``), or a placeholder (``#PhoneNumber#``).
@@ -55,7 +56,7 @@ def _separator_options(separator: str) -> dict:
     return {"user_defined_symbols": [separator], "normalization_rule_tsv": path}
 
 
-class SentencePieceTokenizer:
+class SentencePieceTokenizer(TokenizerFile):
     """A SentencePiece model with fixed special ids: pad 0, unk 1, bos 2, eos 3.
 
     Args:
@@ -289,20 +290,4 @@ class SentencePieceTokenizer:
         user = pb.ModelProto.SentencePiece.USER_DEFINED
         return {p.piece for p in proto.pieces if p.type == user}
 
-    # ------------------------------------------------------------------ files
-    def save(self, path: str) -> str:
-        """Writes the ``.model`` file (readable by ``sentencepiece`` and tensorflow-text)."""
-        with open(path, "wb") as f:
-            f.write(self.model)
-        return path
 
-    @classmethod
-    def load(cls, path: str) -> "SentencePieceTokenizer":
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{path}: no such tokenizer model file")
-        with open(path, "rb") as f:
-            data = f.read()
-        try:
-            return cls(data)
-        except ValueError as err:
-            raise ValueError(f"{path}: {err}") from None

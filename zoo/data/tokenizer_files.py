@@ -12,6 +12,31 @@ from typing import Dict
 from zoo.serving.tokenizer import BPE_SUFFIX
 
 
+class TokenizerFile:
+    """What every tokenizer kind shares: it is its file's bytes (``model``), written and read
+    back as they are; a subclass checks them in its constructor (a ``ValueError``)."""
+
+    model: bytes
+
+    def save(self, path: str) -> str:
+        """Writes the file (``suffix`` names its kind)."""
+        with open(path, "wb") as f:
+            f.write(self.model)
+        return path
+
+    @classmethod
+    def load(cls, path: str):
+        """The tokenizer of a file; errors name it."""
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path}: no such tokenizer model file")
+        with open(path, "rb") as f:
+            data = f.read()
+        try:
+            return cls(data)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
+
+
 def tokenizer_files(source, target) -> Dict[str, str]:
     """``{"source": name, "target": name}`` for a model's two tokenizers.
 
