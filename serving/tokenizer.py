@@ -20,7 +20,7 @@ BPE_SUFFIX = ".bpe.json"
 BPE_FORMAT = "zoo.byte_level_bpe"
 
 
-def _byte_symbols() -> List[str]:
+def byte_symbols() -> List[str]:
     """GPT-2's printable stand-ins for the 256 bytes (what a byte-level vocabulary holds)."""
     keep = [*range(33, 127), *range(161, 173), *range(174, 256)]
     extra = iter(range(256, 512))
@@ -52,7 +52,7 @@ def read_bpe(data: bytes, where: str = "byte-level BPE") -> Dict:
     if not isinstance(prefix, list) or not all(isinstance(i, int) and EOS_ID < i < len(vocab)
                                                for i in prefix):
         raise ValueError(f"{where}: prefix must be a list of ordinary ids (> {EOS_ID})")
-    missing = [b for b in _byte_symbols() if b not in vocab]
+    missing = [b for b in byte_symbols() if b not in vocab]
     if missing:
         raise ValueError(f"{where}: the vocabulary lacks {len(missing)} of the 256 byte "
                          f"symbols (e.g. {missing[0]!r}): not a byte-level BPE")

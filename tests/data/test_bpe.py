@@ -114,3 +114,16 @@ def test_a_vocabulary_without_the_bytes_is_refused(tok):
         data["vocab"], key=data["vocab"].get) if p != symbol)}
     with pytest.raises(ValueError, match="256 byte symbols"):
         BytePairTokenizer(json.dumps(data).encode())
+
+
+def test_byte_symbols_are_gpt2s():
+    """Hand-checked: byte 0 -> U+0100, newline -> 'Ċ', space -> 'Ġ', '!' stays; the set is
+    `tokenizers`' byte-level alphabet."""
+    from tokenizers import pre_tokenizers
+
+    from zoo.serving.tokenizer import byte_symbols
+
+    symbols = byte_symbols()
+    assert (symbols[0], symbols[10], symbols[32], symbols[33]) == ("\u0100", "Ċ", "Ġ", "!")
+    assert len(set(symbols)) == 256
+    assert set(symbols) == set(pre_tokenizers.ByteLevel.alphabet())

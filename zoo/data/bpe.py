@@ -24,9 +24,9 @@ class BytePairTokenizer(TokenizerFile):
         model: The bytes of a ``.bpe.json`` file (:meth:`from_vocabulary` writes them).
 
     Example:
-        >>> from zoo.serving.tokenizer import _byte_symbols
+        >>> from zoo.serving.tokenizer import byte_symbols
         >>> vocab = {p: i for i, p in enumerate(
-        ...     ["<pad>", "<unk>", "<start>", "</s>", "<s>", *_byte_symbols(), "hi"])}
+        ...     ["<pad>", "<unk>", "<start>", "</s>", "<s>", *byte_symbols(), "hi"])}
         >>> tok = BytePairTokenizer.from_vocabulary(vocab, ["h i"], prefix=[4])
         >>> tok.processor.encode(["hi!"])
         [[4, 261, 38]]
