@@ -3,10 +3,10 @@
 
 One T5 of t5-small's shape (6+6 layers, d=512, 8 heads of 64, ffn 2,048, ReLU, tied output),
 or one BART of bart-base's (6+6 layers, d=768, 12 heads, ffn 3,072, 1,024 learned positions);
-random weights: nothing can be downloaded here. The vocabulary is a SentencePiece model
-learned from the embedded DialogSum dialogues (t5-small's 32,128 pieces and bart-base's
-50,265 are not available offline, so the output projection is smaller than theirs; BART's
-byte-level BPE is not importable yet, so the same model stands in for it). zoo imports it
+random weights: nothing can be downloaded here. The vocabulary is learned from the embedded
+DialogSum dialogues: a SentencePiece model for T5, a byte-level BPE (`tokenizers`, as GPT-2's
+and BART's) for BART (t5-small's 32,128 pieces and bart-base's 50,265 are not available
+offline, so the output projection is smaller than theirs). zoo imports it
 (``zoo.models.import_keras_hub``) and exports it to ONNX and CTranslate2; each engine then
 summarizes the same DialogSum dev dialogues greedily, forced to the same number of steps (no
 early end: zoo's and CTranslate2's minimum length, KerasHub with no stop token), at batch 1
@@ -67,12 +67,12 @@ def engines(args, workdir):
     from zoo.models.importers import import_keras_hub
     from zoo.serving import load
 
-    proto = t5_sentencepiece(args.vocab)
-    sp = spm.SentencePieceProcessor(model_proto=proto)
     keras.utils.set_random_seed(0)
     if args.model == "bart":
-        hub, model, keras_hub_ids = _bart(args, proto)
+        hub, model, keras_hub_ids = _bart(args)
     else:
+        proto = t5_sentencepiece(args.vocab)
+        sp = spm.SentencePieceProcessor(model_proto=proto)
         backbone = keras_hub.models.T5Backbone(vocabulary_size=sp.get_piece_size(),
                                                **T5_SMALL)
         hub = keras_hub.models.T5Seq2SeqLM(backbone=backbone, preprocessor=None)
@@ -113,30 +113,48 @@ def _hub_inputs(ids, start, steps, pad=0):
             "decoder_token_ids": prompt, "decoder_padding_mask": mask}
 
 
-def _bart(args, proto):
-    """KerasHub's BART of bart-base's shape, zoo's import with the stand-in tokenizer, and
-    KerasHub's inputs in BART's ids (``<s> x </s>``; prompt ``</s> <s>``)."""
+def bart_bpe(vocab_size):
+    """A byte-level BPE in BART's layout learned from the embedded dialogues: ``(vocab,
+    merges)``."""
+    import json
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    from zoo.data import dialogsum_pairs
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.train_from_iterator(
+        [d for d, _ in dialogsum_pairs("train")],
+        trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
+                            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>"]))
+    model = json.loads(tok.to_str())["model"]
+    return model["vocab"], [" ".join(m) for m in model["merges"]]
+
+
+def _bart(args):
+    """KerasHub's BART of bart-base's shape with its tokenizer, zoo's import of both, and
+    KerasHub's inputs in BART's ids from its own tokenizer (``<s> x </s>``; prompt
+    ``</s> <s>``)."""
     import keras_hub
-    import numpy as np
 
-    from zoo.data import SentencePieceTokenizer
-    from zoo.models.importers import BART_IDS, bart_layout, import_keras_hub
+    from zoo.models.importers import BART_IDS, import_keras_hub
 
-    tok, original = SentencePieceTokenizer.from_foreign(proto)
+    vocab, merges = bart_bpe(args.vocab)
     shape = dict(BART_BASE)
     if args.dim:
         shape.update(hidden_dim=args.dim, num_heads=args.dim // 64, intermediate_dim=4 * args.dim)
-    backbone = keras_hub.models.BartBackbone(vocabulary_size=len(original) - 1, **shape)
+    backbone = keras_hub.models.BartBackbone(vocabulary_size=len(vocab), **shape)
     hub = keras_hub.models.BartSeq2SeqLM(backbone=backbone, preprocessor=None)
-    model = import_keras_hub(hub, tokenizer=False, max_source_length=args.source_length,
+    tokenizer = keras_hub.models.BartTokenizer(vocabulary=vocab, merges=merges)
+    model = import_keras_hub(hub, tokenizer=tokenizer, max_source_length=args.source_length,
                              max_target_length=args.steps)
-    model.source_tokenizer = model.target_tokenizer = tok
-    to_bart = np.asarray(bart_layout(len(original) - 1))
     b = BART_IDS
 
     def keras_hub_ids(batch):
-        ids = [[b["start"]] + to_bart[tok.processor.encode(t)[:args.source_length - 2]].tolist()
-               + [b["end"]] for t in batch]
+        ids = [[b["start"]] + list(tokenizer(t))[:args.source_length - 2] + [b["end"]]
+               for t in batch]
         return _hub_inputs(ids, [b["end"], b["start"]], args.steps, pad=b["pad"])
 
     return hub, model, keras_hub_ids
