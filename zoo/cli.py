@@ -627,7 +627,7 @@ def _cmd_import(args) -> int:
                              max_target_length=args.max_target_length)
     if model.source_tokenizer is None:
         raise ValueError(f"{handle}: the preset has no tokenizer; zoo saves models with "
-                         f"their SentencePiece model")
+                         f"their tokenizer")
     model.save(args.out, overwrite=args.overwrite)
     print(f"wrote {args.out}: a zoo {type(model).__name__} from {type(hub).__name__} "
           f"{handle} ({model.count_params():,} parameters); use it like any zoo model "
@@ -933,10 +933,11 @@ def _add_other_parsers(sub):
     serve_cli.add_arguments(v)
     v.set_defaults(func=serve_cli.run)
 
-    i = sub.add_parser("import", help="import a pretrained KerasHub seq2seq model (T5) as a "
+    i = sub.add_parser("import", help="import a pretrained KerasHub seq2seq model (T5, BART) as a "
                                       "zoo model directory")
     i.add_argument("source", metavar="SOURCE",
-                   help="keras_hub:PRESET_OR_DIR, e.g. keras_hub:t5_small_multi (downloads "
+                   help="keras_hub:PRESET_OR_DIR, e.g. keras_hub:t5_small_multi or "
+                        "keras_hub:bart_base_en (downloads "
                         "from KerasHub) or keras_hub:./my_preset (save_to_preset)")
     i.add_argument("--task", choices=("summarizer", "translator"), default="summarizer")
     i.add_argument("--out", required=True, help="the model directory written")
