@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from zoo.data import BytePairTokenizer, dialogsum_pairs, load_tokenizer, tokenizer_files
+from zoo.data import (BytePairTokenizer, dialogsum_pairs, load_tokenizer, make_dataset,
+                      tokenizer_files)
 from zoo.models.importers import _bart_tokenizer
 from zoo.serving import HostTokenizer
 
@@ -127,3 +128,16 @@ def test_byte_symbols_are_gpt2s():
     assert (symbols[0], symbols[10], symbols[32], symbols[33]) == ("\u0100", "Ċ", "Ġ", "!")
     assert len(set(symbols)) == 256
     assert set(symbols) == set(pre_tokenizers.ByteLevel.alphabet())
+
+
+def test_a_tf_data_pipeline_tokenizes_as_the_host(tok):
+    """Built lazily inside a ``tf.data`` map, the graph BPE must outlive that graph."""
+    fresh = BytePairTokenizer(tok.model)
+    pairs = list(dialogsum_pairs("dev", limit=8))
+    data = make_dataset(pairs, fresh, batch_size=8, max_source_length=48, max_target_length=24,
+                        shuffle=False, bucket=False)
+    (x, _), = [batch for batch in data.take(1)]
+    source = x["source"].numpy()
+    for row, (text, _) in zip(source, pairs):
+        want = fresh.processor.encode([text])[0][:47] + [3]
+        assert list(row[:len(want)]) == want and not row[len(want):].any()

@@ -300,6 +300,7 @@ def test_fine_tuning_an_imported_bart_keeps_within_its_learned_positions(tmp_pat
     """The summarizer's default source limit (400) is cut to BART's table of positions; a
     longer limit given by the user is refused before any work."""
     from zoo import recipes
+    from zoo.recipes import settings
 
     model = import_keras_hub(_hub_with_bpe(bart_bpe, sequence_length=32),
                              max_source_length=32, max_target_length=16)
@@ -310,8 +311,27 @@ def test_fine_tuning_an_imported_bart_keeps_within_its_learned_positions(tmp_pat
         recipes.train_summarizer(pairs, init_from=str(tmp_path / "bart"),
                                  out_dir=str(tmp_path / "refused"), max_source_length=300)
     assert not (tmp_path / "refused").exists()
-    tuned, _, info = recipes.train_summarizer(pairs, init_from=str(tmp_path / "bart"),
-                                              out_dir=str(tmp_path / "tuned"), epochs=1,
-                                              batch_size=8, verbose=0)
+    given = settings.resolve(zoo.models.Summarizer, {"init_from": str(tmp_path / "bart")})
+    assert given.max_source_length == 400  # the summarizer's default, beyond 64 positions
+    tuned = given.with_base(model)
+    assert (tuned.max_source_length, tuned.max_target_length) == (64, min(
+        given.max_target_length, 64))
+
+
+# The length check above is in the default run; the training run behind it is the recipes'
+# usual path (tests/training): behind `slow` (CI time on 2 cores).
+@pytest.mark.slow
+def test_zoo_training_recipe_fine_tunes_an_imported_bart(tmp_path, bart_bpe):
+    from zoo import recipes
+
+    model = import_keras_hub(_hub_with_bpe(bart_bpe, sequence_length=32),
+                             max_source_length=32, max_target_length=16)
+    model.save(str(tmp_path / "bart"))
+    pairs = list(zoo.data.dialogsum_pairs("train", limit=16))
+    _, _, info = recipes.train_summarizer(pairs, init_from=str(tmp_path / "bart"),
+                                          out_dir=str(tmp_path / "tuned"), epochs=1,
+                                          batch_size=8, verbose=0)
     assert info["max_source_length"] == 64 and info["truncated_sources"] > 0
     assert (tmp_path / "tuned" / "source.bpe.json").exists()
+    assert (tmp_path / "tuned" / "checkpoints" / "source.bpe.json").exists()
+    assert zoo.models.load(str(tmp_path / "tuned")).summarize(["#Person1#: Hi!"], max_length=4)
