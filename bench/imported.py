@@ -10,8 +10,9 @@ offline, so the output projection is smaller than theirs). zoo imports it
 (``zoo.models.import_keras_hub``) and exports it to ONNX and CTranslate2; each engine then
 summarizes the same DialogSum dev dialogues greedily, forced to the same number of steps (no
 early end: zoo's and CTranslate2's minimum length, KerasHub with no stop token), at batch 1
-and 32. KerasHub's ``T5Seq2SeqLM.generate`` runs compiled (its default) on token ids, so its
-time leaves out tokenization, which zoo's and CTranslate2's include. The engines of one batch
+and 32. KerasHub's ``generate`` runs compiled (its default) on token ids; T5's ids come
+from SentencePiece and BART's from KerasHub's own tokenizer, both inside its time, as
+tokenization is inside zoo's and CTranslate2's. The engines of one batch
 size alternate in rounds (the host's speed drifts); the median round is reported, in
 sentences per second, with the machine's CPU.
 
