@@ -3,7 +3,7 @@
 BART's tokenizer (issue 38) needs one implementation inside TensorFlow graphs (the SavedModel)
 and one without TensorFlow (the ONNX, LiteRT and CTranslate2 runners), with identical ids.
 This learns a byte-level BPE from the embedded DialogSum dialogues with `tokenizers`, builds
-KerasHub's ``BytePairTokenizer`` from the same ``vocab.json`` / ``merges.txt`` and counts the
+KerasHub's ``BytePairTokenizer`` from the same vocabulary and merges and counts the
 texts on which each KerasHub path differs from `tokenizers` (GPT-2's pre-split, the reference
 for BART)::
 
@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), HERE]
@@ -30,8 +29,9 @@ EDGE_CASES = ["I 'm here", "he said 'm' ok", "a  b", "x\n\ny", "  lead", "trail 
               "#Person1#: Hi, I 'm Tom.\n#Person2#: It 's   fine."]
 
 
-def learn(texts, vocab_size, folder):
-    """A GPT-2-style byte-level BPE learned by `tokenizers`: ``(tokenizer, vocab, merges)``."""
+def learn(texts, vocab_size):
+    """A GPT-2-style byte-level BPE in BART's layout (``<s>`` 0, ``<pad>`` 1, ``</s>`` 2,
+    ``<unk>`` 3) learned by `tokenizers`: ``(tokenizer, vocab, merges)``."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -39,12 +39,9 @@ def learn(texts, vocab_size, folder):
     tok.train_from_iterator(texts, trainers.BpeTrainer(
         vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         special_tokens=["<s>", "<pad>", "</s>", "<unk>"], show_progress=False))
-    tok.model.save(folder, "bpe")
-    with open(os.path.join(folder, "bpe-vocab.json"), encoding="utf-8") as f:
-        vocab = json.load(f)
-    with open(os.path.join(folder, "bpe-merges.txt"), encoding="utf-8") as f:
-        merges = [line.rstrip("\n") for line in f if not line.startswith("#version")]
-    return tok, vocab, merges
+    model = json.loads(tok.to_str())["model"]
+    return tok, model["vocab"], [m if isinstance(m, str) else " ".join(m)
+                                 for m in model["merges"]]
 
 
 def differing(reference, ids_per_text, texts):
@@ -64,9 +61,8 @@ def main():
 
     from quality import hardware
 
-    with tempfile.TemporaryDirectory() as folder:
-        reference, vocab, merges = learn(
-            [d for d, _ in dialogsum_pairs("train", limit=args.train)], args.vocab_size, folder)
+    reference, vocab, merges = learn(
+        [d for d, _ in dialogsum_pairs("train", limit=args.train)], args.vocab_size)
     hub = keras_hub.tokenizers.BytePairTokenizer(vocabulary=vocab, merges=merges)
     texts = [s for pair in dialogsum_pairs("dev") for s in pair] + EDGE_CASES
     in_graph = tf.function(lambda x: hub._tokenize_tf(x))(tf.constant(texts)).to_list()

@@ -114,35 +114,18 @@ def _hub_inputs(ids, start, steps, pad=0):
             "decoder_token_ids": prompt, "decoder_padding_mask": mask}
 
 
-def bart_bpe(vocab_size):
-    """A byte-level BPE in BART's layout learned from the embedded dialogues: ``(vocab,
-    merges)``."""
-    import json
-
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
-    from zoo.data import dialogsum_pairs
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.train_from_iterator(
-        [d for d, _ in dialogsum_pairs("train")],
-        trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
-                            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                            special_tokens=["<s>", "<pad>", "</s>", "<unk>"]))
-    model = json.loads(tok.to_str())["model"]
-    return model["vocab"], [" ".join(m) for m in model["merges"]]
-
-
 def _bart(args):
     """KerasHub's BART of bart-base's shape with its tokenizer, zoo's import of both, and
     KerasHub's inputs in BART's ids from its own tokenizer (``<s> x </s>``; prompt
     ``</s> <s>``)."""
     import keras_hub
 
+    from zoo.data import dialogsum_pairs
     from zoo.models.importers import BART_IDS, import_keras_hub
 
-    vocab, merges = bart_bpe(args.vocab)
+    from bpe_parity import learn
+
+    _, vocab, merges = learn([d for d, _ in dialogsum_pairs("train")], args.vocab)
     shape = dict(BART_BASE)
     if args.dim:
         shape.update(hidden_dim=args.dim, num_heads=args.dim // 64, intermediate_dim=4 * args.dim)

@@ -69,15 +69,16 @@ class BytePairProcessor:
     Args:
         data: The bytes of a ``.bpe.json`` file.
         where: Names the file in errors.
+        spec: Its content already read by :func:`read_bpe` (not read again).
     """
 
-    def __init__(self, data: bytes, where: str = "byte-level BPE"):
+    def __init__(self, data: bytes, where: str = "byte-level BPE", spec: Dict = None):
         try:
             from tokenizers import Tokenizer, decoders, models, pre_tokenizers
         except ImportError:
             raise ImportError(f"{where}: a byte-level BPE needs the tokenizers package: pip "
                               f"install 'zoo-seq2seq[serve]'") from None
-        spec = read_bpe(data, where)
+        spec = spec or read_bpe(data, where)
         self.prefix = list(spec["prefix"])
         self._pieces = sorted(spec["vocab"], key=spec["vocab"].get)
         merges = [tuple(m.split(" ")) for m in spec["merges"]]

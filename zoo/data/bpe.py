@@ -44,7 +44,7 @@ class BytePairTokenizer(TokenizerFile):
         if not isinstance(model, (bytes, bytearray)) or not model:
             raise ValueError("BytePairTokenizer needs the bytes of a .bpe.json file")
         self.model = bytes(model)
-        spec = read_bpe(self.model)
+        self._spec = spec = read_bpe(self.model)
         self.vocab: Dict[str, int] = spec["vocab"]
         self.merges: List[str] = spec["merges"]
         self.prefix: List[int] = spec["prefix"]
@@ -67,7 +67,7 @@ class BytePairTokenizer(TokenizerFile):
     def processor(self) -> BytePairProcessor:
         """Host-side (``tokenizers``, no TensorFlow), with sentencepiece's methods."""
         if self._host is None:
-            self._host = BytePairProcessor(self.model)
+            self._host = BytePairProcessor(self.model, spec=self._spec)
         return self._host
 
     @property
