@@ -10,6 +10,8 @@ and appends a JSON line to bench/results/samsum.jsonl. SAMSum is non-commercial:
 Usage:
     python bench/samsum.py --recipe samsum_dialogues --data samsum dialogsum --out runs/sd
     python bench/samsum.py --evaluate runs/sd          # score a finished run again
+    python bench/samsum.py --recipe samsum_dialogues_reg --holdout 500 --out runs/ho
+                                                       # choose decoding on held-out SAMSum
     python bench/samsum.py --evaluate runs/sd --decoding '{"beam_size": 6, "length_penalty": 2.0}'
     python bench/samsum.py --init-from runs/sd --data samsum --epochs 2 --out runs/sd2
                                                        # a second, in-domain stage
@@ -37,9 +39,20 @@ def read(corpus, name):
     return list(read_jsonl(os.path.join(SHARED, corpus, name), "dialogue", "summary"))
 
 
-def choose_decoding(model, dev, grid=None):
-    """The setting of ``grid`` (default :data:`checkpoints.SWEEP`) with the best DialogSum dev
-    ROUGE-1 + Lsum."""
+def split_holdout(pairs, n, seed=1):
+    """``pairs`` without ``n`` of them held out by a fixed shuffle, and the ``n``: a slice of
+    SAMSum's training dialogues to choose decoding on, in-domain but never trained on."""
+    import random
+
+    order = list(range(len(pairs)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:n])
+    return [p for i, p in enumerate(pairs) if i not in held], [pairs[i] for i in order[:n]]
+
+
+def choose_decoding(model, dev, grid=None, name="DialogSum dev"):
+    """The setting of ``grid`` (default :data:`checkpoints.SWEEP`) with the best ROUGE-1 +
+    Lsum on ``dev``."""
     from checkpoints import SWEEP
     from zoo import metrics
 
@@ -48,31 +61,34 @@ def choose_decoding(model, dev, grid=None):
         hyps = model.generate_text([s for s, _ in dev], strategy="beam",
                                    no_repeat_ngram_size=3, **kw)
         r = metrics.rouge(hyps, [t for _, t in dev])
-        print(f"  DialogSum dev {kw}: {r['rouge1']:.2f} / {r['rougeLsum']:.2f}", flush=True)
+        print(f"  {name} {kw}: {r['rouge1']:.2f} / {r['rougeLsum']:.2f}", flush=True)
         if r["rouge1"] + r["rougeLsum"] > best_score:
             best, best_score = kw, r["rouge1"] + r["rougeLsum"]
     return best
 
 
-def evaluate(model, train_summaries, label, seconds=None, decoding=None, grid=None):
+def evaluate(model, train_summaries, label, seconds=None, decoding=None, grid=None,
+             held=None):
     from quality import append_record, hardware
     from zoo import metrics
 
+    chosen_on = f"SAMSum train holdout ({len(held)})" if held else "DialogSum dev"
     if decoding is None:
-        decoding = choose_decoding(model, read("dialogsum", "dev.jsonl.gz"), grid)
+        dev = held or read("dialogsum", "dev.jsonl.gz")
+        decoding = choose_decoding(model, dev, grid, chosen_on)
     val = read("samsum", "validation.jsonl.gz")
     src, ref = [s for s, _ in val], [t for _, t in val]
     hyps = model.generate_text(src, strategy="beam", no_repeat_ngram_size=3, **decoding)
     r = metrics.rouge(hyps, ref)
     read_ = metrics.readability(hyps, src, metrics.word_list(train_summaries))
     row = {k: round(v, 2) for k, v in {**r, **read_}.items()}
-    print(f"{hardware()}\n| run | decoding (from DialogSum dev) | R1 / R2 / L / Lsum | "
+    print(f"{hardware()}\n| run | decoding (from {chosen_on}) | R1 / R2 / L / Lsum | "
           f"invented % | malformed % |\n|---|---|---|---|---|")
     print(f"| {label} | {decoding} | {row['rouge1']} / {row['rouge2']} / {row['rougeL']} / "
           f"{row['rougeLsum']} | {row.get('invented', '')} | {row.get('malformed_tags', '')} |")
     for h, t in list(zip(hyps, ref))[:3]:
         print(f"  - {h!r}  (reference {t!r})")
-    append_record(RESULTS, {"run": label, "decoding": decoding, **row, "seconds": seconds,
+    append_record(RESULTS, {"run": label, "decoding": decoding, "chosen_on": chosen_on, **row, "seconds": seconds,
                             "hardware": hardware(), "date": time.strftime("%Y-%m-%d %H:%M")})
 
 
@@ -88,6 +104,9 @@ def main(argv=None):
     p.add_argument("--sweep", type=json.loads, default=None, metavar="JSON",
                    help="the decoding settings to choose from on DialogSum dev (a JSON list; "
                         "default: bench/checkpoints.py's SWEEP)")
+    p.add_argument("--holdout", type=int, default=0, metavar="N",
+                   help="hold N SAMSum training dialogues out of training (a fixed shuffle) "
+                        "and choose decoding on them instead of DialogSum dev")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
@@ -108,11 +127,16 @@ def main(argv=None):
     from zoo import recipes
     from zoo.models import presets
 
-    train = [pair for name in args.data for pair in read(*FILES[name])]
+    train, held = [], None
+    for name in args.data:
+        pairs = read(*FILES[name])
+        if name == "samsum" and args.holdout:
+            pairs, held = split_holdout(pairs, args.holdout)
+        train += pairs
     summaries = [t for _, t in train]
     if args.evaluate:
         evaluate(zoo.models.load(args.evaluate), summaries, args.evaluate,
-                 decoding=args.decoding, grid=args.sweep)
+                 decoding=args.decoding, grid=args.sweep, held=held)
         return
     random.Random(0).shuffle(train)
     t0 = time.time()
@@ -130,9 +154,10 @@ def main(argv=None):
         **extra)
     seconds = round(time.time() - t0)
     print(f"trained in {seconds} s; val_loss {info['history'].get('val_loss')}", flush=True)
-    label = (f"{args.init_from} then" if args.init_from else args.recipe) + f" on {'+'.join(args.data)}" + (f", {args.epochs} epochs"
-                                                           if args.epochs else "")
-    evaluate(model, summaries, label, seconds)
+    label = ((f"{args.init_from} then" if args.init_from else args.recipe)
+             + f" on {'+'.join(args.data)}" + (f", {args.epochs} epochs" if args.epochs else "")
+             + (f", {args.holdout} SAMSum dialogues held out" if args.holdout else ""))
+    evaluate(model, summaries, label, seconds, grid=args.sweep, held=held)
 
 
 if __name__ == "__main__":
