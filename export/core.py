@@ -126,7 +126,7 @@ class ExportCore:
             encoded = model.encode(ids)
             return model.initial_state(encoded, self.max_length), model.prepare_memory(encoded)
 
-        traced = tf.function(shapes).get_concrete_function(
+        traced = tf.function(shapes, autograph=False).get_concrete_function(
             tf.TensorSpec([self.batch_size, self.source_length], tf.int32))
         state, memory = traced.structured_outputs
         self.state, self.memory = _Nest(state, ""), _Nest(memory, MEMORY_PREFIX)

@@ -237,7 +237,7 @@ def _write(core, tmp, opset, quantization) -> dict:
     outputs = {}
     for signature, (fn, spec) in _graphs(core).items():
         file = os.path.join(tmp, FILES[signature])
-        outputs[signature] = _convert(tf.function(fn), spec, file, opset)
+        outputs[signature] = _convert(tf.function(fn, autograph=False), spec, file, opset)
         if quantization == "int8":
             quantize_int8(file)
     inputs = {**{k: list(v) for k, v in _loop_inputs(core).items()},

@@ -448,7 +448,9 @@ class Seq2Seq(keras.Model):
         if fn is None:
             import tensorflow as tf
 
-            fn = tf.function(run, jit_compile=jit_compile, reduce_retracing=True,
+            # autograph=False: the loops are keras.ops while-loops, and converting every
+            # called function's source only slows tracing.
+            fn = tf.function(run, jit_compile=jit_compile, reduce_retracing=True, autograph=False,
                              input_signature=[tf.TensorSpec((None, None), tf.int32)])
             self._compiled.functions[key] = fn
         return fn(source_ids)
