@@ -80,26 +80,49 @@ def _reachable_nodes(self, outputs_name, input_checker=None, remove_unused_input
     return list(seen)
 
 
-@contextlib.contextmanager
-def _one_walk_reachability():
-    """tf2onnx's optimizers prune unused nodes hundreds of times per loop graph, each a walk
-    per graph output; one walk makes the whole export faster (docs/RESULTS.md, Test
-    suite)."""
-    from tf2onnx.graph import Graph
 
-    before = Graph.extract_sub_graph_nodes
-    Graph.extract_sub_graph_nodes = _reachable_nodes
+
+def _update_proto_fresh(self, external_tensor_storage=None):
+    """tf2onnx's ``Node.update_proto`` into a new ``NodeProto``: refilling the old one in
+    place keeps every earlier copy of its attributes in the message's protobuf arena, so each
+    optimizer pass grew the process by the weights' size (docs/RESULTS.md)."""
+    import onnx
+
+    old, op = self._op, onnx.NodeProto()
+    for field in ("name", "op_type", "domain", "doc_string"):
+        if old.HasField(field):  # proto2: an unset field stays unset
+            setattr(op, field, getattr(old, field))
+    op.input.extend(self.input)
+    op.output.extend(self.output)
+    for attr_name, sub_graph in (self.get_body_graphs() or {}).items():
+        self.set_attr(attr_name, sub_graph.make_graph(
+            "graph for " + self.name + " " + attr_name,
+            external_tensor_storage=external_tensor_storage))
+    op.attribute.extend(self.get_onnx_attrs(external_tensor_storage).values())
+    self._op = op
+
+
+@contextlib.contextmanager
+def _patched(cls, name, replacement):
+    """``cls.name`` replaced for the duration (tf2onnx's internals, see each replacement)."""
+    before = getattr(cls, name)
+    setattr(cls, name, replacement)
     try:
         yield
     finally:
-        Graph.extract_sub_graph_nodes = before
+        setattr(cls, name, before)
 
 
 def _convert(fn, signature, path, opset):
     import tf2onnx
 
+    from tf2onnx.graph import Graph, Node
+
     handlers = onnx_handlers.HANDLERS if opset >= onnx_handlers.MIN_OPSET else None
-    with _optimizer_errors_raised(), _one_walk_reachability():
+    # One walk for tf2onnx's hundreds of prunings per loop graph (a walk per output before).
+    with _optimizer_errors_raised(), _patched(Graph, "extract_sub_graph_nodes",
+                                              _reachable_nodes), \
+            _patched(Node, "update_proto", _update_proto_fresh):
         model_proto, _ = tf2onnx.convert.from_function(fn, input_signature=signature,
                                                        opset=opset, custom_op_handlers=handlers)
     _check_operators(model_proto.graph, opset, path)
