@@ -162,7 +162,7 @@ def main(argv=None):
     p.add_argument("--dim", type=int, default=None,
                    help="BART's model size instead of bart-base's 768 (heads of 64, ffn 4x)")
     p.add_argument("--skip", nargs="*", default=[], choices=("onnx", "ctranslate2"),
-                   help="leave an export out (bart-base's ONNX export needs more than 24 GiB)")
+                   help="leave an export out (bart-base's ONNX export peaks at 11 GB)")
     args = p.parse_args(argv)
     import numpy as np
 
