@@ -573,6 +573,11 @@ class Seq2Seq(keras.Model):
         return super().fit(*args, **kwargs)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if getattr(self, "_distribute_strategy", None) is None:
+            # Keras leaves building to the first trace of the step here; variables made in a
+            # trace make tf.function trace the step a second time.
+            self._build_variables()
+            return None
         # Keras 3.15 (TensorFlow backend) averages the first batch over the replicas to learn
         # its shapes, which MultiWorkerMirroredStrategy cannot do for a dict of int batches
         # (keras-team/keras#20585). One replica's part has the shapes it needs.
@@ -583,6 +588,13 @@ class Seq2Seq(keras.Model):
             data_batch = first_local_batch(iterator, self._distribute_strategy)
             iterator = None
         return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    def _build_variables(self):
+        """The network's and the optimizer's variables, made eagerly before any step."""
+        if not self.built:
+            self.build()
+        if self.optimizer is not None and not self.optimizer.built:
+            self.optimizer.build(self.trainable_variables)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         """Keras's, with each value of rank 1 inside a multi-worker step: Keras 3.15 averages
