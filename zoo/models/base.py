@@ -442,6 +442,8 @@ class Seq2Seq(keras.Model):
 
         if not compiled or keras.backend.backend() != "tensorflow":
             return run(source_ids)
+        if not self.built:  # variables made inside the trace would make it trace twice
+            self.build()
         key = (type(strat).__name__, json.dumps(strat.get_config(), sort_keys=True),
                max_length, min_length, bool(jit_compile))
         fn = self._compiled.functions.get(key)
