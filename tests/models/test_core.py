@@ -158,3 +158,25 @@ def test_damaged_files_are_reported_with_their_name(tok, tmp_path):
     (path / "source.model").write_bytes(b"\x00garbage" * 10)
     with pytest.raises(ValueError, match=r"source.model: not a valid SentencePiece model"):
         Translator.load(str(path))
+
+
+@pytest.mark.parametrize("preset", ["rnn_tiny", "transformer_tiny"])
+def test_fit_and_generate_trace_their_functions_once(tok, preset):
+    """Keras leaves an unbuilt model and optimizer to the first trace of the train step
+    (without a distribution strategy); variables made there make tf.function trace again.
+    zoo makes them before: one trace of the step for two epochs of equal batches, one of the
+    decoding loop for two calls."""
+    pairs = anki_spa_eng_pairs(limit=300)[:16]
+    ds = make_dataset(pairs, tok, batch_size=8, shuffle=False, bucket=False).take(1)
+    model = Translator.from_preset(preset, tokenizer=tok, max_target_length=6)
+    model.compile(learning_rate=1e-3)
+    steps, loops = [], []
+    train_step = model.train_step
+    model.train_step = lambda data: steps.append(1) or train_step(data)
+    model.fit(ds.repeat(2), epochs=2, steps_per_epoch=1, verbose=0)
+    assert len(steps) == 1
+    fresh = Translator.from_preset(preset, tokenizer=tok, max_target_length=6)
+    fresh.decode = lambda *a, **k: loops.append(1) or Translator.decode(fresh, *a, **k)
+    fresh.translate(["Hola."])
+    fresh.translate(["Tengo hambre."])
+    assert len(loops) == 1
