@@ -3,8 +3,8 @@
 Decoding is never chosen on SAMSum validation: each row's settings are picked on DialogSum
 dev (500 dialogues) from :data:`checkpoints.SWEEP`, or with ``--holdout N`` on N SAMSum
 training dialogues kept out of training from :data:`HOLDOUT_SWEEP`; then SAMSum validation
-(818 dialogues) is scored once with them. Each row prints ROUGE-1/2/L/Lsum (rouge-score, stemmed) and the
-readability check (invented words against the training summaries' words, malformed tags),
+(818 dialogues) is scored once with them. Each row prints ROUGE-1/2/L/Lsum (rouge-score,
+stemmed) and the readability check (invented words against the training summaries' words, malformed tags),
 and appends a JSON line to bench/results/samsum.jsonl. SAMSum is non-commercial: read from
 ../shared, never shipped.
 
@@ -97,8 +97,9 @@ def evaluate(model, train_summaries, label, seconds=None, decoding=None, grid=No
           f"{row['rougeLsum']} | {row.get('invented', '')} | {row.get('malformed_tags', '')} |")
     for h, t in list(zip(hyps, ref))[:3]:
         print(f"  - {h!r}  (reference {t!r})")
-    append_record(RESULTS, {"run": label, "decoding": decoding, "chosen_on": chosen_on, **row, "seconds": seconds,
-                            "hardware": hardware(), "date": time.strftime("%Y-%m-%d %H:%M")})
+    append_record(RESULTS, {"run": label, "decoding": decoding, "chosen_on": chosen_on, **row,
+                            "seconds": seconds, "hardware": hardware(),
+                            "date": time.strftime("%Y-%m-%d %H:%M")})
 
 
 def main(argv=None):

@@ -80,8 +80,6 @@ def _reachable_nodes(self, outputs_name, input_checker=None, remove_unused_input
     return list(seen)
 
 
-
-
 def _update_proto_fresh(self, external_tensor_storage=None):
     """tf2onnx's ``Node.update_proto`` into a new ``NodeProto``: refilling the old one in
     place keeps every earlier copy of its attributes in the message's protobuf arena, so each
@@ -115,11 +113,10 @@ def _patched(cls, name, replacement):
 
 def _convert(fn, signature, path, opset):
     import tf2onnx
-
     from tf2onnx.graph import Graph, Node
 
     handlers = onnx_handlers.HANDLERS if opset >= onnx_handlers.MIN_OPSET else None
-    # One walk for tf2onnx's hundreds of prunings per loop graph (a walk per output before).
+    # tf2onnx's internals replaced while it converts: pruning in one walk, fresh node protos.
     with _optimizer_errors_raised(), _patched(Graph, "extract_sub_graph_nodes",
                                               _reachable_nodes), \
             _patched(Node, "update_proto", _update_proto_fresh):
