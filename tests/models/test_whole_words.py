@@ -140,3 +140,21 @@ def test_copy_whole_words_needs_a_copying_decoder():
 
     with pytest.raises(ValueError, match="copy_whole_words needs a copying decoder"):
         Translator.from_preset("transformer_tiny", vocab_size=50, copy_whole_words=True)
+
+
+def test_a_banned_tag_cannot_be_spelled_out_piece_by_piece():
+    """Seen on SAMSum: with ``#Person1#`` banned, a model trained on DialogSum wrote
+    "Yan#Person1#" from the pieces "#", "Person", "1", "#". A piece holding a tag's mark is
+    held to the tag's rule; the special pieces never are (eos stays writable)."""
+    pieces = ["<pad>", "<unk>", "<s>", "</s>", "▁Yan", "#", "Person", "1", "▁#", "#P#", "#x"]
+    kinds = whole_words.piece_kinds(pieces, {"#P#"})
+    assert np.flatnonzero(kinds[4]).tolist() == [5, 8, 9, 10]
+    source = np.array([[4, 3, 0]], "int32")  # "▁Yan </s>": no tag, no '#'
+    state, banned = whole_words.step(np.array([4], "int32"), whole_words.initial(source > 0),
+                                     source, kinds)
+    banned = set(np.flatnonzero(np.asarray(banned)[0]).tolist())
+    assert {5, 8, 9, 10} <= banned and EOS_ID not in banned
+    hashtag = np.array([[8, 4, 3]], "int32")  # "▁# ▁Yan </s>": the source holds "▁#"
+    _, banned = whole_words.step(np.array([4], "int32"), whole_words.initial(hashtag > 0),
+                                 hashtag, kinds)
+    assert not np.asarray(banned)[0, 8]

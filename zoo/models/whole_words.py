@@ -7,7 +7,9 @@ allows only the pieces that continue one of them, and lets the word end only whe
 ends (or where the word is a single piece, a word of the vocabulary). Words that match no source
 word are generated freely. A user-defined piece (a speaker tag such as ``#Person1#``, the turn
 separator) is written only when the source holds it: a model trained on dialogues with tags
-does not put ``#Person1#`` into the summary of a dialogue between Amanda and Hannah.
+does not put ``#Person1#`` into the summary of a dialogue between Amanda and Hannah, nor spell
+it out with the pieces ``#``, ``Person``, ``1``, ``#`` (a piece holding a tag's mark, ``#``,
+is held to the same rule).
 
 A word is a run of letters and digits. A piece continues the word before it when it starts with
 a letter or digit (no ``▁``) and the piece before it ended with one; anything else ends the
@@ -24,6 +26,7 @@ and one per row (``open``: the last piece ended with a letter or digit).
 import numpy as np
 from keras import ops
 
+from zoo.inputs import SPECIAL_IDS
 from zoo.layers.base import scatter_onto_vocabulary
 
 #: What banned pieces get added: far below any log-probability, finite in float16 too.
@@ -34,24 +37,31 @@ def piece_kinds(pieces, symbols=()):
     """``(5, V)`` bool rows, by piece: *starts* (its first character is no letter or digit,
     so it never continues a word), *opens* (its last character is one: a word may go on
     after it), *wordy* (it holds one at all), *ends* (it may end a copied word: a start
-    that is not one of ``symbols``) and *symbols* (one of ``symbols``: written only when the
-    source holds it).
+    that is not one of ``symbols``) and *symbols* (one of ``symbols``, or a piece holding one
+    of their marks, such as ``#``: written only when the source holds it, so that a banned
+    tag cannot be spelled out piece by piece, "#" "Person" "1" "#").
 
     Args:
         pieces: The vocabulary's pieces, by id (``SentencePieceTokenizer.id_to_piece``).
         symbols: The user-defined pieces (speaker tags, the turn separator).
 
     Example:
-        >>> kinds = piece_kinds(["<pad>", "▁spec", "ial", "'s", "'", "#P1#"], {"#P1#"})
+        >>> pieces = ["<pad>", "<unk>", "<s>", "</s>", "▁spec", "ial", "'s", "#P1#", "▁#"]
+        >>> kinds = piece_kinds(pieces, {"#P1#"})
         >>> kinds.astype(int).tolist()  # doctest: +NORMALIZE_WHITESPACE
-        [[1, 1, 0, 1, 1, 1], [0, 1, 1, 1, 0, 0], [1, 1, 1, 1, 0, 1], [1, 1, 0, 1, 1, 0],
-         [0, 0, 0, 0, 0, 1]]
+        [[1, 1, 1, 1, 1, 0, 1, 1, 1], [0, 0, 0, 0, 1, 1, 1, 0, 0],
+         [1, 1, 1, 1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 0, 1, 0, 1],
+         [0, 0, 0, 0, 0, 0, 0, 1, 1]]
     """
     starts = [not p[:1].isalnum() for p in pieces]
+    marks = {c for s in symbols for c in s if not c.isalnum() and c != "▁"}
+    # The special pieces (<pad>, </s>, ...) are never marks: eos must stay writable.
+    marked = [i >= len(SPECIAL_IDS) and (p in symbols or any(c in marks for c in p))
+              for i, p in enumerate(pieces)]
     return np.array([starts, [p[-1:].isalnum() for p in pieces],
                      [any(c.isalnum() for c in p) for p in pieces],
                      [s and p not in symbols for s, p in zip(starts, pieces)],
-                     [p in symbols for p in pieces]], bool)
+                     marked], bool)
 
 
 def initial(memory_mask):
