@@ -143,9 +143,9 @@ def test_copy_whole_words_needs_a_copying_decoder():
 
 
 def test_a_banned_tag_cannot_be_spelled_out_piece_by_piece():
-    """Seen on SAMSum: with ``#Person1#`` banned, a model trained on DialogSum wrote
-    "Yan#Person1#" from the pieces "#", "Person", "1", "#". A piece holding a tag's mark is
-    held to the tag's rule; the special pieces never are (eos stays writable)."""
+    """With ``#Person1#`` banned, the pieces "#", "Person", "1", "#" could still spell it. A
+    piece holding a tag's mark is held to the tag's rule; the special pieces never are (eos
+    stays writable)."""
     pieces = ["<pad>", "<unk>", "<s>", "</s>", "▁Yan", "#", "Person", "1", "▁#", "#P#", "#x"]
     kinds = whole_words.piece_kinds(pieces, {"#P#"})
     assert np.flatnonzero(kinds[4]).tolist() == [5, 8, 9, 10]
